@@ -1,0 +1,149 @@
+"""Packed bitmaps: one bit per page, 64 pages per ``uint64`` word, as QEMU's ``unsigned long *``.
+
+Single-bit helpers convert a word to a Python int and back, which is the cheapest scalar path in
+numpy; whole-bitmap helpers are vectorised so a 2^24-page sync runs no per-page Python loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+BITS_PER_LONG = 64
+WORD_MASK = (1 << BITS_PER_LONG) - 1
+
+
+def words_for(nbits: int) -> int:
+    """Number of 64-bit words needed to hold ``nbits`` bits."""
+    return (nbits + BITS_PER_LONG - 1) // BITS_PER_LONG
+
+
+class Bitmap:
+    """A fixed-size bitmap of ``nbits`` bits stored in ``uint64`` words (bit i of word w = page 64w+i)."""
+
+    __slots__ = ("nbits", "words")
+
+    def __init__(self, nbits: int, fill: bool = False):
+        self.nbits = nbits
+        self.words = np.zeros(words_for(nbits), dtype=np.uint64)
+        if fill:
+            self.set_range(0, nbits)
+
+    # -- single bits -------------------------------------------------------------------------
+    def test(self, i: int) -> bool:
+        """Whether bit ``i`` is set."""
+        return (int(self.words[i >> 6]) >> (i & 63)) & 1 == 1
+
+    def set(self, i: int) -> None:
+        """Set bit ``i``."""
+        w = i >> 6
+        self.words[w] = int(self.words[w]) | (1 << (i & 63))
+
+    def clear(self, i: int) -> None:
+        """Clear bit ``i``."""
+        w = i >> 6
+        self.words[w] = int(self.words[w]) & ~(1 << (i & 63)) & WORD_MASK
+
+    def test_and_clear(self, i: int) -> bool:
+        """Clear bit ``i`` and return whether it was set (QEMU's ``test_and_clear_bit``)."""
+        w = i >> 6
+        old = int(self.words[w])
+        bit = 1 << (i & 63)
+        if old & bit:
+            self.words[w] = old & ~bit & WORD_MASK
+            return True
+        return False
+
+    def test_and_set(self, i: int) -> bool:
+        """Set bit ``i`` and return whether it was already set (QEMU's ``test_and_set_bit``)."""
+        w = i >> 6
+        old = int(self.words[w])
+        bit = 1 << (i & 63)
+        if old & bit:
+            return True
+        self.words[w] = old | bit
+        return False
+
+    # -- words ---------------------------------------------------------------------------------
+    def word(self, w: int) -> int:
+        """Word ``w`` as a Python int."""
+        return int(self.words[w])
+
+    def xchg_word(self, w: int, value: int) -> int:
+        """Store ``value`` into word ``w`` and return the old word (QEMU's ``qatomic_xchg``)."""
+        old = int(self.words[w])
+        self.words[w] = value
+        return old
+
+    def set_word(self, w: int, value: int) -> None:
+        """Store ``value`` into word ``w``."""
+        self.words[w] = value
+
+    # -- ranges and whole bitmaps -------------------------------------------------------------
+    def _range_mask_words(self, start: int, end: int) -> np.ndarray:
+        """A word array with exactly bits [start, end) set."""
+        mask = np.zeros_like(self.words)
+        if end <= start:
+            return mask
+        first, last = start >> 6, (end - 1) >> 6
+        mask[first:last + 1] = np.uint64(WORD_MASK)
+        mask[first] &= np.uint64((WORD_MASK << (start & 63)) & WORD_MASK)
+        tail = end & 63
+        if tail:
+            mask[last] &= np.uint64((1 << tail) - 1)
+        return mask
+
+    def set_range(self, start: int, end: int) -> None:
+        """Set bits [start, end)."""
+        self.words |= self._range_mask_words(start, end)
+
+    def clear_range(self, start: int, end: int) -> None:
+        """Clear bits [start, end)."""
+        self.words &= ~self._range_mask_words(start, end)
+
+    def range_bits(self, start: int, end: int) -> list[int]:
+        """Indices of set bits in [start, end), ascending (small ranges: chunk masks, diffs)."""
+        return [i for i in range(start, end) if self.test(i)]
+
+    def find_next(self, start: int, end: int) -> int:
+        """First set bit in [start, end), or ``end`` if none (QEMU's ``find_next_bit``)."""
+        i = start
+        while i < end:
+            w = i >> 6
+            word = int(self.words[w]) >> (i & 63)
+            if word:
+                found = i + ((word & -word).bit_length() - 1)
+                return found if found < end else end
+            i = (w + 1) << 6
+        return end
+
+    def popcount(self) -> int:
+        """Number of set bits."""
+        return int(np.bitwise_count(self.words).sum())
+
+    def any(self) -> bool:
+        """Whether any bit is set."""
+        return bool(self.words.any())
+
+    def fill(self, value: bool) -> None:
+        """Set every bit to ``value`` (bits past ``nbits`` stay clear)."""
+        self.words[:] = 0
+        if value:
+            self.set_range(0, self.nbits)
+
+    def copy(self) -> "Bitmap":
+        """An independent copy."""
+        other = Bitmap.__new__(Bitmap)
+        other.nbits = self.nbits
+        other.words = self.words.copy()
+        return other
+
+    def to_list(self) -> list[int]:
+        """Indices of all set bits (for traces and diffs of small worlds)."""
+        bits = np.unpackbits(self.words.view(np.uint8), bitorder="little")[: self.nbits]
+        return [int(i) for i in np.flatnonzero(bits)]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Bitmap) and self.nbits == other.nbits and bool(
+            np.array_equal(self.words, other.words))
+
+    def __repr__(self) -> str:
+        return f"Bitmap({self.nbits}, set={self.to_list()[:16]}{'...' if self.popcount() > 16 else ''})"

@@ -1,0 +1,76 @@
+"""Parameters of a world: geometry, KVM dirty-log mode, migration and throttle settings."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .geometry import Geometry
+
+KVM_MODES = ("legacy", "manual", "initially_set")
+TARGET_PAGE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that shapes a world besides the design.
+
+    ``kvm_mode``: ``legacy`` (GET clears and re-protects), ``manual`` (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
+    GET only copies, CLEAR re-protects) or ``initially_set`` (manual, and logging starts with every
+    bit set and no page protected). Times are milliseconds of the logical clock.
+    """
+
+    geometry: Geometry = field(default_factory=Geometry.simple)
+    kvm_mode: str = "manual"
+    vcpus: int = 2
+    burst: int = 8                       # pages sent per ram_save_iterate call
+    switchover_pages: int = 4            # complete when migration_dirty_pages is at most this
+    auto_converge: bool = True
+    throttle_trigger_threshold: int = 50
+    cpu_throttle_initial: int = 20
+    cpu_throttle_increment: int = 10
+    cpu_throttle_tailslow: bool = False
+    max_cpu_throttle: int = 99
+    dirty_sync_timer_ms: int = 5000      # periodic design's main-loop timer
+    watcher_poll_ms: int = 1000          # background-v1 watcher thread
+    watcher_idle_ms: int = 5000          # background-v1: sync only if the last one is older
+    iterate_sync_ms: int = 3000          # iterate-sync design: period of its syncs
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.geometry, Geometry):
+            raise ValueError("geometry must be a Geometry")
+        if self.kvm_mode not in KVM_MODES:
+            raise ValueError(f"unknown KVM mode {self.kvm_mode!r} (choose from {', '.join(KVM_MODES)})")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("int",) and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ValueError(f"{f.name} must be a non-negative integer, not {v!r}")
+        if self.vcpus < 1:
+            raise ValueError("a guest needs at least one vCPU")
+        if self.burst < 1:
+            raise ValueError("burst must be at least 1 page")
+        if not 1 <= self.max_cpu_throttle <= 99:
+            raise ValueError("max_cpu_throttle must be within 1..99")
+
+    @property
+    def manual_protect(self) -> bool:
+        """Whether KVM runs with manual dirty-log protect (CLEAR re-protects)."""
+        return self.kvm_mode != "legacy"
+
+    def to_json(self) -> dict:
+        """A JSON-able form, recorded in traces."""
+        d = asdict(self)
+        d["geometry"] = self.geometry.to_json()
+        return d
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Config":
+        """Inverse of :meth:`to_json`; ``ValueError`` on unknown keys or bad values."""
+        if not isinstance(data, dict):
+            raise ValueError("config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config key(s): {', '.join(sorted(unknown))}")
+        kw = dict(data)
+        if "geometry" in kw:
+            kw["geometry"] = Geometry.from_json(kw["geometry"])
+        return cls(**kw)

@@ -1,0 +1,155 @@
+"""The seed series (background sync, v1): ``iter_bmap``, ``shadow_bmap`` and a watcher thread.
+
+Modelled as the patches are, not as they should be (see ``docs/qemu-semantics.md`` section 12):
+the watcher flips ``sync_mode`` to MODERN outside any lock, then takes the BQL for a
+*background* sync that moves L2 into ``iter_bmap`` without touching ``bmap``; the next ordinary
+sync drops from ``iter_bmap`` the pages sent since (``shadow_bmap`` set, ``bmap`` clear) and folds
+the rest into ``bmap``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..bitmap import WORD_MASK
+from .base import Design, Step
+
+RAMBLOCK_SYN_LEGACY, RAMBLOCK_SYN_MODERN = "LEGACY", "MODERN"
+LEGACY_ITER, MODERN_ITER, MODERN_BACKGROUND = "LEGACY_ITER", "MODERN_ITER", "MODERN_BACKGROUND"
+
+
+class BackgroundV1(Design):
+    """Hyman Huang's v1 series: background syncs feed the throttle between iterations."""
+
+    name = "background-v1"
+    summary = "seed series v1: watcher thread, background syncs into iter_bmap/shadow_bmap"
+    coverage_bitmaps = ("iter_bmap",)
+    # A background sync counts new dirty pages for the throttle without setting them in bmap.
+    not_applicable = ("period-counter",)
+
+    def attach(self, w) -> None:
+        """Bind to the world; ``sync_mode`` is a global that starts LEGACY and is never reset."""
+        super().attach(w)
+        self.sync_mode = RAMBLOCK_SYN_LEGACY
+        self.flavour = LEGACY_ITER
+        self.watcher_quit = False
+
+    # -- bitmaps --------------------------------------------------------------------------------
+    def ram_list_init_bitmaps(self, w) -> None:
+        """Also allocate ``shadow_bmap`` and ``iter_bmap`` (zero) and the per-block counter/flag."""
+        super().ram_list_init_bitmaps(w)
+        for rb in w.blocks:
+            rb.add_bitmap("shadow_bmap")
+            rb.add_bitmap("iter_bmap")
+            rb.iter_dirty_pages = 0
+            rb.background_sync_shown_up = False
+
+    def ram_save_setup(self, w) -> Step:
+        """``ram_state_init`` also zeroes ``iteration_count``."""
+        w.mig.iteration_count = 0
+        yield from super().ram_save_setup(w)
+
+    # -- syncs ------------------------------------------------------------------------------------
+    def migration_bitmap_sync(self, w, last_stage: bool = False, background: bool = False) -> Step:
+        """The ordinary sync, or with ``background`` the watcher's; only ordinary syncs count as iterations."""
+        self.background = background
+        if not background:
+            w.mig.iteration_count += 1
+        yield from super().migration_bitmap_sync(w, last_stage)
+        self.background = False
+
+    def ramblock_sync_dirty_bitmap(self, w, rb) -> Step:
+        """Pick the flavour from ``sync_mode`` (read now, per block) and the background flag."""
+        if self.sync_mode == RAMBLOCK_SYN_LEGACY and not getattr(self, "background", False):
+            self.flavour = LEGACY_ITER
+            yield from super().ramblock_sync_dirty_bitmap(w, rb)
+            return
+        self.flavour = MODERN_BACKGROUND if getattr(self, "background", False) else MODERN_ITER
+        n = yield from self.cpu_physical_memory_sync_dirty_bitmap(w, rb)
+        w.mig.num_dirty_pages_period += n
+        if self.flavour == MODERN_ITER:
+            w.mig.migration_dirty_pages += rb.iter_dirty_pages
+            rb.shadow_bmap.fill(False)
+            rb.iter_bmap.fill(False)
+            rb.iter_dirty_pages = 0
+            rb.background_sync_shown_up = False
+            yield f"{rb.idstr}: migration_dirty_pages += iter_dirty_pages; shadow, iter, flag cleared"
+
+    def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:
+        """The series' L2 -> L3 sync; LEGACY_ITER is the old one."""
+        if self.flavour == LEGACY_ITER:
+            return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
+        background = self.flavour == MODERN_BACKGROUND
+        it, shadow, bmap = rb.iter_bmap, rb.shadow_bmap, rb.bmap
+        num_dirty = 0
+        if rb.background_sync_shown_up:
+            # drop from iter what was sent since the background sync
+            it.words &= ~(shadow.words & ~bmap.words)
+            yield f"{rb.idstr}: iter_bmap &= ~(shadow_bmap & ~bmap)"
+        if rb.fast_path:
+            base = rb.offset >> 6
+            for k in range(rb.words()):
+                if w.L2.word(base + k):
+                    bits = w.L2.xchg_word(base + k, 0)
+                    it.set_word(k, it.word(k) | bits)
+                    if background:
+                        shadow.set_word(k, bmap.word(k))
+                    num_dirty += (bits & ~bmap.word(k) & WORD_MASK).bit_count()
+                    yield f"{rb.idstr}: xchg L2 word {base + k} into iter_bmap word {k}"
+            rb.clear_bmap.fill(True)
+            yield f"{rb.idstr}: clear_bmap all set (remote clear owed)"
+        else:
+            for k in range(rb.pages):
+                if background and bmap.test(k):
+                    shadow.set(k)
+                dirty = yield from self.sync_one_page(w, rb, k)
+                if dirty:
+                    if not bmap.test(k):
+                        num_dirty += 1
+                    it.set(k)
+        if self.flavour == MODERN_ITER:
+            new = it.words & ~bmap.words
+            rb.iter_dirty_pages += int(np.bitwise_count(new).sum())
+            bmap.words |= new
+            yield f"{rb.idstr}: iter_bmap folded into bmap"
+        if background:
+            rb.background_sync_shown_up = True
+        return num_dirty
+
+    # -- the watcher --------------------------------------------------------------------------------
+    def start_threads(self, w) -> None:
+        """``migration_background_sync_setup``: the watcher starts after setup (dirty-limit is not modelled)."""
+        self.watcher_quit = False
+        w.spawn("watcher", self.migration_background_sync_watcher(w))
+
+    def stop_threads(self, w) -> None:
+        """``migration_background_sync_cleanup``: post the quit semaphore (the watcher wakes and exits)."""
+        self.watcher_quit = True
+        t = w.actors.get("watcher")
+        if t is not None and not t.done:
+            t.wake_at_ms = 0
+
+    def migration_background_sync_watcher(self, w) -> Step:
+        """Every second: if the iteration count is past 1 and unchanged, and the rate period is
+        older than 5 s, flip ``sync_mode`` (no lock) and run a background sync under the BQL."""
+        mig, cfg = w.mig, w.config
+        prev_iter_cnt = 2
+        while True:
+            if w.throttle_pct >= cfg.max_cpu_throttle or mig.phase != "active" or self.watcher_quit:
+                return
+            yield from w.sleep_until(w.clock_ms + cfg.watcher_poll_ms)
+            if self.watcher_quit:
+                return
+            cnt = mig.iteration_count
+            if cnt <= 1:
+                continue
+            if cnt == prev_iter_cnt and w.clock_ms - mig.time_last_bitmap_sync > cfg.watcher_idle_ms:
+                self.sync_mode = RAMBLOCK_SYN_MODERN
+                yield "watcher: sync_mode = MODERN"
+                yield from w.acquire("BQL")
+                if self.watcher_quit or mig.phase != "active":
+                    w.release("BQL")
+                    return
+                yield from self.migration_bitmap_sync(w, last_stage=False, background=True)
+                w.release("BQL")
+                yield "watcher: background sync done, BQL released"
+            prev_iter_cnt = mig.iteration_count

@@ -1,0 +1,371 @@
+"""The design interface, and QEMU's pre-copy bookkeeping as it was before the background-sync series.
+
+Every overridable step carries the name of the QEMU function it models, so the model can be read
+beside ``migration/ram.c``, ``include/exec/ram_addr.h`` and ``accel/kvm/kvm-all.c``. Methods that
+are generators take atomic steps: each ``yield`` ends one. A design that changes one step
+subclasses a design and overrides that method.
+"""
+from __future__ import annotations
+
+from typing import Generator
+
+from ..bitmap import WORD_MASK
+
+Step = Generator[str, None, None]
+
+# The methods the world and the checks call: a user's class must provide all of them.
+INTERFACE = (
+    "attach", "migration_thread", "ram_save_setup", "ram_init_bitmaps", "ram_list_init_bitmaps",
+    "migration_bitmap_sync_precopy", "migration_bitmap_sync", "memory_global_dirty_log_sync",
+    "cpu_physical_memory_sync_dirty_bitmap", "ramblock_sync_dirty_bitmap",
+    "migration_iteration_run", "ram_state_pending_exact", "ram_save_iterate",
+    "ram_find_and_save_block", "find_dirty_page", "migration_bitmap_clear_dirty",
+    "migration_clear_memory_region_dirty_bitmap", "memory_region_clear_dirty_bitmap",
+    "ram_save_page", "migration_completion", "ram_save_complete", "migration_cancel",
+    "migration_trigger_throttle", "mig_throttle_guest_down", "new_period", "before_setup", "start_threads",
+    "stop_threads",
+)
+
+
+class Design:
+    """QEMU before the series ("legacy"): syncs at setup, at the exact-pending check, at completion.
+
+    Class attributes describe the design to the checks:
+    ``coverage_bitmaps`` names per-block design bitmaps whose bits count as "marked" for per-step
+    coverage; ``not_applicable`` lists invariant ids that do not hold by construction of the design.
+    """
+
+    name = "legacy"
+    summary = "QEMU before 9.2: syncs only at setup, the exact-pending check and completion"
+    coverage_bitmaps: tuple[str, ...] = ()
+    not_applicable: tuple[str, ...] = ()
+
+    def attach(self, w) -> None:
+        """Bind to a world (one design instance per world); designs keep their globals here."""
+        self.w = w
+
+    # ------------------------------------------------------------------------------------------
+    # the migration thread
+    def migration_thread(self, w) -> Step:
+        """The migration thread: setup, iterations until switchover or cancel, then completion."""
+        mig = w.mig
+        self.before_setup(w)
+        yield from w.acquire("BQL")
+        yield from self.ram_save_setup(w)
+        w.release("BQL")
+        mig.phase = "active"
+        self.start_threads(w)
+        yield "setup done, BQL released"
+        while True:
+            if mig.cancel_requested:
+                yield from self.migration_cancel(w)
+                return
+            done = yield from self.migration_iteration_run(w)
+            if done:
+                break
+        yield from self.migration_completion(w)
+
+    def before_setup(self, w) -> None:
+        """What the migration thread starts before ``qemu_savevm_state_setup`` (none here)."""
+
+    def start_threads(self, w) -> None:
+        """Start the design's helper threads or timers when iterations begin (none here)."""
+
+    def stop_threads(self, w) -> None:
+        """Stop them at completion or cancel; called with the BQL held."""
+
+    def ram_save_setup(self, w) -> Step:
+        """``ram_save_setup``: ``ram_state_init`` then ``ram_init_bitmaps``."""
+        mig = w.mig
+        mig.migration_dirty_pages = w.geometry.total_pages
+        mig.time_last_bitmap_sync = w.clock_ms
+        yield from self.ram_init_bitmaps(w)
+
+    def ram_init_bitmaps(self, w) -> Step:
+        """``ram_init_bitmaps``: bitmaps (``bmap`` all ones), dirty logging on, a first sync."""
+        self.ram_list_init_bitmaps(w)
+        w.mig.bitmaps_ready = True
+        w.kvm.log_start()
+        yield "ram_init_bitmaps: bmap all set, clear_bmap clear, dirty logging started"
+        yield from self.migration_bitmap_sync_precopy(w, last_stage=False)
+
+    def ram_list_init_bitmaps(self, w) -> None:
+        """``ram_list_init_bitmaps``: every page must be sent; no remote clear is owed yet."""
+        for rb in w.blocks:
+            rb.bmap.fill(True)
+            rb.clear_bmap.fill(False)
+
+    # ------------------------------------------------------------------------------------------
+    # syncs
+    def migration_bitmap_sync_precopy(self, w, last_stage: bool = False) -> Step:
+        """``migration_bitmap_sync_precopy``: a sync (the precopy notifiers are not modelled)."""
+        yield from self.migration_bitmap_sync(w, last_stage)
+
+    def migration_bitmap_sync(self, w, last_stage: bool = False) -> Step:
+        """``migration_bitmap_sync``: log sync, then every block under ``bitmap_mutex``, then the
+        throttle check when the period is over 1 s. Caller holds the BQL."""
+        mig = w.mig
+        mig.dirty_sync_count += 1
+        yield from self.memory_global_dirty_log_sync(w)
+        yield from w.acquire("bitmap_mutex")
+        w.note_sync_begin(background=getattr(self, "background", False))
+        for rb in w.blocks:
+            yield from self.ramblock_sync_dirty_bitmap(w, rb)
+        w.note_sync_end()
+        w.release("bitmap_mutex")
+        self.after_sync(w)
+        yield "migration_bitmap_sync done, bitmap_mutex released"
+
+    def after_sync(self, w) -> None:
+        """The tail of ``migration_bitmap_sync`` (same step as the mutex release): throttle, period."""
+        mig = w.mig
+        mig.syncs += 1
+        w.total_syncs += 1
+        end = w.clock_ms
+        mig.last_sync_end_ms = end
+        if end > mig.time_last_bitmap_sync + 1000:
+            self.migration_trigger_throttle(w)
+            self.new_period(w, end)
+
+    def new_period(self, w, now: int) -> None:
+        """Start a new dirty-rate period (``time_last_bitmap_sync``, ``num_dirty_pages_period``...)."""
+        mig = w.mig
+        mig.time_last_bitmap_sync = now
+        mig.num_dirty_pages_period = 0
+        mig.period_new_bits = 0
+        mig.bytes_xfer_prev = mig.bytes_transferred
+
+    def memory_global_dirty_log_sync(self, w) -> Step:
+        """L1 -> L2 for every memslot: one GET ioctl, then the OR into L2, under ``slots_lock``."""
+        for s in w.slots:
+            yield from w.acquire("slots_lock")
+            w.kvm.get_dirty_log(s)
+            yield f"KVM_GET_DIRTY_LOG slot {s.index}"
+            w.kvm_slot_sync_dirty_pages(s)
+            w.release("slots_lock")
+            yield f"slot {s.index}: L1c OR-ed into L2"
+
+    def ramblock_sync_dirty_bitmap(self, w, rb) -> Step:
+        """``ramblock_sync_dirty_bitmap``: L2 -> ``bmap`` for one block, then count the new pages."""
+        n = yield from self.cpu_physical_memory_sync_dirty_bitmap(w, rb)
+        w.mig.migration_dirty_pages += n
+        w.mig.num_dirty_pages_period += n
+
+    def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:
+        """L2 -> ``bmap`` of one block; returns the number of bits newly set in ``bmap``.
+
+        Fast path (64-aligned block): one ``atomic_xchg`` of an L2 word per step, then every
+        ``clear_bmap`` bit set (the remote clear is owed). Slow path: per page, an L2
+        test-and-clear, then the remote clear of that page and the ``bmap`` test-and-set."""
+        num_dirty = 0
+        if rb.fast_path:
+            base = rb.offset >> 6
+            for k in range(rb.words()):
+                if w.L2.word(base + k):
+                    bits = w.L2.xchg_word(base + k, 0)
+                    old = rb.bmap.word(k)
+                    num_dirty += (bits & ~old & WORD_MASK).bit_count()
+                    rb.bmap.set_word(k, old | bits)
+                    yield f"{rb.idstr}: xchg L2 word {base + k} into bmap word {k}"
+            rb.clear_bmap.fill(True)
+            yield f"{rb.idstr}: clear_bmap all set (remote clear owed)"
+        else:
+            for k in range(rb.pages):
+                dirty = yield from self.sync_one_page(w, rb, k)
+                if dirty and not rb.bmap.test_and_set(k):
+                    num_dirty += 1
+        return num_dirty
+
+    def sync_one_page(self, w, rb, k: int) -> Step:
+        """Slow path for one page: L2 test-and-clear (one step), then the remote clear of the page.
+
+        Returns whether the L2 bit was set; between the two steps the bit lives only in the
+        sync's local variable (``mig.sync_carry``). Skips the two steps when both would be no-ops
+        (L2 bit clear and nothing fetched to clear: L1c cannot change while the sync holds the BQL)."""
+        page = rb.offset + k
+        if not w.L2.test(page) and not (w.kvm.manual_protect and w.kvm.L1c.test(page)):
+            return False
+        dirty = w.L2.test_and_clear(page)
+        if dirty:
+            w.mig.sync_carry.add(page)
+        yield f"{rb.idstr}: test-and-clear L2 page {page} ({'dirty' if dirty else 'clean'})"
+        yield from self.memory_region_clear_dirty_bitmap(w, page, page + 1)
+        w.mig.sync_carry.discard(page)
+        return dirty
+
+    def memory_region_clear_dirty_bitmap(self, w, start: int, end: int) -> Step:
+        """The remote clear of ram_addr pages [start, end): one CLEAR ioctl per memslot, each a
+        step under ``slots_lock``. No ioctl in legacy mode (QEMU returns early)."""
+        if not w.kvm.manual_protect:
+            return
+        for s in w.slots:
+            if s.start < end and start < s.end:
+                yield from w.acquire("slots_lock")
+                w.remote_clear(max(start, s.start), min(end, s.end))
+                w.release("slots_lock")
+                yield f"KVM_CLEAR_DIRTY_LOG slot {s.index} pages [{max(start, s.start)}, {min(end, s.end)})"
+
+    # ------------------------------------------------------------------------------------------
+    # iterations
+    def migration_iteration_run(self, w) -> Step:
+        """``migration_iteration_run``: exact sync when little is pending; switch over if still
+        little is pending; otherwise send a burst. Returns True to complete."""
+        mig = w.mig
+        if self.below_threshold(w):
+            yield from w.acquire("BQL")
+            yield from self.ram_state_pending_exact(w)
+            w.release("BQL")
+            if self.below_threshold(w):
+                return True
+        yield from self.ram_save_iterate(w)
+        return False
+
+    def below_threshold(self, w) -> bool:
+        """Whether the pending pages fit in the downtime (``pending_size < threshold_size``)."""
+        mig = w.mig
+        return mig.downtime_raised or mig.migration_dirty_pages <= w.config.switchover_pages
+
+    def ram_state_pending_exact(self, w) -> Step:
+        """``ram_state_pending_exact``: an exact sync, BQL held by the caller."""
+        yield from self.migration_bitmap_sync_precopy(w, last_stage=False)
+
+    def ram_save_iterate(self, w) -> Step:
+        """``ram_save_iterate``: send up to ``burst`` pages under ``bitmap_mutex``."""
+        yield from w.acquire("bitmap_mutex")
+        sent = 0
+        while sent < w.config.burst:
+            n = yield from self.ram_find_and_save_block(w)
+            if n == 0:
+                break
+            sent += n
+        w.release("bitmap_mutex")
+        yield f"ram_save_iterate: {sent} page(s), bitmap_mutex released"
+
+    def find_dirty_page(self, w):
+        """``find_dirty_block``: next set bit of ``bmap`` from the search position, wrapping over
+        the blocks once; ``None`` after a complete clean round."""
+        mig = w.mig
+        nblocks = len(w.blocks)
+        bi, page = mig.pss_block, mig.pss_page
+        for _ in range(nblocks + 1):
+            rb = w.blocks[bi]
+            found = rb.bmap.find_next(page, rb.pages)
+            if found < rb.pages:
+                mig.pss_block, mig.pss_page = bi, found
+                return rb, found
+            bi, page = (bi + 1) % nblocks, 0
+        return None
+
+    def ram_find_and_save_block(self, w) -> Step:
+        """``ram_find_and_save_block``: find a dirty page and send it; returns pages sent (0: clean)."""
+        found = self.find_dirty_page(w)
+        if found is None:
+            return 0
+        rb, page = found
+        if (yield from self.migration_bitmap_clear_dirty(w, rb, page)):
+            yield from self.ram_save_page(w, rb, page)
+            return 1
+        return 0
+
+    def migration_bitmap_clear_dirty(self, w, rb, page: int) -> Step:
+        """``migration_bitmap_clear_dirty``: the owed chunk clear first, then ``bmap``
+        test-and-clear and the ``migration_dirty_pages`` decrement (one step)."""
+        yield from self.migration_clear_memory_region_dirty_bitmap(w, rb, page)
+        ret = rb.bmap.test_and_clear(page)
+        if ret:
+            w.mig.migration_dirty_pages -= 1
+            w.mig.sending_unread = rb.offset + page
+        yield f"{rb.idstr}: bmap test-and-clear page {rb.offset + page} ({'was set' if ret else 'clean'})"
+        return ret
+
+    def migration_clear_memory_region_dirty_bitmap(self, w, rb, page: int) -> Step:
+        """The owed remote clear of ``page``'s chunk: take the ``clear_bmap`` bit (one step), then
+        CLEAR the whole chunk. Must come before any page of the chunk is read."""
+        chunk = rb.chunk_of(page)
+        if rb.clear_bmap.test_and_clear(chunk):
+            yield f"{rb.idstr}: clear_bmap chunk {chunk} taken"
+            start, end = rb.chunk_range(chunk)
+            yield from self.memory_region_clear_dirty_bitmap(w, rb.offset + start, rb.offset + end)
+
+    def ram_save_page(self, w, rb, page: int) -> Step:
+        """Read the page's content (one step), then put it on the wire to the destination (one step)."""
+        mig = w.mig
+        addr = rb.offset + page
+        version = w.read_page(addr)
+        mig.sending_unread = None
+        mig.sending_read = (addr, version)
+        yield f"read page {addr} (v{version})"
+        w.deliver(addr, version)
+        mig.sending_read = None
+        mig.pages_sent += 1
+        w.total_sent += 1
+        mig.bytes_transferred += w.bytes_per_page()
+        yield f"deliver page {addr} v{version}"
+
+    # ------------------------------------------------------------------------------------------
+    # the end
+    def migration_completion(self, w) -> Step:
+        """``migration_completion``: BQL, stop the VM, ``ram_save_complete``, cleanup."""
+        mig = w.mig
+        yield from w.acquire("BQL")
+        mig.phase = "completing"
+        w.vm_running = False
+        self.stop_threads(w)
+        yield "vm_stop: vCPUs and devices stopped"
+        yield from self.ram_save_complete(w)
+        w.kvm.log_stop()
+        w.throttle_pct = 0
+        mig.phase = "completed"
+        w.release("BQL")
+        yield "migration completed, dirty logging stopped"
+
+    def ram_save_complete(self, w) -> Step:
+        """``ram_save_complete``: last-stage sync, then send under ``bitmap_mutex`` until clean."""
+        yield from self.migration_bitmap_sync_precopy(w, last_stage=True)
+        yield from w.acquire("bitmap_mutex")
+        while (yield from self.ram_find_and_save_block(w)):
+            pass
+        w.release("bitmap_mutex")
+        yield "ram_save_complete: bmap empty, bitmap_mutex released"
+
+    def migration_cancel(self, w) -> Step:
+        """Cancel: ``migration_cleanup`` stops the threads, the throttle and dirty logging, frees the bitmaps."""
+        mig = w.mig
+        yield from w.acquire("BQL")
+        self.stop_threads(w)
+        w.kvm.log_stop()
+        w.throttle_pct = 0
+        mig.bitmaps_ready = False
+        mig.phase = "cancelled"
+        w.release("BQL")
+        yield "migration cancelled: dirty logging stopped, bitmaps freed"
+
+    # ------------------------------------------------------------------------------------------
+    # auto-converge
+    def migration_trigger_throttle(self, w) -> None:
+        """``migration_trigger_throttle``: two high-dirty-rate periods (not necessarily in a row)
+        start or raise the CPU throttle."""
+        mig, cfg = w.mig, w.config
+        xfer = mig.bytes_transferred - mig.bytes_xfer_prev
+        dirty = mig.num_dirty_pages_period * w.bytes_per_page()
+        threshold = xfer * cfg.throttle_trigger_threshold // 100
+        if dirty > threshold:
+            mig.dirty_rate_high_cnt += 1
+            if mig.dirty_rate_high_cnt >= 2:
+                mig.dirty_rate_high_cnt = 0
+                if cfg.auto_converge:
+                    self.mig_throttle_guest_down(w, dirty, threshold)
+
+    def mig_throttle_guest_down(self, w, dirty: int, threshold: int) -> None:
+        """``mig_throttle_guest_down``: initial percentage, then increments (or tailslow), capped."""
+        cfg = w.config
+        if w.throttle_pct == 0:
+            pct = cfg.cpu_throttle_initial        # QEMU does not cap the first step by the max
+            w.throttle_pct = max(1, min(pct, 99))
+            return
+        else:
+            inc = cfg.cpu_throttle_increment
+            if cfg.cpu_throttle_tailslow and threshold > 0:
+                inc = min(int(w.throttle_pct * (dirty / threshold - 1)), inc)
+            pct = w.throttle_pct + inc
+        w.throttle_pct = max(1, min(pct, cfg.max_cpu_throttle, 99))

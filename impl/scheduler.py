@@ -1,0 +1,174 @@
+"""Schedules: a seeded random scheduler, and the runner that applies choices and checks invariants.
+
+A schedule is a list of choices ``[actor, arg]`` (see :meth:`World.step`). The runner applies
+them one at a time, checks the invariants after every step, and stops at the first violation.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from .world import BadChoice, ModelError, World
+
+CLOCK_STEPS_MS = (10, 100, 500, 1000, 2500)
+
+
+class RandomScheduler:
+    """Picks enabled choices with weights from a seeded RNG.
+
+    For ``steps`` steps the guest, the devices, the clock and every thread interleave freely
+    (with at most ``cancels`` cancel-and-restart); then the downtime limit is raised so the
+    migration switches over, and the run goes on until it completes. Writes go half of the time
+    to a small hot set of pages, so pages are rewritten while they are in flight."""
+
+    def __init__(self, seed: int, steps: int, cancels: int = 1, hot_pages: int = 4):
+        self.rng = random.Random(seed)
+        self.steps = steps
+        self.cancels_left = cancels
+        self.hot_pages = hot_pages
+        self.hot: list[int] | None = None
+        self.n = 0
+
+    def _page(self, w: World) -> int:
+        rng = self.rng
+        if self.hot is None:
+            pages = w.guest_pages or list(range(w.ram_pages))
+            self.hot = rng.sample(pages, min(self.hot_pages, len(pages)))
+        if rng.random() < 0.5:
+            return rng.choice(self.hot)
+        rb = rng.choice(w.blocks)
+        return rb.offset + rng.randrange(rb.pages)
+
+    def next_choice(self, w: World):
+        """The next choice for ``w``, or ``None`` when the migration is over."""
+        rng = self.rng
+        self.n += 1
+        mig = w.mig
+        if mig is None:
+            return ["mgmt", "start"]
+        if not w.migration_active():
+            if mig.phase == "cancelled":
+                return ["mgmt", "start"]
+            return None
+        free_run = self.n <= self.steps
+        if not free_run and not mig.downtime_raised and mig.phase in ("setup", "active"):
+            return ["mgmt", "switchover"]
+        options: list[tuple[float, list]] = []
+        for name in w.runnable_threads():
+            weight = 3.0 if name != "migration" or free_run else 8.0
+            options.append((weight, [name, None]))
+        if w.vm_running:
+            vcpu_weight = 2.0 * (100 - w.throttle_pct) / 100
+            options.append((vcpu_weight, [f"vcpu{rng.randrange(w.config.vcpus)}", None]))
+            options.append((0.4, ["device", None]))
+        options.append((0.6 if free_run else 0.2, ["clock", None]))
+        if free_run and self.cancels_left and w.can_cancel() and rng.random() < 0.002:
+            self.cancels_left -= 1
+            return ["mgmt", "cancel"]
+        total = sum(wt for wt, _ in options)
+        r = rng.random() * total
+        for wt, choice in options:
+            r -= wt
+            if r <= 0:
+                break
+        if choice[0] in ("device",) or choice[0].startswith("vcpu"):
+            return [choice[0], self._page(w)]
+        if choice[0] == "clock":
+            if not w.runnable_threads():
+                wake = w.next_wakeup()
+                if wake is not None:
+                    return ["clock", wake - w.clock_ms]
+            return ["clock", rng.choice(CLOCK_STEPS_MS)]
+        return choice
+
+
+@dataclass
+class StepRecord:
+    """One applied step: its index, the choice, and what it did."""
+
+    index: int
+    choice: list
+    label: str
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run: the choices applied, counters, and the first violation if any."""
+
+    design: str
+    choices: list = field(default_factory=list)
+    log: list[StepRecord] = field(default_factory=list)
+    violation: object = None
+    violation_step: int | None = None
+    checked: tuple = ()
+    completed: bool = False
+    syncs: int = 0
+    pages_sent: int = 0
+
+    @property
+    def steps(self) -> int:
+        """Number of steps applied."""
+        return len(self.choices)
+
+    @property
+    def ok(self) -> bool:
+        """Whether no invariant was violated."""
+        return self.violation is None
+
+
+def run(w: World, choices, check: bool = True, invariants=None, max_steps: int | None = None,
+        keep_log: bool = True) -> RunResult:
+    """Apply ``choices`` (a list, or a :class:`RandomScheduler`) to ``w`` and check invariants.
+
+    Stops at the first violation; a :class:`ModelError` (lock order) counts as a violation of its
+    check, and a random run that never completes violates ``progress``."""
+    from dirtyproof.spec import Violation, applicable, check_step
+
+    invs = tuple(invariants) if invariants is not None else applicable(w.design)
+    res = RunResult(design=w.design.name, checked=tuple(i.id for i in invs))
+    sched = choices if isinstance(choices, RandomScheduler) else None
+    it = iter(choices) if sched is None else None
+    limit = max_steps if max_steps is not None else (
+        None if sched is None else sched.steps * 50 + 20000)
+    while True:
+        if sched is not None:
+            choice = sched.next_choice(w)
+            if choice is None:
+                break
+        else:
+            choice = next(it, None)
+            if choice is None:
+                break
+        if limit is not None and res.steps >= limit:
+            res.violation = Violation("progress", f"no completion after {res.steps} steps")
+            res.violation_step = res.steps
+            break
+        idx = res.steps
+        res.choices.append(list(choice))
+        try:
+            label = w.step(choice)
+        except ModelError as exc:
+            res.violation = Violation(exc.invariant, str(exc))
+            res.violation_step = idx
+            if keep_log:
+                res.log.append(StepRecord(idx, list(choice), f"!! {exc}"))
+            break
+        if keep_log:
+            res.log.append(StepRecord(idx, list(choice), label))
+        if check:
+            v = check_step(w, invs)
+            if v is not None:
+                res.violation, res.violation_step = v, idx
+                break
+        cycle = w.deadlock()
+        if cycle:
+            res.violation = Violation("progress", f"deadlock: {cycle}")
+            res.violation_step = idx
+            break
+    res.completed = w.migration_done()
+    res.syncs = w.total_syncs
+    res.pages_sent = w.total_sent
+    return res
+
+
+__all__ = ["RandomScheduler", "RunResult", "StepRecord", "run", "BadChoice"]

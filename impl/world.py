@@ -1,0 +1,427 @@
+"""The world: every layer, the truth (page versions), locks, actors and the atomic steps between them.
+
+A world is driven one atomic step at a time by :meth:`World.step` with a *choice*
+``[actor, arg]``; a schedule is a list of choices, so any run replays exactly from its choices.
+Actors that are threads (the migration thread, the periodic timer, the watcher) are Python
+generators supplied by the design: each ``yield`` ends one atomic step. Environment actors (vCPU
+writes, device writes, the clock, the management interface) are single-step actions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Generator, Iterator
+
+import numpy as np
+
+from .bitmap import Bitmap
+from .config import TARGET_PAGE_SIZE, Config
+from .kvm import KVM, ClearEvent
+from .ramblock import RAMBlock
+
+LOCK_ORDER = {"BQL": 0, "bitmap_mutex": 1, "slots_lock": 2}
+
+Step = Generator[str, None, None]
+
+
+class ModelError(Exception):
+    """A step did something the concurrency rules forbid (lock order, self-deadlock, bad choice)."""
+
+    def __init__(self, invariant: str, message: str):
+        super().__init__(message)
+        self.invariant = invariant
+
+
+class BadChoice(ValueError):
+    """A schedule asked for a step that is not enabled or not well-formed."""
+
+
+@dataclass
+class Actor:
+    """A thread of the model: a generator plus what it waits for (a lock or a time)."""
+
+    name: str
+    gen: Iterator[str]
+    blocked_on: str | None = None
+    wake_at_ms: int = 0
+    held: list[str] = field(default_factory=list)
+    done: bool = False
+    label: str = ""
+
+
+@dataclass
+class MigrationState:
+    """One migration attempt: QEMU's RAMState plus the mig_stats counters it uses."""
+
+    attempt: int
+    phase: str = "setup"                 # setup, active, completing, completed, cancelled
+    bitmaps_ready: bool = False          # bmap initialised: coverage is owed from here on
+    migration_dirty_pages: int = 0
+    dirty_sync_count: int = 0
+    num_dirty_pages_period: int = 0
+    period_new_bits: int = 0             # truth for the period counter, kept by the world
+    time_last_bitmap_sync: int = 0
+    bytes_transferred: int = 0
+    bytes_xfer_prev: int = 0
+    dirty_rate_high_cnt: int = 0
+    pages_sent: int = 0
+    syncs: int = 0
+    last_sync_end_ms: int = 0
+    # sender position (PageSearchStatus): block index and block-relative page
+    pss_block: int = 0
+    pss_page: int = 0
+    # a send in flight: page whose bmap bit was taken but whose content is not read yet,
+    # then the (page, version) read and not yet delivered
+    sending_unread: int | None = None
+    sending_read: tuple[int, int] | None = None
+    # a sync's pages taken out of a layer into a local variable (slow path) and not yet stored
+    sync_carry: set = field(default_factory=set)
+    cancel_requested: bool = False
+    downtime_raised: bool = False
+
+
+class World:
+    """A source VM, a destination, and the migration between them under one design."""
+
+    def __init__(self, config: Config, design) -> None:
+        from .designs.base import Design  # late: designs import the world's types
+        if isinstance(design, type):
+            design = design()
+        if not isinstance(design, Design):
+            raise TypeError(f"design must be a Design instance or subclass, not {design!r}")
+        self.config = config
+        self.design = design
+        geo = config.geometry
+        self.geometry = geo
+        self.ram_pages = geo.ram_pages
+        self.blocks = [RAMBlock(i, b, geo.clear_bmap_shift) for i, b in enumerate(geo.blocks)]
+        self.slots = geo.slots()
+        self.kvm = KVM(self.slots, self.ram_pages, config.kvm_mode)
+        self.L2 = Bitmap(self.ram_pages)
+        # page -> block index, for the pages of blocks (-1 in gaps)
+        self.page_block = np.full(self.ram_pages, -1, dtype=np.int32)
+        for rb in self.blocks:
+            self.page_block[rb.offset:rb.offset + rb.pages] = rb.index
+        self.guest_pages = [p for rb in self.blocks for p in range(rb.offset, rb.offset + rb.pages)] \
+            if self.ram_pages <= 1 << 16 else None
+        # RAMBlock creation marks every page dirty in L2 for every client, long before migration
+        for rb in self.blocks:
+            self.L2.set_range(rb.offset, rb.offset + rb.pages)
+        # the truth
+        self.src_version = np.zeros(self.ram_pages, dtype=np.int64)
+        self.last_read = np.full(self.ram_pages, -1, dtype=np.int64)
+        self.dest_version = np.full(self.ram_pages, -1, dtype=np.int64)
+        self.clock_ms = 0
+        self.vm_running = True
+        self.throttle_pct = 0
+        self.lock_owner: dict[str, str | None] = {k: None for k in LOCK_ORDER}
+        self.actors: dict[str, Actor] = {}
+        self.current: Actor | None = None
+        self.mig: MigrationState | None = None
+        self.attempts = 0
+        self.steps = 0
+        self.events: list = []          # what the current step did that invariants look at
+        self.total_syncs = 0
+        self.total_sent = 0
+        self._bmap_pop_at_lock = 0
+        self.sync_begin = None
+        design.attach(self)
+
+    # ------------------------------------------------------------------------------------------
+    # locks and waiting (used from inside actor generators)
+    def acquire(self, lock: str) -> Step:
+        """Take ``lock`` for the current actor; if another actor holds it, end the step and wait."""
+        actor = self.current
+        for held in actor.held:
+            if LOCK_ORDER[held] > LOCK_ORDER[lock]:
+                raise ModelError("lock-order", f"{actor.name} takes {lock} while holding {held} "
+                                 f"(order is BQL -> bitmap_mutex -> slots_lock)")
+        if self.lock_owner[lock] == actor.name:
+            raise ModelError("lock-order", f"{actor.name} takes {lock} twice (self-deadlock)")
+        if self.lock_owner[lock] is not None:
+            actor.blocked_on = lock
+            yield f"wait for {lock}"
+            actor.blocked_on = None
+        self.lock_owner[lock] = actor.name
+        actor.held.append(lock)
+        if lock == "bitmap_mutex":
+            self._bmap_pop_at_lock = self.bmap_popcount()
+
+    def release(self, lock: str) -> None:
+        """Release ``lock`` held by the current actor."""
+        actor = self.current
+        if self.lock_owner[lock] != actor.name:
+            raise ModelError("lock-order", f"{actor.name} releases {lock} it does not hold")
+        self.lock_owner[lock] = None
+        actor.held.remove(lock)
+        if lock == "bitmap_mutex" and self.mig is not None:
+            # Truth for the period counter: bits that appeared in bmap while the mutex was held.
+            grown = self.bmap_popcount() - self._bmap_pop_at_lock
+            if grown > 0:
+                self.mig.period_new_bits += grown
+
+    def holds(self, lock: str) -> bool:
+        """Whether the current actor holds ``lock``."""
+        return self.current is not None and self.lock_owner[lock] == self.current.name
+
+    def sleep_until(self, ms: int) -> Step:
+        """End the step; the actor is not runnable before the logical clock reaches ``ms``."""
+        self.current.wake_at_ms = ms
+        yield f"sleep until {ms} ms"
+
+    # ------------------------------------------------------------------------------------------
+    # layer operations shared by designs (each is part of one atomic step)
+    def kvm_slot_sync_dirty_pages(self, slot) -> None:
+        """OR a slot's L1c into L2 (QEMU's ``cpu_physical_memory_set_dirty_lebitmap``)."""
+        mask = self.L2._range_mask_words(slot.start, slot.end)
+        self.L2.words |= self.kvm.L1c.words & mask
+        self.kvm.unsynced[slot.index] = False
+
+    def remote_clear(self, start: int, end: int, mask: Bitmap | None = None) -> list[ClearEvent]:
+        """``memory_region_clear_dirty_bitmap`` of ram_addr pages [start, end): one CLEAR per slot.
+
+        Returns the CLEAR events (also recorded for the invariants)."""
+        out = []
+        for s in self.slots:
+            if s.start < end and start < s.end:
+                ev = self.kvm.clear_dirty_log(s, start, end, mask)
+                if ev is not None:
+                    out.append(ev)
+                    self.events.append(("clear", ev))
+        return out
+
+    def read_page(self, page: int) -> int:
+        """The sender reads ``page``'s content: returns the version read, and records the read."""
+        v = int(self.src_version[page])
+        self.last_read[page] = v
+        self.events.append(("read", page))
+        return v
+
+    def deliver(self, page: int, version: int) -> None:
+        """The destination receives ``page`` at ``version``."""
+        self.dest_version[page] = version
+
+    def note_sync_begin(self, background: bool) -> None:
+        """A sync took ``bitmap_mutex``: remember ``bmap`` and the counter for the background checks."""
+        self.sync_begin = (background, [rb.bmap.words.copy() for rb in self.blocks],
+                           self.mig.migration_dirty_pages)
+
+    def note_sync_end(self) -> None:
+        """A sync is about to release ``bitmap_mutex``: record the event for the invariants."""
+        self.events.append(("sync_end", self.sync_begin))
+        self.sync_begin = None
+
+    def bmap_popcount(self) -> int:
+        """Set bits of every block's ``bmap``."""
+        return sum(rb.bmap.popcount() for rb in self.blocks)
+
+    def block_of(self, page: int) -> RAMBlock:
+        """The RAMBlock holding ram_addr ``page``."""
+        bi = int(self.page_block[page])
+        if bi < 0:
+            raise BadChoice(f"page {page} is in no RAMBlock")
+        return self.blocks[bi]
+
+    # ------------------------------------------------------------------------------------------
+    # environment actions
+    def vcpu_write(self, page: int) -> str:
+        """A guest store to ``page`` by a running vCPU: bumps the page's version; KVM may log it."""
+        if not self.vm_running:
+            raise BadChoice("the VM is stopped: vCPUs do not write")
+        self.block_of(page)
+        self.src_version[page] += 1
+        logged = self.kvm.guest_write(page)
+        return f"write page {page} -> v{int(self.src_version[page])}" + (" (fault: L1 set)" if logged else "")
+
+    def device_write(self, page: int) -> str:
+        """A QEMU-side write (device DMA): bumps the version and sets L2 directly."""
+        if not self.vm_running:
+            raise BadChoice("the VM is stopped: devices do not write")
+        self.block_of(page)
+        self.src_version[page] += 1
+        self.L2.set(page)
+        return f"device writes page {page} -> v{int(self.src_version[page])}, L2 set"
+
+    def advance_clock(self, ms: int) -> str:
+        """The logical clock moves on by ``ms`` milliseconds."""
+        if not isinstance(ms, int) or ms <= 0:
+            raise BadChoice(f"clock step must be a positive number of ms, not {ms!r}")
+        self.clock_ms += ms
+        return f"clock +{ms} ms = {self.clock_ms} ms"
+
+    def mgmt(self, command: str) -> str:
+        """The management interface: ``start``, ``cancel`` or ``switchover`` (raise the downtime limit)."""
+        if command == "start":
+            if self.migration_active():
+                raise BadChoice("a migration is already running")
+            self.attempts += 1
+            self.mig = MigrationState(attempt=self.attempts)
+            self.dest_version[:] = -1      # a new destination: the old one was thrown away
+            self.last_read[:] = -1
+            self.actors = {k: a for k, a in self.actors.items() if not a.done}
+            self.spawn("migration", self.design.migration_thread(self))
+            return f"migrate (attempt {self.attempts})"
+        if command == "cancel":
+            if not self.can_cancel():
+                raise BadChoice("nothing to cancel")
+            self.mig.cancel_requested = True
+            return "migrate_cancel"
+        if command == "switchover":
+            if not self.migration_active() or self.mig.downtime_raised:
+                raise BadChoice("no running migration to switch over")
+            self.mig.downtime_raised = True
+            return "migrate_set_parameters downtime-limit=inf"
+        raise BadChoice(f"unknown management command {command!r}")
+
+    def migration_active(self) -> bool:
+        """Whether a migration attempt is under way (its thread not finished)."""
+        return "migration" in self.actors and not self.actors["migration"].done
+
+    def can_cancel(self) -> bool:
+        """Whether ``migrate_cancel`` would be taken: an attempt running and not yet completing."""
+        return (self.migration_active() and self.mig.phase in ("setup", "active")
+                and not self.mig.cancel_requested)
+
+    # ------------------------------------------------------------------------------------------
+    # threads
+    def spawn(self, name: str, gen: Iterator[str]) -> None:
+        """Add a thread actor (the design's timer, watcher...)."""
+        if name in self.actors and not self.actors[name].done:
+            raise ModelError("lock-order", f"thread {name} is already running")
+        self.actors[name] = Actor(name, gen)
+
+    def runnable(self, actor: Actor) -> bool:
+        """Whether ``actor`` can take a step now."""
+        if actor.done or self.clock_ms < actor.wake_at_ms:
+            return False
+        return actor.blocked_on is None or self.lock_owner[actor.blocked_on] is None
+
+    def runnable_threads(self) -> list[str]:
+        """Names of the thread actors that can step now."""
+        return [n for n, a in self.actors.items() if self.runnable(a)]
+
+    def deadlock(self) -> str | None:
+        """A cycle of threads each waiting for a lock the next one holds, described; else ``None``."""
+        for start in self.actors.values():
+            seen, a = [], start
+            while a is not None and not a.done and a.blocked_on is not None:
+                owner = self.lock_owner[a.blocked_on]
+                if owner is None:
+                    break
+                seen.append(f"{a.name} waits for {a.blocked_on} held by {owner}")
+                if owner == start.name:
+                    return "; ".join(seen)
+                a = self.actors.get(owner)
+                if len(seen) > len(self.actors):
+                    break
+        return None
+
+    def next_wakeup(self) -> int | None:
+        """The earliest time a sleeping, otherwise runnable thread wakes (to advance the clock to)."""
+        times = [a.wake_at_ms for a in self.actors.values()
+                 if not a.done and a.wake_at_ms > self.clock_ms
+                 and (a.blocked_on is None or self.lock_owner[a.blocked_on] is None)]
+        return min(times) if times else None
+
+    def step_thread(self, name: str) -> str:
+        """Run thread ``name`` up to its next ``yield``: one atomic step."""
+        actor = self.actors.get(name)
+        if actor is None or not self.runnable(actor):
+            raise BadChoice(f"thread {name!r} cannot step now")
+        self.current = actor
+        try:
+            label = next(actor.gen)
+        except StopIteration:
+            label = "exits"
+            actor.done = True
+            if actor.held:
+                raise ModelError("lock-order", f"{name} exits holding {', '.join(actor.held)}")
+        finally:
+            self.current = None
+        actor.label = label
+        return label
+
+    # ------------------------------------------------------------------------------------------
+    # one step of the schedule
+    def step(self, choice) -> str:
+        """Apply one choice ``[actor, arg]`` and return a one-line description of what happened."""
+        if not isinstance(choice, (list, tuple)) or len(choice) != 2 or not isinstance(choice[0], str):
+            raise BadChoice(f"a step is [actor, argument], not {choice!r}")
+        who, arg = choice
+        self.events = []
+        if who.startswith("vcpu"):
+            if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
+                raise BadChoice(f"page {arg!r} out of range")
+            label = self.vcpu_write(arg)
+        elif who == "device":
+            if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
+                raise BadChoice(f"page {arg!r} out of range")
+            label = self.device_write(arg)
+        elif who == "clock":
+            label = self.advance_clock(arg)
+        elif who == "mgmt":
+            label = self.mgmt(arg)
+        else:
+            label = self.step_thread(who)
+        self.steps += 1
+        return label
+
+    # ------------------------------------------------------------------------------------------
+    # helpers for invariants and reports
+    def migration_done(self) -> bool:
+        """Whether the current attempt completed (the destination holds the guest)."""
+        return self.mig is not None and self.mig.phase == "completed"
+
+    def page_name(self, page: int) -> str:
+        """``page 70 (ram1+6)``: a page by ram_addr and by block."""
+        bi = int(self.page_block[page]) if 0 <= page < self.ram_pages else -1
+        if bi < 0:
+            return f"page {page}"
+        rb = self.blocks[bi]
+        return f"page {page} ({rb.idstr}+{page - rb.offset})"
+
+    def layer_bitmaps(self) -> dict[str, Bitmap]:
+        """Every bitmap by a readable name, ram_addr-indexed ones first (for diffs of small worlds)."""
+        out = {"L1": self.kvm.L1, "L1c": self.kvm.L1c, "WP": self.kvm.protected, "L2": self.L2}
+        for rb in self.blocks:
+            out[f"{rb.idstr}.bmap"] = rb.bmap
+            out[f"{rb.idstr}.clear_bmap"] = rb.clear_bmap
+            for n, bm in rb.extra_bitmaps.items():
+                out[f"{rb.idstr}.{n}"] = bm
+        return out
+
+    def snapshot(self) -> dict:
+        """A small-world snapshot of every layer and counter, for readable step diffs."""
+        snap = {k: bm.to_list() for k, bm in self.layer_bitmaps().items()}
+        if self.mig is not None:
+            snap["migration_dirty_pages"] = self.mig.migration_dirty_pages
+            snap["num_dirty_pages_period"] = self.mig.num_dirty_pages_period
+        snap["throttle_pct"] = self.throttle_pct
+        return snap
+
+    def bytes_per_page(self) -> int:
+        """Target page size in bytes."""
+        return TARGET_PAGE_SIZE
+
+
+def diff_snapshots(before: dict, after: dict) -> list[str]:
+    """What changed between two :meth:`World.snapshot` results, one short phrase per layer."""
+    out = []
+    for k in after:
+        a, b = before.get(k), after[k]
+        if a == b:
+            continue
+        if isinstance(b, list):
+            added = sorted(set(b) - set(a or []))
+            removed = sorted(set(a or []) - set(b))
+            parts = []
+            if added:
+                parts.append("+" + ",".join(map(str, added[:8])) + ("..." if len(added) > 8 else ""))
+            if removed:
+                parts.append("-" + ",".join(map(str, removed[:8])) + ("..." if len(removed) > 8 else ""))
+            out.append(f"{k} {' '.join(parts)}")
+        else:
+            out.append(f"{k} {a}->{b}")
+    return out
+
+
+ThreadFactory = Callable[[World], Iterator[str]]

@@ -1,0 +1,270 @@
+"""The invariants of dirty-page bookkeeping: id, plain statement, scope and executable predicate.
+
+This module is the single source for the hunter, the replayer, the prover's documentation and the
+generated docs. It depends on the reference model's world only through its public state; it
+imports nothing from the checks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Violation:
+    """An invariant that does not hold: which one, on which page (if any), and why."""
+
+    invariant: str
+    message: str
+    page: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.invariant}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """One invariant. ``statement`` is the plain-language text the docs print; ``predicate`` takes
+    a world after a step and returns a :class:`Violation` or ``None``; ``when`` says when it is
+    meaningful (``step``: after every step; ``completion``: once the migration completed)."""
+
+    id: str
+    title: str
+    statement: str
+    predicate: Callable[[object], Violation | None]
+    when: str = "step"
+    designs: str = "all"
+
+    def applies_to(self, design) -> bool:
+        """Whether the invariant is checked for ``design`` (designs opt out of what they never claim)."""
+        if self.id in getattr(design, "not_applicable", ()):
+            return False
+        if self.designs == "background":
+            return bool(getattr(design, "coverage_bitmaps", ()))
+        return True
+
+
+def _bits(bm) -> np.ndarray:
+    """A bitmap as a bool array of its ``nbits`` pages."""
+    return np.unpackbits(bm.words.view(np.uint8), bitorder="little")[: bm.nbits].astype(bool)
+
+
+def _owed(w) -> bool:
+    """Whether coverage is owed: an attempt whose bitmaps are initialised and not freed."""
+    return w.mig is not None and w.mig.bitmaps_ready
+
+
+def marked_pages(w) -> np.ndarray:
+    """Per ram_addr page: is the page marked in a layer that leads to it being sent again?
+
+    L1 (KVM will report it), L1c of a slot fetched but not yet OR-ed into L2, L2, ``bmap``, the
+    design's coverage bitmaps, a sync's local carry, and a send that has taken the page's
+    ``bmap`` bit but not yet read the content."""
+    kvm, mig = w.kvm, w.mig
+    marked = _bits(w.L2)
+    if kvm.logging:
+        marked |= _bits(kvm.L1)
+    if any(kvm.unsynced):
+        l1c = _bits(kvm.L1c)
+        for s in w.slots:
+            if kvm.unsynced[s.index]:
+                marked[s.start:s.end] |= l1c[s.start:s.end]
+    for rb in w.blocks:
+        seg = marked[rb.offset:rb.offset + rb.pages]
+        seg |= _bits(rb.bmap)
+        for name in w.design.coverage_bitmaps:
+            bm = rb.extra_bitmaps.get(name)
+            if bm is not None:
+                seg |= _bits(bm)
+    for p in mig.sync_carry:
+        marked[p] = True
+    if mig.sending_unread is not None:
+        marked[mig.sending_unread] = True
+    return marked
+
+
+def guest_mask(w) -> np.ndarray:
+    """Pages that belong to a RAMBlock."""
+    return w.page_block >= 0
+
+
+def check_coverage(w) -> Violation | None:
+    """Every page whose latest version has not been read by a send is marked somewhere."""
+    if not _owed(w):
+        return None
+    stale = (w.src_version != w.last_read) & guest_mask(w)
+    if not stale.any():
+        return None
+    lost = stale & ~marked_pages(w)
+    if lost.any():
+        p = int(np.flatnonzero(lost)[0])
+        return Violation("coverage", f"{w.page_name(p)} at v{int(w.src_version[p])} (last read "
+                         f"v{int(w.last_read[p])}) is marked in no layer", p)
+    return None
+
+
+def check_no_loss(w) -> Violation | None:
+    """After completion every page's destination version equals its source version."""
+    if not w.migration_done():
+        return None
+    bad = (w.dest_version != w.src_version) & guest_mask(w)
+    if bad.any():
+        p = int(np.flatnonzero(bad)[0])
+        got = int(w.dest_version[p])
+        return Violation("no-loss", f"{w.page_name(p)}: destination holds "
+                         f"{'nothing' if got < 0 else f'v{got}'}, source has v{int(w.src_version[p])}", p)
+    return None
+
+
+def check_wp(w) -> Violation | None:
+    """While logging, a page whose L1 bit is clear is write-protected, so its next write is logged."""
+    kvm = w.kvm
+    if not kvm.logging:
+        return None
+    bad = kvm.slot_mask.words & ~kvm.L1.words & ~kvm.protected.words
+    if bad.any():
+        p = int(np.flatnonzero(np.unpackbits(bad.view(np.uint8), bitorder="little"))[0])
+        return Violation("wp-unlogged", f"{w.page_name(p)} is writable with its L1 bit clear: "
+                         f"its next write would not be logged", p)
+    return None
+
+
+def check_clear_mask(w) -> Violation | None:
+    """Every KVM CLEAR's mask holds only bits QEMU fetched into L1c (never an unseen dirty bit)."""
+    for ev in w.events:
+        if ev[0] == "clear" and ev[1].unfetched:
+            p = ev[1].unfetched[0]
+            return Violation("clear-mask-fetched", f"CLEAR on slot {ev[1].slot} clears {w.page_name(p)}, "
+                             f"a dirty bit QEMU never fetched", p)
+    return None
+
+
+def check_clear_before_read(w) -> Violation | None:
+    """A page is read for sending only after the owed remote clear of its chunk was done."""
+    if w.mig is None:
+        return None
+    for ev in w.events:
+        if ev[0] == "read":
+            p = ev[1]
+            rb = w.block_of(p)
+            if rb.clear_bmap.test(rb.chunk_of(p - rb.offset)):
+                return Violation("clear-before-read", f"{w.page_name(p)} read while the remote clear of "
+                                 f"its chunk {rb.chunk_of(p - rb.offset)} is still owed", p)
+    return None
+
+
+def check_dirty_pages_count(w) -> Violation | None:
+    """When ``bitmap_mutex`` is free, ``migration_dirty_pages`` equals the popcount of ``bmap``."""
+    if not _owed(w) or w.lock_owner["bitmap_mutex"] is not None:
+        return None
+    pop = w.bmap_popcount()
+    if w.mig.migration_dirty_pages != pop:
+        return Violation("dirty-pages-count", f"migration_dirty_pages = {w.mig.migration_dirty_pages} "
+                         f"but bmap holds {pop} page(s)")
+    return None
+
+
+def check_period_counter(w) -> Violation | None:
+    """When ``bitmap_mutex`` is free, ``num_dirty_pages_period`` equals the bits the period's syncs newly set in ``bmap``."""
+    if not _owed(w) or w.lock_owner["bitmap_mutex"] is not None:
+        return None
+    if w.mig.num_dirty_pages_period != w.mig.period_new_bits:
+        return Violation("period-counter", f"num_dirty_pages_period = {w.mig.num_dirty_pages_period} but "
+                         f"the period's syncs set {w.mig.period_new_bits} new bmap bit(s)")
+    return None
+
+
+def check_bmap_full(w) -> Violation | None:
+    """Right after ``ram_init_bitmaps``, ``bmap`` holds every page of every block."""
+    mig = w.mig
+    if not _owed(w) or getattr(mig, "_setup_checked", False):
+        return None
+    mig._setup_checked = True
+    for rb in w.blocks:
+        if rb.bmap.popcount() != rb.pages:
+            missing = next(k for k in range(rb.pages) if not rb.bmap.test(k))
+            return Violation("bmap-full-after-setup", f"after setup {rb.idstr}.bmap misses "
+                             f"{w.page_name(rb.offset + missing)}", rb.offset + missing)
+    return None
+
+
+def check_background_sync(w) -> Violation | None:
+    """A background sync changes neither ``bmap`` nor ``migration_dirty_pages``."""
+    for ev in w.events:
+        if ev[0] == "sync_end" and ev[1] is not None and ev[1][0]:
+            _, words, count = ev[1]
+            for rb, before in zip(w.blocks, words):
+                if not np.array_equal(rb.bmap.words, before):
+                    return Violation("bg-sync-no-bmap", f"a background sync changed {rb.idstr}.bmap")
+            if w.mig.migration_dirty_pages != count:
+                return Violation("bg-sync-no-bmap", f"a background sync changed migration_dirty_pages "
+                                 f"{count} -> {w.mig.migration_dirty_pages}")
+    return None
+
+
+INVARIANTS: tuple[Invariant, ...] = (
+    Invariant("no-loss", "End-to-end: no lost page",
+              "After completion, for every page, the version the destination holds equals the "
+              "source's version at the stop: no write the guest made is missing on the destination.",
+              check_no_loss, when="completion"),
+    Invariant("coverage", "Per-step coverage",
+              "At every step of a migration whose bitmaps are set up, every page whose latest version "
+              "has not been read by a send is marked in some layer that leads to its being sent again "
+              "(L1, an un-synced L1c, L2, bmap, a design bitmap that counts toward coverage, a sync's "
+              "local carry) or a send of it has taken its bmap bit and not yet read it.",
+              check_coverage),
+    Invariant("wp-unlogged", "Write protection of unlogged pages",
+              "While dirty logging is on, a page whose L1 bit is clear is write-protected, so the next "
+              "guest write to it faults and is logged.",
+              check_wp),
+    Invariant("clear-mask-fetched", "CLEAR masks within fetched bits",
+              "Every KVM_CLEAR_DIRTY_LOG clears only bits QEMU has fetched into its slot copy (L1c); "
+              "clearing a bit it never saw would throw a dirty page away.",
+              check_clear_mask),
+    Invariant("clear-before-read", "Clear before read",
+              "A page's content is read for sending only after the owed remote clear of its "
+              "clear_bmap chunk has been taken; otherwise a write between the read and the clear is "
+              "never logged.",
+              check_clear_before_read),
+    Invariant("dirty-pages-count", "migration_dirty_pages is the popcount of bmap",
+              "Whenever bitmap_mutex is free, migration_dirty_pages equals the number of set bits "
+              "of bmap over every block's pages.",
+              check_dirty_pages_count),
+    Invariant("period-counter", "The period counter counts new bits",
+              "Whenever bitmap_mutex is free, num_dirty_pages_period equals the number of bmap bits "
+              "newly set by the syncs of the current rate period (what the throttle decides on).",
+              check_period_counter),
+    Invariant("bmap-full-after-setup", "bmap covers every page after setup",
+              "Once ram_init_bitmaps has run, bmap holds every page of every block, so a new "
+              "migration (also one after a cancel) sends every page at least once.",
+              check_bmap_full),
+    Invariant("bg-sync-no-bmap", "A background sync leaves bmap alone",
+              "A background sync (the seed series' MODERN_BACKGROUND flavour) changes neither bmap "
+              "nor migration_dirty_pages: it only feeds the throttle and iter_bmap.",
+              check_background_sync, designs="background"),
+)
+
+# Raised by the world or the scheduler rather than checked on state.
+RUNTIME_CHECKS = {
+    "lock-order": "Locks are taken in the order BQL -> bitmap_mutex -> slots_lock, never twice, "
+                  "and released by their holder.",
+    "progress": "A migration that is switched over completes: no deadlock, no endless loop.",
+}
+
+BY_ID = {inv.id: inv for inv in INVARIANTS}
+
+
+def applicable(design) -> tuple[Invariant, ...]:
+    """The invariants checked for ``design``."""
+    return tuple(inv for inv in INVARIANTS if inv.applies_to(design))
+
+
+def check_step(w, invariants=None) -> Violation | None:
+    """Check ``invariants`` (default: all that apply to the world's design) after a step."""
+    for inv in invariants if invariants is not None else applicable(w.design):
+        v = inv.predicate(w)
+        if v is not None:
+            return v
+    return None
