@@ -1,0 +1,2 @@
+from .main import main
+raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""Argument helpers shared by the verbs: design names and positive numbers."""
+from __future__ import annotations
+
+import argparse
+
+from dirtyproof.impl.designs import DESIGNS, DesignError, resolve
+
+from .errors import UserError
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
+    return v
+
+
+def design_class(spec: str):
+    """A design class from a name or ``module:Class``; :class:`UserError` otherwise."""
+    try:
+        return resolve(spec)
+    except DesignError as exc:
+        raise UserError(str(exc)) from None
+
+
+def design_specs(spec: str | None) -> list[str]:
+    """The design names a verb works on: the one named, or every shipped design."""
+    if spec is None:
+        return list(DESIGNS)
+    design_class(spec)
+    return [spec]
