@@ -42,6 +42,7 @@ class Actor:
     name: str
     gen: Iterator[str]
     blocked_on: str | None = None
+    joining: str | None = None
     wake_at_ms: int = 0
     held: list[str] = field(default_factory=list)
     done: bool = False
@@ -162,6 +163,15 @@ class World:
     def holds(self, lock: str) -> bool:
         """Whether the current actor holds ``lock``."""
         return self.current is not None and self.lock_owner[lock] == self.current.name
+
+    def join(self, name: str) -> Step:
+        """Wait until thread ``name`` has exited (``qemu_thread_join``); no step if it already has."""
+        target = self.actors.get(name)
+        if target is None or target.done:
+            return
+        self.current.joining = name
+        yield f"join {name}"
+        self.current.joining = None
 
     def sleep_until(self, ms: int) -> Step:
         """End the step; the actor is not runnable before the logical clock reaches ``ms``."""
@@ -292,6 +302,8 @@ class World:
     def runnable(self, actor: Actor) -> bool:
         """Whether ``actor`` can take a step now."""
         if actor.done or self.clock_ms < actor.wake_at_ms:
+            return False
+        if actor.joining is not None and not self.actors[actor.joining].done:
             return False
         return actor.blocked_on is None or self.lock_owner[actor.blocked_on] is None
 

@@ -128,6 +128,12 @@ class BackgroundV1(Design):
         if t is not None and not t.done:
             t.wake_at_ms = 0
 
+    def migration_completion(self, w) -> Step:
+        """``migration_background_sync_cleanup`` (quit and join the watcher), then completion."""
+        self.stop_threads(w)
+        yield from w.join("watcher")
+        yield from super().migration_completion(w)
+
     def migration_background_sync_watcher(self, w) -> Step:
         """Every second: if the iteration count is past 1 and unchanged, and the rate period is
         older than 5 s, flip ``sync_mode`` (no lock) and run a background sync under the BQL."""

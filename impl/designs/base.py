@@ -21,7 +21,7 @@ INTERFACE = (
     "migration_iteration_run", "ram_state_pending_exact", "ram_save_iterate",
     "ram_find_and_save_block", "find_dirty_page", "migration_bitmap_clear_dirty",
     "migration_clear_memory_region_dirty_bitmap", "memory_region_clear_dirty_bitmap",
-    "ram_save_page", "migration_completion", "ram_save_complete", "migration_cancel",
+    "ram_save_page", "migration_completion", "migration_iteration_finish", "ram_save_complete", "migration_cancel",
     "migration_trigger_throttle", "mig_throttle_guest_down", "new_period", "before_setup", "start_threads",
     "stop_threads",
 )
@@ -305,19 +305,30 @@ class Design:
     # ------------------------------------------------------------------------------------------
     # the end
     def migration_completion(self, w) -> Step:
-        """``migration_completion``: BQL, stop the VM, ``ram_save_complete``, cleanup."""
+        """``migration_completion``: BQL, stop the VM, ``ram_save_complete``; then, as a separate
+        BQL section, ``migration_iteration_finish`` and the cleanup (threads, throttle, dirty log).
+
+        Between the two sections the main loop may still run a timer callback, as in QEMU."""
         mig = w.mig
         yield from w.acquire("BQL")
         mig.phase = "completing"
         w.vm_running = False
-        self.stop_threads(w)
         yield "vm_stop: vCPUs and devices stopped"
         yield from self.ram_save_complete(w)
-        w.kvm.log_stop()
-        w.throttle_pct = 0
         mig.phase = "completed"
         w.release("BQL")
-        yield "migration completed, dirty logging stopped"
+        yield "stream complete, BQL released"
+        yield from self.migration_iteration_finish(w)
+
+    def migration_iteration_finish(self, w) -> Step:
+        """``migration_iteration_finish`` + ``migrate_fd_cleanup``: stop the threads and the
+        throttle, stop dirty logging, free the bitmaps."""
+        yield from w.acquire("BQL")
+        self.stop_threads(w)
+        w.throttle_pct = 0
+        w.kvm.log_stop()
+        w.release("BQL")
+        yield "cleanup: threads and throttle stopped, dirty logging stopped"
 
     def ram_save_complete(self, w) -> Step:
         """``ram_save_complete``: last-stage sync, then send under ``bitmap_mutex`` until clean."""
