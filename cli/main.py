@@ -148,6 +148,17 @@ def cmd_replay(args) -> int:
     return 0 if res.ok else 1
 
 
+def cmd_spec(args) -> int:
+    """Print the invariants as Markdown (the source of docs/invariants.md)."""
+    from dirtyproof.spec.docs import invariants_markdown
+    text = invariants_markdown()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> Parser:
     """The argument parser with every verb."""
     p = Parser(prog="dirtyproof", description="Verification suite for QEMU's dirty-page bookkeeping.")
@@ -163,6 +174,9 @@ def build_parser() -> Parser:
     sp.add_argument("--trace", metavar="OUT.json", help="save the run as a replayable trace")
     add_world_arguments(sp)
     sp.set_defaults(func=cmd_run)
+    sp = sub.add_parser("spec", help="print the invariants as Markdown")
+    sp.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    sp.set_defaults(func=cmd_spec)
     sp = sub.add_parser("replay", help="replay a saved trace")
     sp.add_argument("trace", metavar="TRACE.json")
     sp.add_argument("--tail", type=positive_int, default=20, help="steps to print before a violation")
