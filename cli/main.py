@@ -14,6 +14,7 @@ from pathlib import Path
 from dirtyproof.impl import Config, Geometry
 from dirtyproof.impl.config import KVM_MODES
 from dirtyproof.impl.designs import DESIGNS
+from dirtyproof.impl.scheduler import DesignCrash
 
 from .common import design_class, positive_int
 from .errors import UserError
@@ -202,6 +203,9 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except UserError as exc:
+        sys.stderr.write(f"dirtyproof: error: {exc}\n")
+        return 2
+    except DesignCrash as exc:
         sys.stderr.write(f"dirtyproof: error: {exc}\n")
         return 2
     except KeyboardInterrupt:

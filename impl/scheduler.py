@@ -13,6 +13,10 @@ from .world import BadChoice, ModelError, World
 CLOCK_STEPS_MS = (10, 100, 500, 1000, 2500)
 
 
+class DesignCrash(RuntimeError):
+    """Design code raised an exception while taking a step (it breaks the design interface)."""
+
+
 class RandomScheduler:
     """Picks enabled choices with weights from a seeded RNG.
 
@@ -153,6 +157,11 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
             if keep_log:
                 res.log.append(StepRecord(idx, list(choice), f"!! {exc}"))
             break
+        except BadChoice:
+            raise
+        except Exception as exc:  # a bug in design code, not a verdict
+            raise DesignCrash(f"design {w.design.name!r} crashed at step {idx} {list(choice)}: "
+                              f"{type(exc).__name__}: {exc}") from exc
         if keep_log:
             res.log.append(StepRecord(idx, list(choice), label))
         if check:
@@ -171,4 +180,4 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
     return res
 
 
-__all__ = ["RandomScheduler", "RunResult", "StepRecord", "run", "BadChoice"]
+__all__ = ["RandomScheduler", "RunResult", "StepRecord", "run", "BadChoice", "DesignCrash"]
