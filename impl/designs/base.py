@@ -376,7 +376,11 @@ class Design:
             return
         else:
             inc = cfg.cpu_throttle_increment
-            if cfg.cpu_throttle_tailslow and threshold > 0:
-                inc = min(int(w.throttle_pct * (dirty / threshold - 1)), inc)
+            if cfg.cpu_throttle_tailslow and dirty > 0:
+                # the guest's CPU share that would bring the dirty rate down to the threshold,
+                # truncated to an integer as QEMU's uint64_t does; never more than the increment
+                cpu_now = 100 - w.throttle_pct
+                cpu_ideal = int(cpu_now * (threshold * 1.0 / dirty))
+                inc = min(cpu_now - cpu_ideal, inc)
             pct = w.throttle_pct + inc
         w.throttle_pct = max(1, min(pct, cfg.max_cpu_throttle, 99))
