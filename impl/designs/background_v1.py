@@ -134,6 +134,13 @@ class BackgroundV1(Design):
         yield from w.join("watcher")
         yield from super().migration_completion(w)
 
+    def migration_cancel(self, w) -> Step:
+        """``migrate_fd_cleanup`` also runs ``migration_background_sync_cleanup``: quit and join
+        the watcher before the cancel's cleanup, so a restarted migration can start a new one."""
+        self.stop_threads(w)
+        yield from w.join("watcher")
+        yield from super().migration_cancel(w)
+
     def migration_background_sync_watcher(self, w) -> Step:
         """Every second: if the iteration count is past 1 and unchanged, and the rate period is
         older than 5 s, flip ``sync_mode`` (no lock) and run a background sync under the BQL."""
