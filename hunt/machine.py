@@ -1,0 +1,232 @@
+"""The Hypothesis state machine that hunts a design for lost pages.
+
+One machine class per design (:func:`machine_for`). Hypothesis draws a small world (geometry,
+KVM mode, switchover point) and then interleaves vCPU writes, device writes, steps of every
+thread actor, clock advances, cancel-and-restart and switchover. Every applicable invariant of
+``dirtyproof.spec`` is checked after every atomic step; the teardown raises the downtime limit and
+drives the migration to completion with a fixed policy, so the end-to-end no-loss check runs in
+every example. A violation raises :class:`HuntViolation`, whose final (shrunk) instance carries a
+readable step list and the path of a trace that ``dirtyproof replay`` reproduces.
+"""
+from __future__ import annotations
+
+import time
+
+from hypothesis import strategies as st
+from hypothesis import target
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from dirtyproof.impl import World
+from dirtyproof.impl.scheduler import DesignCrash
+from dirtyproof.impl.world import BadChoice, ModelError
+from dirtyproof.spec import Violation, applicable, check_step
+
+from .report import HuntViolation, design_spec_of, is_final_run
+from .strategies import clock_steps, configs, hot_pages, page_selectors, thread_bursts
+
+# Steps the teardown (or a cancel) may take to finish a migration before it counts as no progress.
+DRIVE_LIMIT = 20000
+MAX_ATTEMPTS = 3
+
+
+def _has_world(m) -> bool:
+    return m.w is not None
+
+
+class DesignMachine(RuleBasedStateMachine):
+    """Hypothesis rules over one design's world; subclass via :func:`machine_for`."""
+
+    design_cls: type | None = None
+    design_spec: str = ""
+    trace_dir: str | None = None
+    stats: dict = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w: World | None = None
+        self.choices: list = []
+        self.labels: list[str] = []
+        self.failed = False
+        self.best_spread = 0.0
+        self.best_syncs = 0.0
+        st_ = self.stats
+        st_["examples"] = st_.get("examples", 0) + 1
+        cb = st_.get("progress")
+        if cb is not None:
+            cb(st_)
+
+    # ------------------------------------------------------------------------------------------
+    # applying choices
+    def _apply(self, choice) -> str:
+        """Apply one choice, record it, check every applicable invariant; raise on a violation."""
+        w = self.w
+        idx = len(self.choices)
+        self.choices.append(list(choice))
+        try:
+            label = w.step(choice)
+        except ModelError as exc:
+            self.labels.append(f"!! {exc}")
+            self._fail(Violation(exc.invariant, str(exc)), idx)
+        except BadChoice:
+            raise
+        except Exception as exc:  # the design's own code broke
+            raise DesignCrash(f"design {self.design_spec!r} crashed at step {idx} {list(choice)}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        self.labels.append(label)
+        self.stats["steps"] = self.stats.get("steps", 0) + 1
+        v = check_step(w, self.invs)
+        if v is not None:
+            self._fail(v, idx)
+        cycle = w.deadlock()
+        if cycle:
+            self._fail(Violation("progress", f"deadlock: {cycle}"), idx)
+        return label
+
+    def _fail(self, violation: Violation, step: int) -> None:
+        """Stop the example: raise a :class:`HuntViolation` (with report and trace on the final run)."""
+        self.failed = True
+        st_ = self.stats
+        if "first_failure_examples" not in st_:
+            st_["first_failure_examples"] = st_.get("examples", 0)
+            st_["first_failure_seconds"] = time.perf_counter() - st_.get("t0", time.perf_counter())
+        exc = HuntViolation(self.design_cls, self.design_spec, self.cfg, self.choices[:step + 1],
+                            self.labels[:step + 1], violation, step)
+        if is_final_run():
+            exc.finalise(self.trace_dir)
+            st_["final"] = exc
+        raise exc
+
+    def _drive(self, done, limit: int = DRIVE_LIMIT, why: str = "") -> None:
+        """Fixed policy until ``done()``: the migration thread first, then other threads, else the
+        clock jumps to the next wake-up. Violates ``progress`` if nothing can run or it takes too long."""
+        w = self.w
+        n = 0
+        while not done():
+            if n >= limit:
+                self._fail(Violation("progress", f"{why} not finished after {limit} steps"), len(self.choices) - 1)
+            threads = w.runnable_threads()
+            if threads:
+                self._apply(["migration" if "migration" in threads else threads[0], None])
+            else:
+                wake = w.next_wakeup()
+                if wake is None:
+                    self._fail(Violation("progress", f"{why}: no thread can run and none sleeps"),
+                               len(self.choices) - 1)
+                self._apply(["clock", wake - w.clock_ms])
+            n += 1
+
+    def _page(self, sel: int) -> int:
+        """The guest page a selector names: ``sel < 8`` one of the hot pages, else any page."""
+        if sel < len(self.hot):
+            return self.hot[sel]
+        return self.guest[sel % len(self.guest)]
+
+    # ------------------------------------------------------------------------------------------
+    # rules
+    @initialize(cfg=configs())
+    def start(self, cfg) -> None:
+        """Build the world Hypothesis drew and start the migration."""
+        self.cfg = cfg
+        self.w = World(cfg, self.design_cls)
+        self.invs = applicable(self.w.design)
+        self.hot = hot_pages(cfg.geometry)
+        self.guest = self.w.guest_pages
+        self._apply(["mgmt", "start"])
+
+    @precondition(lambda self: _has_world(self) and self.w.vm_running)
+    @rule(sel=page_selectors)
+    def vcpu_write(self, sel: int) -> None:
+        """A guest store to a page."""
+        self._apply(["vcpu0", self._page(sel)])
+
+    @precondition(lambda self: _has_world(self) and self.w.vm_running)
+    @rule(sel=page_selectors)
+    def device_write(self, sel: int) -> None:
+        """A device (DMA) write to a page: straight into L2."""
+        self._apply(["device", self._page(sel)])
+
+    @precondition(lambda self: _has_world(self) and bool(self.w.runnable_threads()))
+    @rule(which=st.integers(0, 3), n=thread_bursts)
+    def thread_steps(self, which: int, n: int) -> None:
+        """``n`` atomic steps of one runnable thread (migration, timer, watcher...), fewer if it blocks."""
+        w = self.w
+        threads = w.runnable_threads()
+        name = threads[which % len(threads)]
+        for _ in range(n):
+            a = w.actors.get(name)
+            if a is None or not w.runnable(a):
+                break
+            self._apply([name, None])
+
+    @precondition(_has_world)
+    @rule(ms=clock_steps)
+    def clock(self, ms: int) -> None:
+        """The clock moves on (0: to the next thread wake-up)."""
+        if ms == 0:
+            wake = self.w.next_wakeup()
+            ms = wake - self.w.clock_ms if wake is not None else 1000
+        self._apply(["clock", ms])
+
+    @precondition(lambda self: _has_world(self) and self.w.can_cancel() and self.w.attempts < MAX_ATTEMPTS)
+    @rule()
+    def cancel_and_restart(self) -> None:
+        """``migrate_cancel``, run until the attempt is torn down, then ``migrate`` again."""
+        self._apply(["mgmt", "cancel"])
+        self._drive(lambda: not self.w.migration_active(), why="cancel")
+        self._apply(["mgmt", "start"])
+
+    @precondition(lambda self: _has_world(self) and self.w.migration_active()
+                  and not self.w.mig.downtime_raised)
+    @rule()
+    def switchover(self) -> None:
+        """Raise the downtime limit: the migration completes at its next check."""
+        self._apply(["mgmt", "switchover"])
+
+    @invariant()
+    def spec_invariants(self) -> None:
+        """Every applicable invariant holds (also checked after each atomic step inside a rule)."""
+        w = self.w
+        if w is None or self.failed:
+            return
+        v = check_step(w, self.invs)
+        if v is not None:
+            self._fail(v, len(self.choices) - 1)
+        if w.mig is not None and w.mig.bitmaps_ready:
+            # steer toward states with stale pages marked in several layers at once
+            layers = sum(bool(bm.any()) for bm in (w.kvm.L1, w.L2)) + sum(
+                bool(bm.any()) for rb in w.blocks for bm in rb.extra_bitmaps.values())
+            stale = int((w.src_version != w.last_read).sum())
+            self.best_spread = max(self.best_spread, float(layers * min(stale, 16)))
+            self.best_syncs = max(self.best_syncs, float(w.mig.dirty_sync_count if w.vm_running else 0))
+
+    def teardown(self) -> None:
+        """Raise the downtime limit and finish the migration; no-loss is checked on the way."""
+        w = self.w
+        if w is None or self.failed:
+            return
+        target(self.best_spread, label="stale pages x marked layers")
+        target(self.best_syncs, label="syncs with the VM running")
+        if w.migration_active() and not w.mig.downtime_raised:
+            self._apply(["mgmt", "switchover"])
+        self._drive(lambda: not w.migration_active(), why="completion")
+        if not w.migration_done():
+            self._fail(Violation("progress", "the migration ended without completing"), len(self.choices) - 1)
+
+
+def machine_for(design_cls, trace_dir: str | None = None, settings=None,
+                profile: str | None = None) -> type[DesignMachine]:
+    """A machine class hunting ``design_cls``; ``Machine.TestCase`` is a unittest/pytest test.
+
+    ``settings`` (a Hypothesis ``settings``) or ``profile`` (``ci``, ``dev``, ``thorough``; default
+    ``$DIRTYPROOF_PROFILE`` or ``ci``) configures ``TestCase``."""
+    from dirtyproof.impl.designs import check_interface
+
+    from .profiles import get_settings
+
+    check_interface(design_cls)
+    spec = design_spec_of(design_cls)
+    name = "Hunt_" + "".join(ch if ch.isalnum() else "_" for ch in design_cls.name)
+    cls = type(name, (DesignMachine,), {"design_cls": design_cls, "design_spec": spec,
+                                         "trace_dir": trace_dir, "stats": {}})
+    cls.TestCase.settings = settings if settings is not None else get_settings(profile)
+    return cls

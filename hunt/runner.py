@@ -1,0 +1,96 @@
+"""Running a hunt: from a pytest file (:func:`hunt_test`) or programmatically (:func:`hunt`)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hypothesis import Verbosity
+from hypothesis import seed as hyp_seed
+from hypothesis.stateful import run_state_machine_as_test
+
+from .machine import machine_for
+from .profiles import get_settings
+from .report import HuntViolation
+
+
+def hunt_test(design_cls, profile: str | None = None, trace_dir: str | None = None, **settings_overrides):
+    """A pytest test function hunting ``design_cls``: ``test_mine = hunt_test(MyDesign)``.
+
+    ``profile`` picks the settings (default ``$DIRTYPROOF_PROFILE`` or ``ci``); keyword arguments
+    override single Hypothesis settings (``max_examples=50``)."""
+    machine = machine_for(design_cls, trace_dir=trace_dir,
+                          settings=get_settings(profile, **settings_overrides))
+
+    def test_hunt() -> None:
+        run_state_machine_as_test(machine, settings=machine.TestCase.settings)
+
+    test_hunt.__name__ = f"test_hunt_{machine.__name__[5:]}"
+    test_hunt.__doc__ = f"Hunt {machine.design_spec} for invariant violations with Hypothesis."
+    return test_hunt
+
+
+@dataclass
+class HuntReport:
+    """The outcome of one design's hunt."""
+
+    design: str
+    found: HuntViolation | None
+    examples: int
+    steps: int
+    seconds: float
+    first_failure_examples: int | None = None
+    first_failure_seconds: float | None = None
+
+    @property
+    def verdict(self) -> str:
+        """``unsafe`` when a violation was found, else ``safe`` (no violation within the budget)."""
+        return "unsafe" if self.found is not None else "safe"
+
+
+def hunt(design_cls, examples: int | None = None, budget: float | None = None, profile: str | None = None,
+         seed: int | None = None, trace_dir: str | None = None, progress=None, quiet: bool = True,
+         **settings_overrides) -> HuntReport:
+    """Hunt ``design_cls`` and report. ``examples`` caps the examples of one Hypothesis run;
+    ``budget`` (seconds) runs rounds of examples with successive seeds until the time is spent or a
+    violation is found. ``seed`` fixes the random seed (else the profile decides). ``progress`` is
+    called with a stats dict about once a second."""
+    overrides = dict(settings_overrides)
+    if examples is not None:
+        overrides["max_examples"] = examples
+    elif budget is not None:
+        overrides["max_examples"] = 50      # rounds short enough to stop near the budget
+    if quiet:
+        overrides["verbosity"] = Verbosity.quiet
+    if seed is not None or budget is not None:
+        overrides["derandomize"] = False
+    settings = get_settings(profile, **overrides)
+    machine = machine_for(design_cls, trace_dir=trace_dir, settings=settings)
+    stats = machine.stats
+    t0 = time.perf_counter()
+    stats["t0"] = t0
+    if progress is not None:
+        last = [t0]
+
+        def tick(s):
+            now = time.perf_counter()
+            if now - last[0] >= 1.0:
+                last[0] = now
+                progress(s, now - t0)
+        stats["progress"] = tick
+    found = None
+    round_no = 0
+    while True:
+        if seed is not None or budget is not None:
+            hyp_seed((seed or 0) + round_no)(machine)
+        try:
+            run_state_machine_as_test(machine, settings=settings)
+        except HuntViolation as exc:
+            found = stats.get("final", exc)
+        round_no += 1
+        if found is not None or budget is None or time.perf_counter() - t0 >= budget:
+            break
+    if found is not None and found.report is None:
+        found.finalise(trace_dir)
+    return HuntReport(machine.design_spec, found, stats.get("examples", 0), stats.get("steps", 0),
+                      time.perf_counter() - t0, stats.get("first_failure_examples"),
+                      stats.get("first_failure_seconds"))

@@ -1,0 +1,73 @@
+"""Hypothesis strategies for the hunter's worlds: small geometries, KVM modes and configs.
+
+Worlds are kept small so a step is cheap and a counterexample short: at most one 64-page
+fast-path block (64 pages is the smallest aligned block) and up to two short unaligned
+slow-path blocks, a clear_bmap chunk of 1 to 8 pages, every KVM dirty-log mode.
+"""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from dirtyproof.impl import BlockSpec, Config, Geometry
+from dirtyproof.impl.config import KVM_MODES
+
+
+@st.composite
+def geometries(draw) -> Geometry:
+    """A geometry of 0-1 aligned (fast path) and 0-2 unaligned (slow path) blocks, at least one.
+
+    Shrinks toward a single one-page unaligned block with one memslot and 1-page chunks."""
+    aligned = draw(st.integers(0, 1))
+    unaligned = draw(st.integers(0 if aligned else 1, 2))
+    shift = draw(st.integers(0, 3))
+    blocks, off = [], 0
+    if aligned:
+        blocks.append(BlockSpec("ram0", 0, 64, draw(st.integers(1, 2))))
+        off = 64
+    for i in range(unaligned):
+        gap = draw(st.integers(0, 3))
+        pages = draw(st.integers(1, 12))
+        slots = draw(st.integers(1, min(2, pages)))
+        blocks.append(BlockSpec(f"odd{i}", off + gap, pages, slots))
+        off += gap + pages
+    return Geometry(tuple(blocks), shift)
+
+
+@st.composite
+def configs(draw) -> Config:
+    """A world config: geometry, KVM mode, burst, and when the migration switches over.
+
+    ``switchover_pages`` is either small (long iterations, the usual case) or a few pages below
+    the guest's size, so an exact sync comes soon after the first pages are sent (a mid-migration
+    sync with the VM running: what the periodic, iterate-sync and background designs need)."""
+    geo = draw(geometries())
+    mode = draw(st.sampled_from(KVM_MODES))
+    total = geo.total_pages
+    switchover = draw(st.one_of(st.integers(0, 4),
+                                st.integers(1, 8).map(lambda s: max(0, total - s))))
+    burst = draw(st.integers(1, 8))
+    auto_converge = draw(st.sampled_from([True, False]))
+    return Config(geometry=geo, kvm_mode=mode, vcpus=1, burst=burst,
+                  switchover_pages=switchover, auto_converge=auto_converge)
+
+
+# A page argument: small values pick one of a few "hot" pages (each block's first pages, where
+# the sender starts, and last pages); larger ones any guest page.
+page_selectors = st.one_of(st.integers(0, 7), st.integers(8, 1 << 12))
+
+# Clock advances in ms; 0 means "to the next thread wake-up" (or 1000 ms if none sleeps).
+clock_steps = st.sampled_from([0, 1000, 5001, 100, 2500, 10])
+
+# Steps of a thread in one rule: usually one, sometimes a burst (sending a block takes many).
+thread_bursts = st.one_of(st.just(1), st.integers(2, 64))
+
+
+def hot_pages(geo: Geometry) -> list[int]:
+    """Eight pages worth writing often: the first pages and the last page of each block, interleaved."""
+    hot: list[int] = []
+    for rank in (0, 1, -1, 2):
+        for b in geo.blocks:
+            p = b.offset + rank if rank >= 0 else b.end - 1
+            if p < b.end and p not in hot:
+                hot.append(p)
+    return [hot[i % len(hot)] for i in range(8)]
