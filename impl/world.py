@@ -108,9 +108,11 @@ class World:
         for rb in self.blocks:
             self.L2.set_range(rb.offset, rb.offset + rb.pages)
         # the truth
-        self.src_version = np.zeros(self.ram_pages, dtype=np.int64)
-        self.last_read = np.full(self.ram_pages, -1, dtype=np.int64)
-        self.dest_version = np.full(self.ram_pages, -1, dtype=np.int64)
+        # int32: 2^31 writes to one page is far beyond any run, and a 2^28-page world then
+        # needs 3 GiB for the truth instead of 6
+        self.src_version = np.zeros(self.ram_pages, dtype=np.int32)
+        self.last_read = np.full(self.ram_pages, -1, dtype=np.int32)
+        self.dest_version = np.full(self.ram_pages, -1, dtype=np.int32)
         self.clock_ms = 0
         self.vm_running = True
         self.throttle_pct = 0
