@@ -1,7 +1,7 @@
 """Packed bitmaps: one bit per page, 64 pages per ``uint64`` word, as QEMU's ``unsigned long *``.
 
-Single-bit helpers convert a word to a Python int and back, which is the cheapest scalar path in
-numpy; whole-bitmap helpers are vectorised so a 2^24-page sync runs no per-page Python loop.
+Single-bit helpers read a word as a Python int with ``ndarray.item`` (the cheapest scalar read in
+numpy) and store it back; whole-bitmap helpers are vectorised so a 2^24-page sync runs no per-page Python loop.
 """
 from __future__ import annotations
 
@@ -30,22 +30,22 @@ class Bitmap:
     # -- single bits -------------------------------------------------------------------------
     def test(self, i: int) -> bool:
         """Whether bit ``i`` is set."""
-        return (int(self.words[i >> 6]) >> (i & 63)) & 1 == 1
+        return (self.words.item(i >> 6) >> (i & 63)) & 1 == 1
 
     def set(self, i: int) -> None:
         """Set bit ``i``."""
         w = i >> 6
-        self.words[w] = int(self.words[w]) | (1 << (i & 63))
+        self.words[w] = self.words.item(w) | (1 << (i & 63))
 
     def clear(self, i: int) -> None:
         """Clear bit ``i``."""
         w = i >> 6
-        self.words[w] = int(self.words[w]) & ~(1 << (i & 63)) & WORD_MASK
+        self.words[w] = self.words.item(w) & ~(1 << (i & 63)) & WORD_MASK
 
     def test_and_clear(self, i: int) -> bool:
         """Clear bit ``i`` and return whether it was set (QEMU's ``test_and_clear_bit``)."""
         w = i >> 6
-        old = int(self.words[w])
+        old = self.words.item(w)
         bit = 1 << (i & 63)
         if old & bit:
             self.words[w] = old & ~bit & WORD_MASK
@@ -55,7 +55,7 @@ class Bitmap:
     def test_and_set(self, i: int) -> bool:
         """Set bit ``i`` and return whether it was already set (QEMU's ``test_and_set_bit``)."""
         w = i >> 6
-        old = int(self.words[w])
+        old = self.words.item(w)
         bit = 1 << (i & 63)
         if old & bit:
             return True
@@ -65,11 +65,11 @@ class Bitmap:
     # -- words ---------------------------------------------------------------------------------
     def word(self, w: int) -> int:
         """Word ``w`` as a Python int."""
-        return int(self.words[w])
+        return self.words.item(w)
 
     def xchg_word(self, w: int, value: int) -> int:
         """Store ``value`` into word ``w`` and return the old word (QEMU's ``qatomic_xchg``)."""
-        old = int(self.words[w])
+        old = self.words.item(w)
         self.words[w] = value
         return old
 
@@ -108,7 +108,7 @@ class Bitmap:
         i = start
         while i < end:
             w = i >> 6
-            word = int(self.words[w]) >> (i & 63)
+            word = self.words.item(w) >> (i & 63)
             if word:
                 found = i + ((word & -word).bit_length() - 1)
                 return found if found < end else end

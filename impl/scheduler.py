@@ -57,33 +57,41 @@ class RandomScheduler:
         free_run = self.n <= self.steps
         if not free_run and not mig.downtime_raised and mig.phase in ("setup", "active"):
             return ["mgmt", "switchover"]
-        options: list[tuple[float, list]] = []
-        for name in w.runnable_threads():
-            weight = 3.0 if name != "migration" or free_run else 8.0
-            options.append((weight, [name, None]))
+        # Weighted options, summed in this order (the float sum and the RNG draws below fix
+        # which choice a seed makes, so traces and seeds stay reproducible).
+        names: list[str] = []
+        weights: list[float] = []
+        runnable = w.runnable_threads()
+        for name in runnable:
+            names.append(name)
+            weights.append(3.0 if name != "migration" or free_run else 8.0)
         if w.vm_running:
-            vcpu_weight = 2.0 * (100 - w.throttle_pct) / 100
-            options.append((vcpu_weight, [f"vcpu{rng.randrange(w.config.vcpus)}", None]))
-            options.append((0.4, ["device", None]))
-        options.append((0.6 if free_run else 0.2, ["clock", None]))
+            names.append(f"vcpu{rng.randrange(w.config.vcpus)}")
+            weights.append(2.0 * (100 - w.throttle_pct) / 100)
+            names.append("device")
+            weights.append(0.4)
+        names.append("clock")
+        weights.append(0.6 if free_run else 0.2)
         if free_run and self.cancels_left and w.can_cancel() and rng.random() < 0.002:
             self.cancels_left -= 1
             return ["mgmt", "cancel"]
-        total = sum(wt for wt, _ in options)
+        total = 0
+        for wt in weights:
+            total += wt
         r = rng.random() * total
-        for wt, choice in options:
+        for name, wt in zip(names, weights):
             r -= wt
             if r <= 0:
                 break
-        if choice[0] in ("device",) or choice[0].startswith("vcpu"):
-            return [choice[0], self._page(w)]
-        if choice[0] == "clock":
-            if not w.runnable_threads():
+        if name == "device" or name.startswith("vcpu"):
+            return [name, self._page(w)]
+        if name == "clock":
+            if not runnable:
                 wake = w.next_wakeup()
                 if wake is not None:
                     return ["clock", wake - w.clock_ms]
             return ["clock", rng.choice(CLOCK_STEPS_MS)]
-        return choice
+        return [name, None]
 
 
 @dataclass
@@ -143,11 +151,11 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
             choice = next(it, None)
             if choice is None:
                 break
-        if limit is not None and res.steps >= limit:
-            res.violation = Violation("progress", f"no completion after {res.steps} steps")
-            res.violation_step = res.steps
+        idx = len(res.choices)
+        if limit is not None and idx >= limit:
+            res.violation = Violation("progress", f"no completion after {idx} steps")
+            res.violation_step = idx
             break
-        idx = res.steps
         res.choices.append(list(choice))
         try:
             label = w.step(choice)
@@ -169,7 +177,7 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
             if v is not None:
                 res.violation, res.violation_step = v, idx
                 break
-        cycle = w.deadlock()
+        cycle = w.deadlock() if w.lock_waiters() else None
         if cycle:
             res.violation = Violation("progress", f"deadlock: {cycle}")
             res.violation_step = idx

@@ -313,6 +313,13 @@ class World:
         """Names of the thread actors that can step now."""
         return [n for n, a in self.actors.items() if self.runnable(a)]
 
+    def lock_waiters(self) -> bool:
+        """Whether some live thread waits for a lock (a deadlock needs one)."""
+        for a in self.actors.values():
+            if a.blocked_on is not None and not a.done:
+                return True
+        return False
+
     def deadlock(self) -> str | None:
         """A cycle of threads each waiting for a lock the next one holds, described; else ``None``."""
         for start in self.actors.values():
