@@ -121,7 +121,7 @@ def _fast_block(w, rb) -> int:
         np.bitwise_not(bm, out=t)
         np.bitwise_and(t, l2, out=t)
         np.bitwise_count(t, out=c)
-        num_dirty += int(c.sum(dtype=np.int64))
+        num_dirty += int(c.sum(dtype=np.uint32))       # at most 64 * CHUNK_WORDS: no overflow
         np.bitwise_or(bm, l2, out=bm)
         l2[:] = 0
     rb.clear_bmap.fill(True)                          # every chunk's remote clear is owed
