@@ -33,7 +33,8 @@ SMALL = Geometry((BlockSpec("ram0", 0, 128, slots=2), BlockSpec("ram1", 128, 64)
                   BlockSpec("odd", 197, 59)), clear_bmap_shift=3)
 
 
-def steps_per_second(design: str, check: bool, seconds: float, replay: bool = False) -> tuple[float, float, int]:
+def steps_per_second(design: str, check: bool, seconds: float,
+                     replay: bool = False) -> tuple[float, float, int]:
     """Random runs (seeds 0, 1, ...) until ``seconds`` of run time; returns (best, median, steps).
 
     Each run is timed on its own; the best run rate is what the machine can do (as ``timeit``
@@ -81,6 +82,7 @@ def dirty_most_words(w: World, rng: np.random.Generator) -> None:
 
 
 def best_of(fn, repeats: int) -> float:
+    """The smallest of ``repeats`` timings returned by ``fn``."""
     times = []
     for _ in range(repeats):
         t = fn()
@@ -95,6 +97,7 @@ def bench_large(exp: int, mode: str, repeats: int) -> tuple[float, float, int]:
     nbytes = w.L2.words.nbytes
 
     def one_sync() -> float:
+        """Dirty most words, then time one bulk sync."""
         dirty_most_words(w, rng)
         gc.collect()
         t = time.perf_counter()
@@ -106,6 +109,7 @@ def bench_large(exp: int, mode: str, repeats: int) -> tuple[float, float, int]:
     b = rng.integers(0, 2**64, size=nbytes // 8, dtype=np.uint64)
 
     def one_or() -> float:
+        """Time numpy's OR over the baseline arrays."""
         t = time.perf_counter()
         np.bitwise_or(a, b, out=a)
         return time.perf_counter() - t

@@ -30,6 +30,7 @@ def geometries(draw):
 
 
 def random_words(rng, nbits, nwords, density):
+    """``nwords`` packed words; each of the first ``nbits`` bits is set with probability ``density``."""
     bits = rng.random(nwords * 64) < density
     bits[nbits:] = False
     return np.packbits(bits, bitorder="little").view(np.uint64).copy()
@@ -66,6 +67,7 @@ def twin(geo, mode, design, seed, logging):
 
 
 def state(w):
+    """Every layer's words, the migration counters, KVM's unsynced flags, the carry and the throttle."""
     mig = w.mig
     layers = {k: bm.words.tolist() for k, bm in w.layer_bitmaps().items()}
     counters = {k: getattr(mig, k) for k in (

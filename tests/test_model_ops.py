@@ -21,6 +21,7 @@ TOTAL = 138
 
 
 def world(design=Legacy, mode="manual", **kw):
+    """A fresh world on ``GEO`` (no exact sync unless asked: ``switchover_pages`` 0)."""
     kw.setdefault("switchover_pages", 0)
     kw.setdefault("burst", 2)
     return World(Config(geometry=GEO, kvm_mode=mode, **kw), design)
@@ -50,6 +51,7 @@ def probe(w, gen, bql=False):
     out = []
 
     def body():
+        """The probe thread's body."""
         if bql:
             yield from w.acquire("BQL")
         out.append((yield from gen))
@@ -67,6 +69,7 @@ def drain(w, actor="probe"):
 def finish(w):
     """Switch over and run the migration thread to its end with every invariant checked."""
     def choices():
+        """Switchover (if not yet), then migration steps while the thread runs."""
         if not w.mig.downtime_raised and w.mig.phase == "active":
             yield ["mgmt", "switchover"]
         while w.migration_active():
@@ -373,6 +376,7 @@ def test_exact_sync_when_little_is_pending():
 # ---------------------------------------------------------------------------------------------
 # auto-converge
 def throttle_world(**kw):
+    """A world after setup whose period transferred 10 pages (threshold: 5 pages at 50%)."""
     w = after_setup(**kw)
     w.mig.bytes_transferred = 10 * 4096                 # threshold: 50% of 10 pages = 5 pages
     w.mig.bytes_xfer_prev = 0
@@ -380,6 +384,7 @@ def throttle_world(**kw):
 
 
 def period(w, pages):
+    """End a rate period that dirtied ``pages``: run the throttle check; return (count, pct)."""
     w.mig.num_dirty_pages_period = pages
     w.design.migration_trigger_throttle(w)
     return w.mig.dirty_rate_high_cnt, w.throttle_pct
@@ -446,6 +451,7 @@ def test_period_resets_only_after_more_than_one_second():
 # ---------------------------------------------------------------------------------------------
 # periodic design: the 5 s timer
 def tick(w):
+    """One ``cpu_throttle_dirty_sync_timer_tick`` under the BQL, stepped to its end; its labels."""
     probe(w, w.design.cpu_throttle_dirty_sync_timer_tick(w), bql=True)
     return drain(w)
 

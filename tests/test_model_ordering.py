@@ -24,6 +24,7 @@ def M(n):
 
 
 def excluding(*ids):
+    """Every invariant except those named."""
     return [inv for inv in INVARIANTS if inv.id not in ids]
 
 
@@ -71,6 +72,7 @@ class ReadBeforeClear(Legacy):
 
 
 def world_a(design):
+    """Manual KVM mode, no exact sync, bursts of 8 pages."""
     return World(Config(geometry=GEO, kvm_mode="manual", switchover_pages=0, burst=8), design)
 
 
@@ -166,6 +168,7 @@ class SplitFetchAndClear(Legacy):
 def world_b(design):
     # switchover_pages 60: after one burst of 8, 56 pages pending -> the exact sync runs while
     # the VM is running; the 5 re-dirtied pages push it back above 60, so no switchover.
+    """Manual KVM mode, bursts of 8, switchover below 61 pending pages."""
     return World(Config(geometry=GEO, kvm_mode="manual", switchover_pages=60, burst=8), design)
 
 

@@ -23,6 +23,7 @@ SAFE = ("legacy", "periodic", "iterate-sync")
 
 
 def random_run(design, mode, geometry, seed, steps=800):
+    """A fresh world on a named geometry run to completion by a seeded random schedule."""
     w = World(Config(geometry=GEOMETRIES[geometry], kvm_mode=mode), DESIGNS[design])
     return w, run(w, RandomScheduler(seed, steps), keep_log=False)
 
@@ -84,6 +85,7 @@ def test_random_runs_are_deterministic_per_seed():
 # ---------------------------------------------------------------------------------------------
 # traces
 def final_state(w):
+    """Everything a replay must reproduce: layers, counters, versions, clock, attempts."""
     return (w.snapshot(), w.src_version.tolist(), w.dest_version.tolist(), w.last_read.tolist(),
             w.steps, w.clock_ms, w.attempts, w.migration_done())
 
@@ -109,6 +111,7 @@ def test_trace_save_load_replay_reproduces_state_and_verdict(tmp_path, design, m
 
 
 def write(tmp_path, data):
+    """Write ``data`` (a string, or JSON of an object) to a trace file; its path."""
     p = tmp_path / "t.json"
     p.write_text(data if isinstance(data, str) else json.dumps(data))
     return p

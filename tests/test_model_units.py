@@ -212,6 +212,7 @@ SLOTS = (SlotSpec(0, 0, 0, 8), SlotSpec(1, 0, 8, 12))
 
 
 def kvm(mode):
+    """The two-slot KVM in ``mode`` with dirty logging started."""
     k = KVM(SLOTS, 21, mode)
     k.log_start()
     return k
