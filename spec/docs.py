@@ -23,5 +23,6 @@ def invariants_markdown() -> str:
     if CONJUNCTS:
         lines += ["", "## The inductive invariant of the prover", ""]
         for c in CONJUNCTS:
-            lines.append(f"- `{c.id}`: {c.statement} *Why:* {c.why}")
+            statement = getattr(c, "statement", "") or " ".join((c.pred.__doc__ or "").split())
+            lines.append(f"- `{c.id}`: {statement} *Why:* {c.why}")
     return "\n".join(lines) + "\n"
