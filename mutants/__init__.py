@@ -1,0 +1,31 @@
+"""dirtyproof.mutants: deliberately broken designs, each one change away from a real design.
+
+``MUTANTS`` maps corpus names to classes; ``manifest.json`` records, for every mutant and every
+shipped design, the expected verdict, the invariant expected to catch it and the longest
+shrunk counterexample the hunter may report (:func:`load_manifest`).
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from .sending import ClearMaskRange, ClearNoReprotect, ClearPreviousChunk, ReadBeforeClear
+from .syncs import (BmapInitLastPageMissing, BmapReusedOnRestart, CountOutsideMutex, DirtyCountRawBits, NoFinalSync, NonAtomicXchg,
+                    PeriodPopcount, SkipSlotOr)
+from .threads import BgSyncTakesLegacyPath, ForgetIterFold, IterateSyncInMutex, TimerMutexBeforeBql
+
+MUTANTS: dict[str, type] = {c.name: c for c in (
+    ReadBeforeClear, ClearPreviousChunk, ClearMaskRange, ClearNoReprotect,
+    NonAtomicXchg, SkipSlotOr, CountOutsideMutex, DirtyCountRawBits, PeriodPopcount, NoFinalSync,
+    BmapReusedOnRestart, BmapInitLastPageMissing, TimerMutexBeforeBql, IterateSyncInMutex, ForgetIterFold,
+    BgSyncTakesLegacyPath,
+)}
+
+
+def load_manifest() -> dict:
+    """The manifest: ``{"designs": {name: entry}, "mutants": {name: entry}}``; an entry has
+    ``verdict`` (safe/unsafe), ``catcher`` (invariant id or null), ``max_steps`` and ``found_by``."""
+    return json.loads(resources.files(__package__).joinpath("manifest.json").read_text())
+
+
+__all__ = ["MUTANTS", "load_manifest"]
