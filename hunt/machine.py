@@ -22,11 +22,24 @@ from dirtyproof.impl.world import BadChoice, ModelError
 from dirtyproof.spec import Violation, applicable, check_step
 
 from .report import HuntViolation, design_spec_of, is_final_run
-from .strategies import clock_steps, configs, hot_pages, page_selectors, thread_bursts
+from .strategies import clock_steps, configs, hot_pages, page_selectors, thread_bursts, thread_events
 
 # Steps the teardown (or a cancel) may take to finish a migration before it counts as no progress.
 DRIVE_LIMIT = 20000
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 2
+UNTIL_LIMIT = 400
+
+
+def _event_seen(w, label: str, event: str) -> bool:
+    """Whether the step just taken did ``event`` (see ``strategies.THREAD_EVENTS``)."""
+    if event == "fetch":
+        return "L2 word" in label or "L2 page" in label
+    return any(ev[0] == event for ev in w.events)
+
+
+class ShrinkBudgetSpent(BaseException):
+    """Raised to stop Hypothesis once a hunt's shrink budget is spent; the hunt then reports the
+    shortest counterexample seen (not an ``Exception``, so Hypothesis does not treat it as a failure)."""
 
 
 def _has_world(m) -> bool:
@@ -49,8 +62,14 @@ class DesignMachine(RuleBasedStateMachine):
         self.failed = False
         self.best_spread = 0.0
         self.best_syncs = 0.0
+        self.last_read: int | None = None
         st_ = self.stats
         st_["examples"] = st_.get("examples", 0) + 1
+        budget = st_.get("shrink_budget")
+        if budget is not None and "first_failure_examples" in st_ \
+                and st_["examples"] - st_["first_failure_examples"] > budget:
+            st_["budget_spent"] = True
+            raise ShrinkBudgetSpent()
         cb = st_.get("progress")
         if cb is not None:
             cb(st_)
@@ -73,6 +92,9 @@ class DesignMachine(RuleBasedStateMachine):
             raise DesignCrash(f"design {self.design_spec!r} crashed at step {idx} {list(choice)}: "
                               f"{type(exc).__name__}: {exc}") from exc
         self.labels.append(label)
+        for ev in w.events:
+            if ev[0] == "read":
+                self.last_read = ev[1]
         self.stats["steps"] = self.stats.get("steps", 0) + 1
         v = check_step(w, self.invs)
         if v is not None:
@@ -91,6 +113,9 @@ class DesignMachine(RuleBasedStateMachine):
             st_["first_failure_seconds"] = time.perf_counter() - st_.get("t0", time.perf_counter())
         exc = HuntViolation(self.design_cls, self.design_spec, self.cfg, self.choices[:step + 1],
                             self.labels[:step + 1], violation, step)
+        best = st_.get("best")
+        if best is None or exc.length < best.length:
+            st_["best"] = exc
         if is_final_run():
             exc.finalise(self.trace_dir)
             st_["final"] = exc
@@ -116,7 +141,10 @@ class DesignMachine(RuleBasedStateMachine):
             n += 1
 
     def _page(self, sel: int) -> int:
-        """The guest page a selector names: ``sel < 8`` one of the hot pages, else any page."""
+        """The guest page a selector names: 0 the page the sender read last, ``sel < 8`` one of
+        the hot pages, else any page."""
+        if sel == 0 and self.last_read is not None:
+            return self.last_read
         if sel < len(self.hot):
             return self.hot[sel]
         return self.guest[sel % len(self.guest)]
@@ -158,6 +186,39 @@ class DesignMachine(RuleBasedStateMachine):
                 break
             self._apply([name, None])
 
+    @precondition(lambda self: _has_world(self) and bool(self.w.runnable_threads()))
+    @rule(which=st.integers(0, 3), event=thread_events)
+    def thread_until(self, which: int, event: str) -> None:
+        """Run one runnable thread until its next page read, CLEAR, L2 fetch or sync end (or it blocks)."""
+        w = self.w
+        threads = w.runnable_threads()
+        name = threads[which % len(threads)]
+        for _ in range(UNTIL_LIMIT):
+            a = w.actors.get(name)
+            if a is None or not w.runnable(a):
+                break
+            label = self._apply([name, None])
+            if _event_seen(w, label, event):
+                break
+
+    @precondition(lambda self: _has_world(self) and self.w.migration_active())
+    @rule(n=st.integers(4, 160))
+    def run_system(self, n: int) -> None:
+        """Let every thread run round-robin for ``n`` steps, the clock jumping to the next
+        wake-up every eighth step (timers and the watcher fire as they would)."""
+        w = self.w
+        turn = 0
+        for i in range(n):
+            threads = w.runnable_threads()
+            wake = w.next_wakeup()
+            if wake is not None and (not threads or i % 8 == 7):
+                self._apply(["clock", wake - w.clock_ms])
+            elif threads:
+                self._apply([threads[turn % len(threads)], None])
+                turn += 1
+            else:
+                break
+
     @precondition(_has_world)
     @rule(ms=clock_steps)
     def clock(self, ms: int) -> None:
@@ -168,18 +229,23 @@ class DesignMachine(RuleBasedStateMachine):
         self._apply(["clock", ms])
 
     @precondition(lambda self: _has_world(self) and self.w.can_cancel() and self.w.attempts < MAX_ATTEMPTS)
-    @rule()
-    def cancel_and_restart(self) -> None:
-        """``migrate_cancel``, run until the attempt is torn down, then ``migrate`` again."""
+    @rule(odds=st.integers(0, 3))
+    def cancel_and_restart(self, odds: int) -> None:
+        """``migrate_cancel``, run until the attempt is torn down, then ``migrate`` again (only
+        when ``odds`` is 0: cancels are rare, or few examples would get far)."""
+        if odds:
+            return
         self._apply(["mgmt", "cancel"])
         self._drive(lambda: not self.w.migration_active(), why="cancel")
         self._apply(["mgmt", "start"])
 
     @precondition(lambda self: _has_world(self) and self.w.migration_active()
                   and not self.w.mig.downtime_raised)
-    @rule()
-    def switchover(self) -> None:
-        """Raise the downtime limit: the migration completes at its next check."""
+    @rule(odds=st.integers(0, 3))
+    def switchover(self, odds: int) -> None:
+        """Raise the downtime limit (only when ``odds`` is 0): the migration completes soon after."""
+        if odds:
+            return
         self._apply(["mgmt", "switchover"])
 
     @invariant()

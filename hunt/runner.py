@@ -8,7 +8,7 @@ from hypothesis import Verbosity
 from hypothesis import seed as hyp_seed
 from hypothesis.stateful import run_state_machine_as_test
 
-from .machine import machine_for
+from .machine import ShrinkBudgetSpent, machine_for
 from .profiles import get_settings
 from .report import HuntViolation
 
@@ -49,11 +49,13 @@ class HuntReport:
 
 def hunt(design_cls, examples: int | None = None, budget: float | None = None, profile: str | None = None,
          seed: int | None = None, trace_dir: str | None = None, progress=None, quiet: bool = True,
-         **settings_overrides) -> HuntReport:
+         shrink_budget: int | None = 300, **settings_overrides) -> HuntReport:
     """Hunt ``design_cls`` and report. ``examples`` caps the examples of one Hypothesis run;
     ``budget`` (seconds) runs rounds of examples with successive seeds until the time is spent or a
     violation is found. ``seed`` fixes the random seed (else the profile decides). ``progress`` is
-    called with a stats dict about once a second."""
+    called with a stats dict about once a second. ``shrink_budget`` caps the examples spent
+    shrinking after the first counterexample (``None``: Hypothesis shrinks to the end); the
+    shortest counterexample seen is reported."""
     overrides = dict(settings_overrides)
     if examples is not None:
         overrides["max_examples"] = examples
@@ -68,6 +70,7 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     stats = machine.stats
     t0 = time.perf_counter()
     stats["t0"] = t0
+    stats["shrink_budget"] = shrink_budget
     if progress is not None:
         last = [t0]
 
@@ -86,6 +89,11 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
             run_state_machine_as_test(machine, settings=settings)
         except HuntViolation as exc:
             found = stats.get("final", exc)
+        except (ShrinkBudgetSpent, Exception):
+            # Hypothesis may wrap our stop in an error of its own; the stats say it was ours
+            if not stats.get("budget_spent"):
+                raise
+            found = stats["best"]
         round_no += 1
         if found is not None or budget is None or time.perf_counter() - t0 >= budget:
             break

@@ -43,7 +43,7 @@ def configs(draw) -> Config:
     geo = draw(geometries())
     mode = draw(st.sampled_from(KVM_MODES))
     total = geo.total_pages
-    switchover = draw(st.one_of(st.integers(0, 4),
+    switchover = draw(st.one_of(st.integers(0, 4).map(lambda s: min(s, max(0, total - 2))),
                                 st.integers(1, 8).map(lambda s: max(0, total - s))))
     burst = draw(st.integers(1, 8))
     auto_converge = draw(st.sampled_from([True, False]))
@@ -51,8 +51,9 @@ def configs(draw) -> Config:
                   switchover_pages=switchover, auto_converge=auto_converge)
 
 
-# A page argument: small values pick one of a few "hot" pages (each block's first pages, where
-# the sender starts, and last pages); larger ones any guest page.
+# A page argument: 0 is the page the sender read last; other small values pick one of a few
+# "hot" pages (each block's first pages, where the sender starts, and last pages); larger ones
+# any guest page.
 page_selectors = st.one_of(st.integers(0, 7), st.integers(8, 1 << 12))
 
 # Clock advances in ms; 0 means "to the next thread wake-up" (or 1000 ms if none sleeps).
@@ -60,6 +61,10 @@ clock_steps = st.sampled_from([0, 1000, 5001, 100, 2500, 10])
 
 # Steps of a thread in one rule: usually one, sometimes a burst (sending a block takes many).
 thread_bursts = st.one_of(st.just(1), st.integers(2, 64))
+
+# What a thread runs until, in one rule: its next page read, KVM CLEAR, L2 fetch, or sync end.
+THREAD_EVENTS = ("read", "clear", "fetch", "sync_end")
+thread_events = st.sampled_from(THREAD_EVENTS)
 
 
 def hot_pages(geo: Geometry) -> list[int]:
