@@ -1,0 +1,91 @@
+"""``dirtyproof prove``: per design and configuration, each obligation with verdict and time; for an
+unsafe design the counterexample as a step list and the path of its replayable trace."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .common import design_class, design_specs
+from .errors import UserError
+
+
+def add_arguments(p) -> None:
+    """Flags of ``prove``."""
+    p.add_argument("--design", help="design name or module:Class (default: every shipped design)")
+    p.add_argument("--config", action="append", metavar="KVM_MODE/GEOMETRY",
+                   help="configuration, repeatable (default: all six, e.g. manual/mixed)")
+    p.add_argument("--smt2", metavar="DIR", help="write every Z3 query as SMT-LIB 2 into DIR")
+    p.add_argument("--traces", metavar="DIR", default="traces", help="where counterexample traces go")
+    p.add_argument("--timeout-ms", type=int, default=5000, help="per-query Z3 time limit")
+    p.add_argument("--tail", type=int, default=15, help="steps of a counterexample to print")
+
+
+def selected_configs(args) -> list[str]:
+    """The configurations named on the command line, validated."""
+    from dirtyproof.proofs.runner import CONFIGS, parse_config
+    cfgs = args.config or list(CONFIGS)
+    for c in cfgs:
+        try:
+            parse_config(c)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    return cfgs
+
+
+def print_result(res, tail: int) -> None:
+    """One configuration's obligations, verdict and counterexample."""
+    print(f"{res.design} {res.config}: {res.verdict.upper()} ({res.seconds:.2f} s)")
+    for o in res.obligations:
+        extra = f"  [{o.detail[:300]}]" if o.detail and o.verdict != "proved" else ""
+        print(f"  {o.name:12s} {o.verdict:9s} {o.seconds:6.2f} s  {o.queries} queries{extra}")
+    if res.bmc is not None:
+        b = res.bmc
+        print(f"  bmc          {b.status:9s} {b.seconds:6.2f} s  shortest depth {b.depth} "
+              f"({b.explored} abstract states, Z3-confirmed: {b.confirmed})")
+        if b.path:
+            print("  abstract counterexample (last steps):")
+            for r, f in b.path[-tail:]:
+                facts = ",".join(k for k, v in f.items() if v)
+                print(f"    {r.id}{' [' + facts + ']' if facts else ''}")
+    if res.concrete is not None:
+        c = res.concrete
+        print(f"  concrete: {c.invariant} on page {c.page} at step {c.violation_step}; last steps:")
+        for choice, label in c.steps[-tail:]:
+            print(f"    {choice[0]:10s} {label}")
+        if c.path is not None:
+            print(f"  trace: {c.path} (replay: dirtyproof replay {c.path})")
+
+
+def run(args) -> int:
+    """Prove the selected designs; exit 0 iff each verdict matches the recorded expectation
+    (a design without one must be proved safe)."""
+    from dirtyproof.proofs.designs import NoEncoding
+    from dirtyproof.proofs.runner import EncodingBug, expected_verdicts, prove_config
+    from dirtyproof.proofs.solver import QueryRunner
+
+    if args.timeout_ms <= 0:
+        raise UserError("--timeout-ms must be positive")
+    specs = design_specs(args.design)
+    cfgs = selected_configs(args)
+    runner = QueryRunner(args.timeout_ms, Path(args.smt2) if args.smt2 else None)
+    expected = expected_verdicts()
+    ok = True
+    t0 = time.perf_counter()
+    for spec in specs:
+        cls = design_class(spec)
+        for cfg in cfgs:
+            try:
+                res = prove_config(spec, cls, cfg, runner, Path(args.traces))
+            except NoEncoding as exc:
+                raise UserError(str(exc)) from None
+            except EncodingBug as exc:
+                print(f"ENCODING BUG: {exc}")
+                return 1
+            print_result(res, args.tail)
+            want = expected.get(spec, {}).get(cfg, "safe")
+            if res.verdict != want:
+                ok = False
+                print(f"  !! expected {want}")
+    print(f"{len(runner.log)} queries in {time.perf_counter() - t0:.1f} s"
+          + (f", SMT-LIB 2 in {args.smt2}" if args.smt2 else ""))
+    return 0 if ok else 1
