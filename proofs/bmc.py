@@ -55,15 +55,19 @@ def _key(s):
     return tuple(s[v] for v in VARS)
 
 
-def search(enc, kvm_mode: str, geometry: str, max_depth: int = DEFAULT_DEPTH) -> BmcResult:
-    """Breadth-first search from the initial world for the shortest path to a bad state."""
+def search(enc, kvm_mode: str, geometry: str, max_depth: int = DEFAULT_DEPTH,
+           fast_values: tuple | None = None) -> BmcResult:
+    """Breadth-first search from the initial world for the shortest path to a bad state.
+
+    ``fast_values`` restricts q's block kind; the caller may drop ``True`` when the aligned
+    configuration is proved safe (``fast`` never changes along a path, so no such path exists)."""
     t0 = time.perf_counter()
     rules = [r for r in enc.rules() if r.name != "stutter" and r.actor != "clock"
              and r.name not in ("write_other", "switchover")]
     facts = {r.id: [dict(zip(r.facts, v)) for v in itertools.product((False, True), repeat=len(r.facts))]
              for r in rules}
     starts = [initial(kvm_mode != "legacy", kvm_mode == "initially_set", fast)
-              for fast in ((True,) if geometry == "aligned" else (True, False))]
+              for fast in (fast_values or ((True,) if geometry == "aligned" else (True, False)))]
     parent = {}
     frontier = []
     for s in starts:

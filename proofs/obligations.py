@@ -56,6 +56,22 @@ class Obligation:
     vacuous: list = field(default_factory=list)
 
 
+def _as_bool(x):
+    return z3.BoolVal(x) if isinstance(x, bool) else x
+
+
+def _as_term(x, like):
+    if isinstance(x, bool):
+        return z3.BoolVal(x)
+    if isinstance(x, int):
+        return z3.IntVal(x)
+    return x
+
+
+def _same(a, b):
+    return isinstance(a, z3.ExprRef) and a.eq(b)
+
+
 def _fresh_facts(rule, tag):
     return {f: z3.Bool(f"{f}_{tag}") for f in rule.facts}
 
@@ -111,17 +127,21 @@ def prove(enc, kvm_mode: str, geometry: str, runner: QueryRunner, without=()) ->
         "unknown" if any(x.startswith("unknown") for x in fails) else "violated"),
         time.perf_counter() - t0, "; ".join(fails + [f"vacuous: {v}" for v in vac]), nq, vac))
     # -- consecution -------------------------------------------------------------------------------
+    # Inv(s) is built once; Inv(s') of each rule is Inv(s) with the updated variables substituted.
     t0 = time.perf_counter()
     fails, disabled, nq, unknown = [], [], 0, False
+    s = symbolic("c")
+    inv_s = _as_bool(invariant(s, enc, without))
+    base = z3.And(domain(s), config_constraint(s, kvm_mode, geometry), inv_s)
     for i, r in enumerate(rules):
-        s = symbolic(f"c{i}")
         f = _fresh_facts(r, f"c{i}")
         g, upd = r.fn(s, f)
         post = successor(s, upd)
-        pre = z3.And(domain(s), config_constraint(s, kvm_mode, geometry), invariant(s, enc, without), g)
+        subst = [(s[v], _as_term(post[v], s[v])) for v in upd if not _same(post[v], s[v])]
+        inv_post = z3.substitute(inv_s, *subst) if subst else inv_s
+        pre = z3.And(base, _as_bool(g))
         nq += 2
-        res = runner.check(f"{enc.design}/{kvm_mode}/{geometry}/consecution/{r.id}", pre,
-                           z3.Not(invariant(post, enc, without)))
+        res = runner.check(f"{enc.design}/{kvm_mode}/{geometry}/consecution/{r.id}", pre, z3.Not(inv_post))
         if res.status == "sat":
             fails.append(f"{r.id} {_cti(res.model, s, None, enc, post)}")
         elif res.status != "unsat":

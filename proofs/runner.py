@@ -54,7 +54,12 @@ def prove_config(design_spec: str, design_cls, config: str, runner: QueryRunner,
     if all(o.verdict == "proved" for o in obs):
         res.seconds = time.perf_counter() - t0
         return res
-    b = search(enc, mode, geo, bmc_depth)
+    fast_values = None
+    if geo == "mixed":
+        aligned = prove(enc, mode, "aligned", runner)
+        if all(o.verdict == "proved" for o in aligned):
+            fast_values = (False,)      # aligned q is proved safe: only unaligned starts can fail
+    b = search(enc, mode, geo, bmc_depth, fast_values)
     res.bmc = b
     if b.status != "found":
         res.verdict = "unknown"
