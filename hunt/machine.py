@@ -202,7 +202,7 @@ class DesignMachine(RuleBasedStateMachine):
                 break
 
     @precondition(lambda self: _has_world(self) and self.w.migration_active())
-    @rule(n=st.integers(4, 160))
+    @rule(n=st.integers(4, 48))
     def run_system(self, n: int) -> None:
         """Let every thread run round-robin for ``n`` steps, the clock jumping to the next
         wake-up every eighth step (timers and the watcher fire as they would)."""

@@ -49,13 +49,14 @@ class HuntReport:
 
 def hunt(design_cls, examples: int | None = None, budget: float | None = None, profile: str | None = None,
          seed: int | None = None, trace_dir: str | None = None, progress=None, quiet: bool = True,
-         shrink_budget: int | None = 300, **settings_overrides) -> HuntReport:
+         shrink_budget: int | None = 300, schedules: int = 0, **settings_overrides) -> HuntReport:
     """Hunt ``design_cls`` and report. ``examples`` caps the examples of one Hypothesis run;
     ``budget`` (seconds) runs rounds of examples with successive seeds until the time is spent or a
     violation is found. ``seed`` fixes the random seed (else the profile decides). ``progress`` is
     called with a stats dict about once a second. ``shrink_budget`` caps the examples spent
     shrinking after the first counterexample (``None``: Hypothesis shrinks to the end); the
-    shortest counterexample seen is reported."""
+    shortest counterexample seen is reported. ``schedules``: when the machine finds nothing, also
+    try that many seeded long random schedules (:func:`schedule_sweep`) for deep states."""
     overrides = dict(settings_overrides)
     if examples is not None:
         overrides["max_examples"] = examples
@@ -99,6 +100,37 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
             break
     if found is not None and found.report is None:
         found.finalise(trace_dir)
+    if found is None and schedules:
+        found, steps = schedule_sweep(design_cls, schedules, trace_dir)
+        stats["steps"] = stats.get("steps", 0) + steps
     return HuntReport(machine.design_spec, found, stats.get("examples", 0), stats.get("steps", 0),
                       time.perf_counter() - t0, stats.get("first_failure_examples"),
                       stats.get("first_failure_seconds"))
+
+
+SWEEP_STEPS = 2000
+
+
+def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: int = SWEEP_STEPS):
+    """Run ``count`` seeded random schedules (:class:`RandomScheduler`, the default geometry, the
+    KVM modes in turn) of ``steps`` free steps each; return (first violation or ``None``, steps run).
+
+    Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
+    expensive for the shrinking machine; the counterexample is not shrunk."""
+    from dirtyproof.impl import Config, World
+    from dirtyproof.impl.config import KVM_MODES
+    from dirtyproof.impl.scheduler import RandomScheduler, run
+
+    from .report import design_spec_of
+
+    total = 0
+    for i in range(count):
+        cfg = Config(kvm_mode=KVM_MODES[i % len(KVM_MODES)])
+        res = run(World(cfg, design_cls), RandomScheduler(i // len(KVM_MODES), steps))
+        total += res.steps
+        if res.violation is not None and res.violation.invariant != "progress":
+            exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices,
+                                [r.label for r in res.log], res.violation, res.violation_step)
+            exc.finalise(trace_dir)
+            return exc, total
+    return None, total

@@ -1,0 +1,91 @@
+"""``dirtyproof hunt``: hunt designs (and optionally the mutant corpus) with the Hypothesis machine.
+
+Exit 0 when every verdict matches its expectation (a design without one, such as a user's class,
+is expected to be safe), 1 otherwise, 2 for bad input.
+"""
+from __future__ import annotations
+
+import sys
+
+from .common import design_class, positive_int
+from .errors import UserError
+
+
+def add_arguments(p) -> None:
+    """The hunt verb's flags."""
+    p.add_argument("--design", metavar="NAME|module:Class",
+                   help="one design, mutant or user class (default: every shipped design)")
+    p.add_argument("--mutants", action="store_true", help="also hunt every mutant of the corpus")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--budget", type=positive_int, metavar="SECONDS",
+                      help="hunt each design for about this long (rounds of examples, new seeds)")
+    size.add_argument("--examples", type=positive_int, metavar="N", help="examples per design")
+    p.add_argument("--profile", help="Hypothesis profile: ci, dev or thorough (default: $DIRTYPROOF_PROFILE or ci)")
+    p.add_argument("--seed", type=positive_int, help="random seed (default: the profile's; ci is derandomized)")
+    p.add_argument("--schedules", type=positive_int, default=None,
+                   help="seeded long random schedules to try when the machine finds nothing "
+                        "(default: 0, or what the manifest records for the design)")
+    p.add_argument("--trace-dir", metavar="DIR", help="where counterexample traces go "
+                   "(default: $DIRTYPROOF_TRACE_DIR or .dirtyproof/traces)")
+    p.add_argument("--tail", type=positive_int, default=40, help="counterexample steps to print")
+
+
+def _targets(args) -> list[tuple[str, type, dict | None]]:
+    """(name, class, manifest entry or None) for every design to hunt."""
+    from dirtyproof.impl.designs import DESIGNS
+    from dirtyproof.mutants import MUTANTS, load_manifest
+
+    manifest = load_manifest()
+    expected = {**manifest.get("designs", {}), **manifest.get("mutants", {})}
+    if args.design:
+        cls = design_class(args.design)
+        entry = expected.get(args.design) if (DESIGNS.get(args.design) is cls
+                                               or MUTANTS.get(args.design) is cls) else None
+        return [(args.design, cls, entry)]
+    names = list(DESIGNS) + (list(MUTANTS) if args.mutants else [])
+    return [(n, design_class(n), expected.get(n)) for n in names]
+
+
+def _progress(name: str):
+    def show(stats, elapsed):
+        sys.stderr.write(f"  [{name}] {elapsed:5.1f} s: {stats.get('examples', 0)} examples, "
+                         f"{stats.get('steps', 0)} steps\n")
+    return show
+
+
+def run(args) -> int:
+    """Hunt every target and print verdicts; 0 when all match expectations."""
+    from dirtyproof.hunt import ProfileError, hunt, profile_name
+
+    try:
+        profile_name(args.profile)
+    except ProfileError as exc:
+        raise UserError(str(exc)) from None
+    targets = _targets(args)
+    all_ok = True
+    for name, cls, entry in targets:
+        want = entry["verdict"] if entry else "safe"
+        schedules = args.schedules if args.schedules is not None else (
+            entry.get("schedules", 0) if entry else 0)
+        sys.stderr.write(f"hunting {name} ...\n")
+        rep = hunt(cls, examples=args.examples, budget=args.budget, profile=args.profile, seed=args.seed,
+                   trace_dir=args.trace_dir, progress=_progress(name), schedules=schedules)
+        ok = rep.verdict == want
+        all_ok &= ok
+        line = (f"{name:28s} {rep.verdict:6s} (expected {want}{'' if entry else ', no manifest entry'}) "
+                f"{rep.examples} examples, {rep.steps} steps, {rep.seconds:.1f} s")
+        if rep.found is not None:
+            line += f"; caught by {rep.found.invariant} in {rep.found.length} steps"
+            if entry and entry.get("catcher") and entry["catcher"] != rep.found.invariant:
+                line += f" (manifest expects {entry['catcher']})"
+        print(("ok   " if ok else "FAIL ") + line)
+        f = rep.found
+        if f is not None and (not ok or args.design):
+            text = str(f).splitlines()
+            head, steps, tail = text[:3], [t for t in text[3:] if t.startswith("  #")], text[-1:]
+            print("\n".join(head))
+            if len(steps) > args.tail:
+                print(f"  ... {len(steps) - args.tail} earlier steps (all in the trace)")
+            print("\n".join(steps[-args.tail:]))
+            print("\n".join(tail))
+    return 0 if all_ok else 1
