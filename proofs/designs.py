@@ -169,8 +169,9 @@ def encoding_for(cls) -> BaseEncoding:
         return ENCODINGS[cls]()
     for base in cls.__mro__[1:]:
         if base in ENCODINGS:
-            overridden = [m for m in INTERFACE + ("sync_one_page", "after_sync", "below_threshold")
-                          if any(m in vars(k) for k in cls.__mro__[:cls.__mro__.index(base)])]
+            overridden = sorted({m for k in cls.__mro__[:cls.__mro__.index(base)] for m, v in vars(k).items()
+                                 if callable(v) and not m.startswith("__")} | {
+                m for m in INTERFACE if any(m in vars(k) for k in cls.__mro__[:cls.__mro__.index(base)])})
             if overridden:
                 raise NoEncoding(f"{cls.__qualname__} overrides {', '.join(overridden)}: no per-page "
                                  f"encoding for it (give the class a per_page_encoding)")
