@@ -21,8 +21,9 @@ def invariants_markdown() -> str:
     except ImportError:
         CONJUNCTS = ()
     if CONJUNCTS:
-        lines += ["", "## The inductive invariant of the prover", ""]
+        lines += ["", "## The inductive invariant of the prover", "",
+                  "Conjuncts over one arbitrary page q (`spec/inductive.py`); each says what it",
+                  "states and why the proof needs it.", ""]
         for c in CONJUNCTS:
-            statement = getattr(c, "statement", "") or " ".join((c.pred.__doc__ or "").split())
-            lines.append(f"- `{c.id}`: {statement} *Why:* {c.why}")
+            lines.append(f"- `{c.id}`: {c.why}")
     return "\n".join(lines) + "\n"
