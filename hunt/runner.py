@@ -11,6 +11,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from .machine import ShrinkBudgetSpent, machine_for
 from .profiles import get_settings
 from .report import HuntViolation
+from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, shrink_violation
 
 
 def hunt_test(design_cls, profile: str | None = None, trace_dir: str | None = None, **settings_overrides):
@@ -108,29 +109,35 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
                       stats.get("first_failure_seconds"))
 
 
-SWEEP_STEPS = 2000
+SWEEP_STEPS = 300
 
 
-def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: int = SWEEP_STEPS):
-    """Run ``count`` seeded random schedules (:class:`RandomScheduler`, the default geometry, the
-    KVM modes in turn) of ``steps`` free steps each; return (first violation or ``None``, steps run).
+def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: int = SWEEP_STEPS,
+                   shrink_seconds: float = SHRINK_SECONDS, shrink_replays: int = SHRINK_REPLAYS):
+    """Run ``count`` seeded swarm schedules (:func:`strategies.swarm_scheduler`, small worlds of
+    :func:`strategies.sweep_config` in turn) of ``steps`` free steps each; return (first violation
+    or ``None``, steps run).
 
     Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
-    expensive for the shrinking machine; the counterexample is not shrunk."""
-    from dirtyproof.impl import Config, World
-    from dirtyproof.impl.config import KVM_MODES
-    from dirtyproof.impl.scheduler import RandomScheduler, run
+    expensive for the Hypothesis machine. The first counterexample is shrunk by delta debugging
+    (:mod:`.shrink`, bounded by ``shrink_seconds`` and ``shrink_replays``); the returned violation
+    is the shrunk one, its step list and trace saved, and its ``shrink`` attribute says how far
+    the shrink got."""
+    from dirtyproof.impl import World
+    from dirtyproof.impl.scheduler import run
 
     from .report import design_spec_of
+    from .strategies import swarm_scheduler, sweep_config
 
     total = 0
     for i in range(count):
-        cfg = Config(kvm_mode=KVM_MODES[i % len(KVM_MODES)])
-        res = run(World(cfg, design_cls), RandomScheduler(i // len(KVM_MODES), steps))
+        cfg = sweep_config(i)
+        res = run(World(cfg, design_cls), swarm_scheduler(i, steps), keep_log=False)
         total += res.steps
         if res.violation is not None and res.violation.invariant != "progress":
-            exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices,
-                                [r.label for r in res.log], res.violation, res.violation_step)
-            exc.finalise(trace_dir)
-            return exc, total
+            exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
+                                res.violation, res.violation_step)
+            shrunk = shrink_violation(exc, shrink_seconds, shrink_replays, trace_dir)
+            shrunk.sweep_index = i          # the schedule that found it: count = i + 1 finds it again
+            return shrunk, total
     return None, total

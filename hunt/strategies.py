@@ -76,3 +76,95 @@ def hot_pages(geo: Geometry) -> list[int]:
             if p < b.end and p not in hot:
                 hot.append(p)
     return [hot[i % len(hot)] for i in range(8)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Seeded "swarm" schedules for deep states (the hunt's fallback, see ``runner.schedule_sweep``).
+
+# Small worlds for the sweep, taken in turn: a slow-path block alone (4 pages, one slot), a
+# fast-path block with a short slow-path one, a slow-path block over two memslots, and a lone
+# fast-path block. Few pages keep an iteration, and so a counterexample, short.
+SWEEP_GEOMETRIES = (
+    Geometry((BlockSpec("odd0", 1, 4, 1),), 0),
+    Geometry((BlockSpec("ram0", 0, 64, 1), BlockSpec("odd0", 65, 3, 1)), 1),
+    Geometry((BlockSpec("odd0", 1, 6, 2),), 1),
+    Geometry((BlockSpec("ram0", 0, 64, 1),), 0),
+)
+
+
+def sweep_config(i: int) -> Config:
+    """The world of sweep schedule ``i``: geometries in turn, then the switchover point (none
+    pending, or two pages below the guest: an exact sync soon after the first sends), then the
+    KVM mode."""
+    geo = SWEEP_GEOMETRIES[i % len(SWEEP_GEOMETRIES)]
+    rest = i // len(SWEEP_GEOMETRIES)
+    switchover = (0, geo.total_pages - 2)[rest % 2]
+    return Config(geometry=geo, kvm_mode=KVM_MODES[(rest // 2) % len(KVM_MODES)], vcpus=1, burst=2,
+                  switchover_pages=switchover)
+
+
+def swarm_scheduler(seed: int, steps: int):
+    """A :class:`RandomScheduler` whose weights are themselves drawn from ``seed`` (swarm testing):
+    some schedules starve the migration thread while the clock leaps 5 s at a time (background
+    syncs between sends), others write furiously or never use a device. Writes go mostly to the
+    world's hot pages (:func:`hot_pages`), where the sender starts."""
+    from dirtyproof.impl.scheduler import RandomScheduler
+
+    class SwarmScheduler(RandomScheduler):
+        """Seeded weights per schedule; otherwise the random scheduler's protocol."""
+
+        def __init__(self) -> None:
+            super().__init__(seed, steps, cancels=0)
+            r = self.rng
+            self.w_mig = r.choice((0.3, 1.0, 3.0, 8.0))
+            self.w_thread = r.choice((1.0, 3.0, 8.0))
+            self.w_vcpu = r.choice((0.5, 2.0, 4.0))
+            self.w_device = r.choice((0.0, 0.4, 2.0))
+            self.w_clock = r.choice((0.2, 0.6, 2.0))
+            self.clocks = r.sample((10, 100, 1000, 2500, 5001, 0), r.randint(1, 4))
+            self.hot_pages = r.randint(1, 4)
+
+        def _page(self, w) -> int:
+            rng = self.rng
+            if self.hot is None:
+                self.hot = hot_pages(w.geometry)[:self.hot_pages]
+            if rng.random() < 0.7:
+                return rng.choice(self.hot)
+            rb = rng.choice(w.blocks)
+            return rb.offset + rng.randrange(rb.pages)
+
+        def next_choice(self, w):
+            rng = self.rng
+            self.n += 1
+            mig = w.mig
+            if mig is None:
+                return ["mgmt", "start"]
+            if not w.migration_active():
+                return ["mgmt", "start"] if mig.phase == "cancelled" else None
+            free = self.n <= self.steps
+            if not free and not mig.downtime_raised and mig.phase in ("setup", "active"):
+                return ["mgmt", "switchover"]
+            names, weights = [], []
+            runnable = w.runnable_threads()
+            for t in runnable:
+                names.append(t)
+                weights.append(self.w_mig if t == "migration" else self.w_thread)
+            if w.vm_running:
+                names += ["vcpu0", "device"]
+                weights += [self.w_vcpu * (100 - w.throttle_pct) / 100, self.w_device]
+            names.append("clock")
+            weights.append(self.w_clock if free else 0.2)
+            name = rng.choices(names, weights)[0]
+            if name in ("vcpu0", "device"):
+                return [name, self._page(w)]
+            if name == "clock":
+                ms = rng.choice(self.clocks)
+                if ms == 0 or not runnable:
+                    wake = w.next_wakeup()
+                    if wake is not None:
+                        return ["clock", wake - w.clock_ms]
+                    ms = ms or 1000
+                return ["clock", ms]
+            return [name, None]
+
+    return SwarmScheduler()
