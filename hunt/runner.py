@@ -99,6 +99,11 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
         round_no += 1
         if found is not None or budget is None or time.perf_counter() - t0 >= budget:
             break
+    if found is not None and stats.get("budget_spent") and found.invariant != "progress":
+        # Hypothesis stopped shrinking early: finish with delta debugging of the schedule
+        shrunk = shrink_violation(found, seconds=5.0, max_replays=2000, trace_dir=trace_dir)
+        if shrunk.length < found.length or found.report is None:
+            found = shrunk
     if found is not None and found.report is None:
         found.finalise(trace_dir)
     if found is None and schedules:

@@ -7,6 +7,10 @@ import pytest
 
 from dirtyproof.cli.main import main
 from dirtyproof.hunt import HuntViolation, ProfileError, get_settings, hunt, hunt_test, machine_for, profile_name
+from dirtyproof.hunt.shrink import shrink, shrink_violation
+from dirtyproof.hunt.strategies import swarm_scheduler, sweep_config
+from dirtyproof.impl import World
+from dirtyproof.impl.scheduler import run
 from dirtyproof.impl.designs import DESIGNS, Legacy
 from dirtyproof.impl.trace import Trace
 from dirtyproof.mutants import MUTANTS
@@ -107,3 +111,49 @@ def test_cli_hunt_bad_input_exits_2(argv, needle, capsys):
     err = capsys.readouterr().err
     assert rc == 2
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def _sweep_failure(design_cls, index: int):
+    """The unshrunk failing swarm schedule ``index`` of the sweep (config, choices, invariant)."""
+    cfg = sweep_config(index)
+    res = run(World(cfg, design_cls), swarm_scheduler(index, 300), keep_log=False)
+    assert res.violation is not None
+    return cfg, res.choices, res.violation.invariant
+
+
+def test_shrink_is_deterministic_and_keeps_the_invariant():
+    """Delta debugging a failing schedule twice gives the same short schedule, every choice of it
+    enabled, violating the same invariant at its last step when every invariant is checked."""
+    cls = MUTANTS["iterate-sync-in-mutex"]
+    cfg, choices, inv = _sweep_failure(cls, 2)
+    a = shrink(cls, cfg, choices, inv)
+    b = shrink(cls, cfg, choices, inv)
+    assert a.choices == b.choices and a.fixpoint
+    assert a.length < len(choices) // 2
+    res = run(World(cfg, cls), a.choices)          # raises BadChoice if a choice were not enabled
+    assert res.violation.invariant == inv and res.violation_step == a.length - 1
+
+
+def test_shrink_budget_is_reported():
+    """A shrink cut by its replay budget still returns a failing schedule and says it stopped early."""
+    cls = MUTANTS["bg-sync-takes-legacy-path"]
+    cfg, choices, inv = _sweep_failure(cls, 2)
+    r = shrink(cls, cfg, choices, inv, max_replays=10)
+    assert not r.fixpoint and r.replays <= 10 and r.length <= len(choices)
+    assert "budget spent" in r.summary()
+    assert run(World(cfg, cls), r.choices).violation.invariant == inv
+
+
+def test_shrunk_sweep_trace_replays_from_the_cli(tmp_path):
+    """The shrunk counterexample's trace reproduces with ``dirtyproof replay`` (exit 1: violation)."""
+    cls = MUTANTS["bg-sync-takes-legacy-path"]
+    cfg, choices, inv = _sweep_failure(cls, 2)
+    found = shrink_violation(_as_violation(cls, cfg, choices), trace_dir=str(tmp_path))
+    assert found.invariant == inv and found.report and "counterexample" in str(found)
+    assert main(["replay", str(found.trace_path)]) == 1
+
+
+def _as_violation(cls, cfg, choices):
+    """A HuntViolation for a failing schedule (as the sweep builds it)."""
+    res = run(World(cfg, cls), choices, keep_log=False)
+    return HuntViolation(cls, cls.name, cfg, res.choices, [], res.violation, res.violation_step)

@@ -15,7 +15,7 @@ from dirtyproof.spec import INVARIANTS
 pytestmark = pytest.mark.quality
 
 # The fixed budget of the tier: examples of one ci-profile (derandomized) run, and the examples
-# spent shrinking after the first counterexample.
+# spent shrinking after the first counterexample (delta debugging then finishes the shrink).
 BUDGET = 150
 SHRINK_BUDGET = 100
 
@@ -69,6 +69,14 @@ def test_unsafe_is_found_short_and_replays(name, trace_dir):
     _, res = Trace.load(found.trace_path).replay()
     assert res.violation is not None and res.violation.invariant == found.invariant
     assert res.violation_step == found.step
+    if entry["found_by"] == "schedules":
+        # the sweep's counterexample went through the delta-debugging shrink to a fixpoint, and the
+        # saved trace ends at the violating step
+        sh = found.shrink
+        assert sh.fixpoint and sh.invariant == entry["catcher"], sh.summary()
+        assert sh.length == found.length < sh.original_length
+        assert res.violation_step == len(res.choices) - 1 == found.length - 1
+        assert found.sweep_index < entry["schedules"]
 
 
 @pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items() if e["verdict"] == "safe"))
