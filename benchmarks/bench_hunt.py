@@ -4,7 +4,9 @@ median time and examples to the first counterexample over several seeds.
     python benchmarks/bench_hunt.py [--seeds 5] [--examples 400] [--mutant NAME ...]
 
 Targets: every mutant found within 10 s in every seed, median under 2 s; PASS/FAIL per row.
-Mutants the manifest records as found by seeded schedules are timed through that sweep.
+Mutants the manifest records as found by seeded schedules are timed through that sweep (swarm
+schedules on small worlds); their time includes the delta-debugging shrink of the counterexample,
+and the last column gives the shrunk length (same for every seed: the sweep is seeded by index).
 """
 from __future__ import annotations
 
@@ -27,15 +29,16 @@ def steps_per_second(examples: int = 60) -> float:
     return rep.steps / rep.seconds
 
 
-def time_to_first(name: str, seed: int, examples: int, entry: dict) -> tuple[float | None, int | None]:
-    """(seconds, examples) to the first counterexample of mutant ``name`` with ``seed``."""
+def time_to_first(name: str, seed: int, examples: int, entry: dict) -> tuple[float | None, int | None, int | None]:
+    """(seconds, examples, steps of the reported counterexample) to the first counterexample of
+    mutant ``name`` with ``seed``."""
     cls = MUTANTS[name]
     if entry.get("found_by") == "schedules":
         t0 = time.perf_counter()
         found, _ = schedule_sweep(cls, entry["schedules"], "/tmp/dirtyproof-bench")
-        return (time.perf_counter() - t0, None) if found else (None, None)
+        return (time.perf_counter() - t0, None, found.length) if found else (None, None, None)
     rep = hunt(cls, examples=examples, seed=seed, shrink_budget=0, trace_dir="/tmp/dirtyproof-bench")
-    return rep.first_failure_seconds, rep.first_failure_examples
+    return rep.first_failure_seconds, rep.first_failure_examples, None
 
 
 def main(argv=None) -> int:
@@ -47,12 +50,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     manifest = load_manifest()["mutants"]
     print(f"machine: {steps_per_second():.0f} atomic steps/s (legacy, ci profile)")
-    print(f"{'mutant':30s} {'found':>7s} {'median s':>9s} {'max s':>7s} {'median ex':>10s}  verdict")
+    print(f"{'mutant':30s} {'found':>7s} {'median s':>9s} {'max s':>7s} {'median ex':>10s}  verdict  shrunk")
     ok_all = True
     for name in args.mutant or list(MUTANTS):
-        times, exs = [], []
+        times, exs, lengths = [], [], []
         for seed in range(args.seeds):
-            t, n = time_to_first(name, seed, args.examples, manifest[name])
+            t, n, length = time_to_first(name, seed, args.examples, manifest[name])
+            if length is not None:
+                lengths.append(length)
             if t is not None:
                 times.append(t)
                 if n is not None:
@@ -63,7 +68,8 @@ def main(argv=None) -> int:
         ok = found == args.seeds and worst <= FOUND_WITHIN_S and med < MEDIAN_UNDER_S
         ok_all &= ok
         print(f"{name:30s} {found:>3d}/{args.seeds:<3d} {med:9.2f} {worst:7.2f} "
-              f"{(statistics.median(exs) if exs else float('nan')):10.0f}  {'PASS' if ok else 'FAIL'}")
+              f"{(statistics.median(exs) if exs else float('nan')):10.0f}  {'PASS' if ok else 'FAIL':7s}"
+              f"  {max(lengths) if lengths else ''}")
     return 0 if ok_all else 1
 
 
