@@ -411,8 +411,16 @@ class World:
         return out
 
     def snapshot(self) -> dict:
-        """A small-world snapshot of every layer and counter, for readable step diffs."""
+        """A small-world snapshot of every layer and counter, for readable step diffs.
+
+        Page bitmaps list ram_addr pages; ``clear_bmap`` lists chunk indices of its block."""
         snap = {k: bm.to_list() for k, bm in self.layer_bitmaps().items()}
+        # Page bitmaps of a block are block-relative: report them as ram_addr pages like L1/L2,
+        # so one number names one page across every layer of a diff.
+        for rb in self.blocks:
+            for name in ("bmap", *rb.extra_bitmaps):
+                snap[f"{rb.idstr}.{name}"] = [p + rb.offset for p in snap[f"{rb.idstr}.{name}"]]
+            snap[f"{rb.idstr}.clear_bmap(chunks)"] = snap.pop(f"{rb.idstr}.clear_bmap")
         if self.mig is not None:
             snap["migration_dirty_pages"] = self.mig.migration_dirty_pages
             snap["num_dirty_pages_period"] = self.mig.num_dirty_pages_period
