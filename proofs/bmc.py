@@ -11,10 +11,12 @@ docs/proofs.md), far over the budget.
 from __future__ import annotations
 
 import itertools
+import operator
 import time
 from dataclasses import dataclass
 
 import z3
+from z3 import z3util
 
 from dirtyproof.spec.inductive import BY_ID, marked
 
@@ -51,8 +53,103 @@ class BmcResult:
 from .state import VARS  # noqa: E402
 
 
+_KEY = operator.itemgetter(*VARS)
+
+
 def _key(s):
-    return tuple(s[v] for v in VARS)
+    return _KEY(s)
+
+
+class _Reads(dict):
+    """A state that records which variables a function reads (for :class:`Cached`)."""
+
+    __slots__ = ("seen",)
+
+    def __getitem__(self, k):
+        self.seen.add(k)
+        return dict.__getitem__(self, k)
+
+
+def _getter(keys):
+    if not keys:
+        return lambda s: ()
+    return operator.itemgetter(*keys)
+
+
+class Cached:
+    """A function of an abstract state, cached on the variables it reads.
+
+    The first evaluation records the variables read; later states agreeing on them reuse the
+    result. Should an evaluation read a variable not recorded before (a value-dependent read),
+    the set grows and the cache is dropped, so the cache is exact: a deterministic function that
+    read only ``keys`` computes the same result on any state that agrees on them."""
+
+    __slots__ = ("fn", "keys", "get", "cache")
+
+    def __init__(self, fn):
+        self.fn, self.keys, self.get, self.cache = fn, frozenset(), _getter(()), {}
+
+    def __call__(self, s):
+        k = self.get(s)
+        hit = self.cache.get(k, _MISS)
+        if hit is _MISS:
+            rec = _Reads(s)
+            rec.seen = set()
+            hit = self.fn(rec)
+            if not rec.seen <= self.keys:
+                self.keys = self.keys | rec.seen
+                self.get = _getter(tuple(sorted(self.keys)))
+                self.cache = {}
+                k = self.get(s)
+            self.cache[k] = hit
+        return hit
+
+
+_MISS = object()
+
+
+class RuleTable:
+    """The rules with every fact valuation, evaluated on concrete abstract states, cached.
+
+    The search spends most of its time evaluating rules. Each actor's guards are evaluated
+    together, cached on the variables they mention (found once by evaluating every guard on a
+    symbolic state): a state costs one look-up per actor for the list of enabled rule instances,
+    then one :class:`Cached` look-up per enabled instance for its updates. A guard is a function
+    of the variables its symbolic form mentions (the dual operators evaluate the same text on
+    both kinds of values); guards are evaluated concretely on every cache miss, and an instance
+    the cache calls enabled is checked again against the rule's own result. The path found is
+    re-checked by Z3 (:func:`confirm`) and re-simulated rule by rule before concretization."""
+
+    def __init__(self, rules):
+        sym = symbolic("g")
+        name = {f"{v}_g": v for v in VARS}
+        groups = {}
+        for r in rules:
+            for vals in itertools.product((False, True), repeat=len(r.facts)):
+                f = dict(zip(r.facts, vals))
+                g, _ = r.fn(sym, {k: z3.BoolVal(v) for k, v in f.items()})
+                used = set()
+                if isinstance(g, z3.ExprRef):
+                    used = {name[str(x)] for x in z3util.get_vars(g)}
+                grp = groups.setdefault(r.actor, [set(), []])
+                grp[0] |= used
+                grp[1].append((r, f, Cached(lambda s, r=r, f=f: r.fn(s, f))))
+        self.groups = [(_getter(tuple(sorted(keys))), entries, {}) for keys, entries in groups.values()]
+
+    def successors(self, s: dict):
+        """``(rule, facts, updates)`` of every enabled rule instance at ``s``."""
+        out = []
+        for get, entries, cache in self.groups:
+            k = get(s)
+            enabled = cache.get(k)
+            if enabled is None:
+                enabled = cache[k] = [e for e in entries if e[0].fn(s, e[1])[0]]
+            for r, f, c in enabled:
+                g, upd = c(s)
+                if not g:
+                    raise AssertionError(f"{r.id}: guard cache disagrees with the rule")
+                out.append((r, f, upd))
+        return out
 
 
 def search(enc, kvm_mode: str, geometry: str, max_depth: int = DEFAULT_DEPTH,
@@ -64,8 +161,8 @@ def search(enc, kvm_mode: str, geometry: str, max_depth: int = DEFAULT_DEPTH,
     t0 = time.perf_counter()
     rules = [r for r in enc.rules() if r.name != "stutter" and r.actor != "clock"
              and r.name not in ("write_other", "switchover")]
-    facts = {r.id: [dict(zip(r.facts, v)) for v in itertools.product((False, True), repeat=len(r.facts))]
-             for r in rules}
+    table = RuleTable(rules)
+    is_bad = Cached(lambda s: bool(bad(s, enc)))
     starts = [initial(kvm_mode != "legacy", kvm_mode == "initially_set", fast)
               for fast in (fast_values or ((True,) if geometry == "aligned" else (True, False)))]
     parent = {}
@@ -76,21 +173,21 @@ def search(enc, kvm_mode: str, geometry: str, max_depth: int = DEFAULT_DEPTH,
     for depth in range(max_depth + 1):
         nxt = []
         for s in frontier:
-            if bad(s, enc):
+            if is_bad(s):
                 return _result(parent, s, depth, t0, len(parent))
         if depth == max_depth:
             break
         for s in frontier:
-            for r in rules:
-                for f in facts[r.id]:
-                    g, upd = r.fn(s, f)
-                    if not g:
-                        continue
-                    t = successor(s, upd)
-                    k = _key(t)
-                    if k not in parent:
-                        parent[k] = (_key(s), r, f)
-                        nxt.append(t)
+            sk = None
+            for r, f, upd in table.successors(s):
+                t = dict(s)
+                t.update(upd)
+                k = _key(t)
+                if k not in parent:
+                    if sk is None:
+                        sk = _key(s)
+                    parent[k] = (sk, r, f)
+                    nxt.append(t)
         frontier = nxt
         if not frontier:
             return BmcResult("none", depth, time.perf_counter() - t0, len(parent))
