@@ -159,21 +159,31 @@ class NoEncoding(ValueError):
     """A design the per-page encoding does not cover (it changes steps the encoding cannot see)."""
 
 
+def _with_mutants() -> dict:
+    """ENCODINGS plus the mutant corpus' encodings (proofs/mutant_encodings.py), keyed by class."""
+    try:
+        from .mutant_encodings import MUTANT_ENCODINGS
+    except ImportError:          # no corpus installed
+        return ENCODINGS
+    return {**ENCODINGS, **MUTANT_ENCODINGS}
+
+
 def encoding_for(cls) -> BaseEncoding:
-    """The encoding of design class ``cls``: its own (proofs/broken.py and shipped designs) or,
-    for a subclass that overrides no step, its nearest encoded ancestor."""
+    """The encoding of design class ``cls``: its own (proofs/broken.py, shipped designs and corpus
+    mutants) or, for a subclass that overrides no step, its nearest encoded ancestor."""
     enc = getattr(cls, "per_page_encoding", None)
     if enc is not None:
         return enc()
-    if cls in ENCODINGS:
-        return ENCODINGS[cls]()
+    encodings = _with_mutants()
+    if cls in encodings:
+        return encodings[cls]()
     for base in cls.__mro__[1:]:
-        if base in ENCODINGS:
+        if base in encodings:
             overridden = sorted({m for k in cls.__mro__[:cls.__mro__.index(base)] for m, v in vars(k).items()
                                  if callable(v) and not m.startswith("__")} | {
                 m for m in INTERFACE if any(m in vars(k) for k in cls.__mro__[:cls.__mro__.index(base)])})
             if overridden:
                 raise NoEncoding(f"{cls.__qualname__} overrides {', '.join(overridden)}: no per-page "
                                  f"encoding for it (give the class a per_page_encoding)")
-            return ENCODINGS[base]()
+            return encodings[base]()
     raise NoEncoding(f"{cls.__qualname__} is not a Design subclass")

@@ -29,7 +29,14 @@ def frames(actor) -> list:
         if f is None:
             break
         out.append((f.f_code.co_name, f.f_locals))
-        g = g.gi_yieldfrom
+        inner = g.gi_yieldfrom
+        if inner is None:
+            # a step that drives another step by hand (``next(gen)``, as a wrapper that edits
+            # what each inner step did): follow it through its local ``gen``
+            inner = f.f_locals.get("gen")
+            if not (inspect.isgenerator(inner) and inner.gi_frame is not None):
+                inner = None
+        g = inner
     return out
 
 
@@ -44,8 +51,10 @@ def _slot_index(w, page):
     return w.kvm.slot_of(page).index
 
 
-def sync_position(w, q, fr, label) -> int:
-    """Where a thread inside ``migration_bitmap_sync`` is, relative to q."""
+def sync_position(w, q, fr, label, hooks=()) -> int:
+    """Where a thread inside ``migration_bitmap_sync`` is, relative to q. ``hooks`` (a design
+    encoding's ``position_hooks``) map step labels of q's block the base does not know:
+    ``hook(w, q, fr, label, rel) -> position or None``."""
     qs = _slot_index(w, q)
     qb = int(w.page_block[q])
     log = _frame(fr, "memory_global_dirty_log_sync")
@@ -67,6 +76,10 @@ def sync_position(w, q, fr, label) -> int:
     if rb.index != qb:
         return Y_L3_PRE if rb.index < qb else Y_POSTBLK
     rel = q - rb.offset
+    for hook in hooks:
+        pos = hook(w, q, fr, label, rel)
+        if pos is not None:
+            return pos
     if "&= ~(shadow_bmap" in label:
         return Y_BLK2
     if "xchg L2 word" in label:
@@ -128,7 +141,7 @@ def _mk(names) -> int:
     return MK_ITERS
 
 
-def migration_pc(w, q, actor, st) -> None:
+def migration_pc(w, q, actor, st, hooks=()) -> None:
     """Fill the migration thread's position into ``st``."""
     if actor is None or actor.done:
         st["mpc"] = M_NONE
@@ -143,7 +156,7 @@ def migration_pc(w, q, actor, st) -> None:
         if label.startswith(SYNC_DONE):
             st["mpc"] = M_POSTSYNC
         else:
-            st.update(mpc=M_SYNC, syo=O_MIG, sy=sync_position(w, q, fr, label))
+            st.update(mpc=M_SYNC, syo=O_MIG, sy=sync_position(w, q, fr, label, hooks))
         return
     if label.startswith("setup done") or label.startswith("ram_save_iterate:"):
         st["mpc"] = M_TOP
@@ -171,7 +184,7 @@ def migration_pc(w, q, actor, st) -> None:
         raise ProjectionError(f"unknown migration thread position: {label!r} in {names}")
 
 
-def helper_pc(w, q, name, st) -> None:
+def helper_pc(w, q, name, st, hooks=()) -> None:
     """Fill the timer's or the watcher's position into ``st``."""
     actor = w.actors.get(name)
     key, none, idle = ("tpc", T_NONE, T_SLEEP) if name == "timer" else ("wpc", W_NONE, W_LOOP)
@@ -189,15 +202,15 @@ def helper_pc(w, q, name, st) -> None:
             st[key] = post
         else:
             st[key] = insync
-            st.update(syo=O_TIMER if name == "timer" else O_WATCHER, sy=sync_position(w, q, fr, label))
+            st.update(syo=O_TIMER if name == "timer" else O_WATCHER, sy=sync_position(w, q, fr, label, hooks))
     elif name == "watcher" and (label.startswith("watcher: sync_mode") or label.startswith("wait for BQL")):
         st[key] = W_FLIPPED
     else:
         st[key] = idle
 
 
-def project(w, q: int) -> dict:
-    """The abstract state of page ``q`` in world ``w``."""
+def project(w, q: int, hooks=()) -> dict:
+    """The abstract state of page ``q`` in world ``w`` (``hooks``: see :func:`sync_position`)."""
     kvm, mig, d = w.kvm, w.mig, w.design
     rb = w.block_of(q)
     rel = q - rb.offset
@@ -219,9 +232,9 @@ def project(w, q: int) -> dict:
               mpc=M_NONE, mk=0, sy=Y_NONE, syo=0, syf=0, ss=0, tpc=T_NONE, wpc=W_NONE,
               phase=P_NONE if mig is None else PHASES[mig.phase],
               nsync=min(getattr(mig, "iteration_count", 0), 2) if mig is not None else 0)
-    migration_pc(w, q, w.actors.get("migration"), st)
-    helper_pc(w, q, "timer", st)
-    helper_pc(w, q, "watcher", st)
+    migration_pc(w, q, w.actors.get("migration"), st, hooks)
+    helper_pc(w, q, "timer", st, hooks)
+    helper_pc(w, q, "watcher", st, hooks)
     if st["sy"] in (Y_BLK, Y_BLK2, Y_CT, Y_CC, Y_QDONE, Y_CBD, Y_FOLD):
         fl = getattr(d, "flavour", "LEGACY_ITER")
         st["syf"] = {"LEGACY_ITER": F_LEGACY, "MODERN_ITER": F_MITER, "MODERN_BACKGROUND": F_MBG}[fl]
