@@ -49,7 +49,10 @@ def print_result(res, tail: int) -> None:
                 print(f"    {r.id}{' [' + facts + ']' if facts else ''}")
     if res.concrete is not None:
         c = res.concrete
-        print(f"  concrete: {c.invariant} on page {c.page} at step {c.violation_step}; last steps:")
+        how = ("followed the abstract path" if c.method == "guided" else
+               "RANDOM FALLBACK: the guided search failed, this schedule does not follow the path")
+        print(f"  concrete: {c.invariant} on page {c.page} at step {c.violation_step} "
+              f"({c.length} choices, {c.method}: {how}, {c.seconds:.2f} s); last steps:")
         for choice, label in c.steps[-tail:]:
             print(f"    {choice[0]:10s} {label}")
         if c.path is not None:

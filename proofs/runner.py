@@ -73,7 +73,7 @@ def prove_config(design_spec: str, design_cls, config: str, runner: QueryRunner,
         safe = design_spec.replace(":", "_").replace("/", "_")
         out = Path(trace_dir) / f"{safe}-{mode}-{geo}.json"
     try:
-        res.concrete = concretize(design_spec, design_cls, mode, b.states, out)
+        res.concrete = concretize(design_spec, design_cls, mode, b.states, out, path=b.path, enc=enc)
     except ConcretizationError as exc:
         raise EncodingBug(f"{design_spec} {config}: {exc}") from None
     res.verdict = "unsafe"
