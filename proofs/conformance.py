@@ -81,6 +81,7 @@ def check_run(design_cls, config, enc, seed: int, steps: int, pages: int = 3, re
     watch = sorted(set(rng.sample(w.guest_pages, min(pages, len(w.guest_pages))) + rng.sample(pages_all, 2)))
     sched.hot = watch
     limit = steps * 50 + 5000
+    cache: dict = {}
     for _ in range(limit):
         choice = sched.next_choice(w)
         if choice is None:
@@ -93,7 +94,10 @@ def check_run(design_cls, config, enc, seed: int, steps: int, pages: int = 3, re
         rep.steps += 1
         for q in watch:
             after = tuple(sorted(proj(w, q).items()))
-            succ = step_successors(rules, before[q], actor_of(choice), choice[1] if choice[0] == "mgmt" else None)
+            key = (tuple(sorted(before[q].items())), actor_of(choice), choice[1] if choice[0] == "mgmt" else None)
+            succ = cache.get(key)
+            if succ is None:      # abstract states repeat a lot: evaluate each (state, actor) once
+                succ = cache[key] = step_successors(rules, before[q], key[1], key[2])
             rep.checked += 1
             if after not in succ:
                 if len(rep.mismatches) < max_mismatches:
