@@ -59,9 +59,21 @@ def print_result(res, tail: int) -> None:
             print(f"  trace: {c.path} (replay: dirtyproof replay {c.path})")
 
 
+def _corpus_mutant(spec: str, cls):
+    """The manifest entry of ``spec`` if it names a corpus mutant, else None."""
+    try:
+        from dirtyproof.mutants import MUTANTS, load_manifest
+    except ImportError:
+        return None
+    if MUTANTS.get(spec) is not cls:
+        return None
+    return load_manifest()["mutants"][spec]
+
+
 def run(args) -> int:
     """Prove the selected designs; exit 0 iff each verdict matches the recorded expectation
-    (a design without one must be proved safe)."""
+    (a design without one must be proved safe; a corpus mutant must get the manifest's verdict,
+    i.e. unsafe in at least one selected configuration, and never ``unknown``)."""
     from dirtyproof.proofs.designs import NoEncoding
     from dirtyproof.proofs.runner import EncodingBug, expected_verdicts, prove_config
     from dirtyproof.proofs.solver import QueryRunner
@@ -76,19 +88,50 @@ def run(args) -> int:
     t0 = time.perf_counter()
     for spec in specs:
         cls = design_class(spec)
+        mutant = _corpus_mutant(spec, cls)
+        got = []
         for cfg in cfgs:
             try:
-                res = prove_config(spec, cls, cfg, runner, Path(args.traces))
+                # a corpus mutant's concrete counterexample is the hunter's: stop at the abstract one
+                res = prove_config(spec, cls, cfg, runner, Path(args.traces), replay=mutant is None)
             except NoEncoding as exc:
-                raise UserError(str(exc)) from None
+                from dirtyproof.proofs.mutant_encodings import NOT_EXPRESSIBLE
+                why = NOT_EXPRESSIBLE.get(spec)
+                raise UserError(f"{exc}" + (f"; the per-page abstraction cannot express it: {why}" if why
+                                             else "")) from None
             except EncodingBug as exc:
                 print(f"ENCODING BUG: {exc}")
                 return 1
             print_result(res, args.tail)
+            got.append(res.verdict)
+            if mutant is not None:
+                if res.verdict == "unsafe":
+                    from dirtyproof.proofs.designs import encoding_for
+                    from dirtyproof.proofs.mutant_encodings import violated_property
+                    broken = violated_property(res.bmc.states[-1], encoding_for(cls))
+                    print(f"  counterexample breaks {broken} at q; abstract only (corpus mutant; the "
+                          f"concrete one: dirtyproof hunt --design {spec})")
+                elif res.verdict == "unknown":
+                    ok = False
+                    print("  !! unknown is a failure")
+                continue
             want = expected.get(spec, {}).get(cfg, "safe")
             if res.verdict != want:
                 ok = False
                 print(f"  !! expected {want}")
+        if mutant is not None:
+            # the manifest's verdict is over every configuration the hunter draws: a mutant is
+            # safe for the prover only if every configuration is proved
+            from dirtyproof.proofs.runner import CONFIGS
+            overall = "unsafe" if "unsafe" in got else ("safe" if set(got) == {"safe"} else "unknown")
+            line = (f"{spec}: {overall} (unsafe in {got.count('unsafe')} of {len(got)} configurations); "
+                    f"manifest: {mutant['verdict']}")
+            if overall == "safe" and set(cfgs) != set(CONFIGS):
+                line += " (not compared: select every configuration)"
+            elif overall != mutant["verdict"]:
+                ok = False
+                line += "  !! disagrees"
+            print(line)
     print(f"{len(runner.log)} queries in {time.perf_counter() - t0:.1f} s"
           + (f", SMT-LIB 2 in {args.smt2}" if args.smt2 else ""))
     return 0 if ok else 1

@@ -11,12 +11,13 @@ reason (docs/proofs.md).
 from __future__ import annotations
 
 from dirtyproof.mutants import MUTANTS
+from dirtyproof.spec.inductive import BY_ID, marked
 
 from .designs import BackgroundV1Encoding, BaseEncoding
 from .dual import AND, ITE, NOT, OR
 from .encoding import Rule
 from .project import _frame, frames, project
-from .state import (M_SEND, M_VMSTOPPED, MK_LAST, S_CBT, S_ENTER, S_PICK, S_READ, S_TAKEN, Y_BLK2, Y_CT, Y_FOLD,
+from .state import (M_SEND, M_VMSTOPPED, MK_LAST, P_COMPLETED, S_CBT, S_ENTER, S_PICK, S_READ, S_TAKEN, Y_BLK2, Y_CT, Y_FOLD,
                     Y_LS_MID, Y_QDONE)
 
 
@@ -237,3 +238,20 @@ NOT_EXPRESSIBLE = {
     "bg-sync-takes-legacy-path": "its catcher (a background sync leaves bmap alone) is a whole-bitmap "
                                  "property, not a per-page loss: per page it is one more ordinary sync",
 }
+
+
+def violated_property(s: dict, enc) -> str:
+    """The per-page property a bad state of a counterexample breaks (the disjuncts of
+    ``proofs.bmc.bad``): ``no-loss`` (completed with dest != src), ``wp-unlogged``,
+    ``clear-before-read``, ``coverage`` or ``thread-error``."""
+    if s["err"]:
+        return "thread-error"
+    if s["phase"] == P_COMPLETED and not s["deq"]:
+        return "no-loss"
+    if not BY_ID["wp-unlogged"].pred(s, enc):
+        return "wp-unlogged"
+    if not BY_ID["clear-before-read"].pred(s, enc):
+        return "clear-before-read"
+    if s["ready"] and s["stale"] and not marked(s, enc):
+        return "coverage"
+    return "none"

@@ -44,8 +44,10 @@ def parse_config(text: str) -> tuple[str, str]:
 
 
 def prove_config(design_spec: str, design_cls, config: str, runner: QueryRunner,
-                 trace_dir: Path | None = None, bmc_depth: int = 200) -> ConfigResult:
-    """The verdict of ``design_cls`` in ``config`` with its evidence."""
+                 trace_dir: Path | None = None, bmc_depth: int = 200, replay: bool = True) -> ConfigResult:
+    """The verdict of ``design_cls`` in ``config`` with its evidence. ``replay=False`` stops an
+    unsafe verdict at the Z3-confirmed abstract counterexample (no concrete schedule): for the
+    corpus mutants, whose concrete counterexamples are the hunter's."""
     t0 = time.perf_counter()
     mode, geo = parse_config(config)
     enc = encoding_for(design_cls)
@@ -67,6 +69,10 @@ def prove_config(design_spec: str, design_cls, config: str, runner: QueryRunner,
         return res
     if not confirm(b, enc, mode, runner, f"{design_spec}/{config}/bmc-path"):
         raise EncodingBug(f"{design_spec} {config}: Z3 rejects the path the search found")
+    if not replay:
+        res.verdict = "unsafe"
+        res.seconds = time.perf_counter() - t0
+        return res
     from .concretize import ConcretizationError
     out = None
     if trace_dir is not None:
