@@ -129,3 +129,19 @@ def test_where_the_change_cannot_act_the_mutant_is_proved_safe_and_runs_agree(na
         r = run(World(_world_config(name, mode, geo), MUTANTS[name]), RandomScheduler(seed, 300), invariants=invs,
                 keep_log=False)
         assert r.violation is None or r.violation.invariant not in PER_PAGE, (seed, r.violation)
+
+
+def test_prove_command_on_a_mutant():
+    """``dirtyproof prove --design read-before-clear`` prints the obligations and agrees with the
+    manifest (exit 0); a mutant the abstraction cannot express is refused with the reason."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", "prove", "--design", "read-before-clear",
+                        "--config", "manual/aligned"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for word in ("initiation", "consecution", "completion", "violated", "UNSAFE", "clear-before-read",
+                 "manifest: unsafe"):
+        assert word in r.stdout, word
+    r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", "prove", "--design", "timer-mutex-before-bql"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "lock-order" in r.stderr
