@@ -162,9 +162,10 @@ class NoEncoding(ValueError):
 def _with_mutants() -> dict:
     """ENCODINGS plus the mutant corpus' encodings (proofs/mutant_encodings.py), keyed by class."""
     try:
-        from .mutant_encodings import MUTANT_ENCODINGS
+        import dirtyproof.mutants  # noqa: F401
     except ImportError:          # no corpus installed
         return ENCODINGS
+    from .mutant_encodings import MUTANT_ENCODINGS   # a bug in it must not pass silently
     return {**ENCODINGS, **MUTANT_ENCODINGS}
 
 
