@@ -30,6 +30,25 @@ PROFILES: dict[str, settings] = {
     "thorough": settings(max_examples=5000, stateful_step_count=80, **_COMMON),
 }
 
+def _generate_without_local_constants() -> None:
+    """Make a hunt's examples depend on its seed and settings alone.
+
+    Hypothesis mixes into generation the literals of every *local* module loaded so far
+    (``hypothesis.internal.conjecture.providers._get_local_constants``), so the same derandomized
+    hunt explored different examples under pytest (which imports every test file) than from the
+    command line. The hunter generates pages, clock steps and thread choices from its own
+    strategies and gains nothing from those literals; without them a ``ci`` hunt is reproducible."""
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - a Hypothesis without the feature
+        return
+    if hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants"):
+        empty = providers.Constants()
+        providers._get_local_constants = lambda: empty
+
+
+_generate_without_local_constants()
+
 for _name, _s in PROFILES.items():
     settings.register_profile(f"dirtyproof-{_name}", _s)
 

@@ -101,7 +101,8 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
             break
     if found is not None and stats.get("budget_spent") and found.invariant != "progress":
         # Hypothesis stopped shrinking early: finish with delta debugging of the schedule
-        shrunk = shrink_violation(found, seconds=5.0, max_replays=2000, trace_dir=trace_dir)
+        # bounded by replays (deterministic); the time limit is only a guard against a runaway shrink
+        shrunk = shrink_violation(found, seconds=120.0, max_replays=2000, trace_dir=trace_dir)
         if shrunk.length < found.length or found.report is None:
             found = shrunk
     if found is not None and found.report is None:
