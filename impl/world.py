@@ -202,15 +202,24 @@ class World:
         return out
 
     def read_page(self, page: int) -> int:
-        """The sender reads ``page``'s content: returns the version read, and records the read."""
+        """The sender reads ``page``'s content: returns the version read, records the read, and
+        moves the send in flight from "bit taken, not read" to "read, not delivered"."""
         v = int(self.src_version[page])
         self.last_read[page] = v
         self.events.append(("read", page))
+        if self.mig is not None:
+            self.mig.sending_unread = None
+            self.mig.sending_read = (page, v)
         return v
 
     def deliver(self, page: int, version: int) -> None:
-        """The destination receives ``page`` at ``version``."""
+        """The destination receives ``page`` at ``version``; the send is over and counted."""
         self.dest_version[page] = version
+        if self.mig is not None:
+            self.mig.sending_read = None
+            self.mig.pages_sent += 1
+            self.mig.bytes_transferred += TARGET_PAGE_SIZE
+        self.total_sent += 1
 
     def note_sync_begin(self, background: bool) -> None:
         """A sync took ``bitmap_mutex``: remember ``bmap`` and the counter for the background checks."""

@@ -25,18 +25,11 @@ class ReadBeforeClear(Legacy):
 
     def ram_save_page(self, w, rb, page: int) -> Step:
         """Read, then the owed chunk clear, then deliver."""
-        mig = w.mig
         addr = rb.offset + page
         version = w.read_page(addr)
-        mig.sending_unread = None
-        mig.sending_read = (addr, version)
         yield f"read page {addr} (v{version})"
         yield from self.migration_clear_memory_region_dirty_bitmap(w, rb, page)
         w.deliver(addr, version)
-        mig.sending_read = None
-        mig.pages_sent += 1
-        w.total_sent += 1
-        mig.bytes_transferred += w.bytes_per_page()
         yield f"deliver page {addr} v{version}"
 
 

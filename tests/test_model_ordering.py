@@ -54,20 +54,14 @@ class ReadBeforeClear(Legacy):
         yield f"{rb.idstr}: bmap test-and-clear page {addr}"
         if ret:
             self.version_read = w.read_page(addr)
-            mig.sending_unread = None
-            mig.sending_read = (addr, self.version_read)
             yield f"read page {addr} (v{self.version_read}) before the owed clear"
         yield from self.migration_clear_memory_region_dirty_bitmap(w, rb, page)
         return ret
 
     def ram_save_page(self, w, rb, page):
         """The content was read already: only deliver it."""
-        mig, addr = w.mig, rb.offset + page
+        addr = rb.offset + page
         w.deliver(addr, self.version_read)
-        mig.sending_read = None
-        mig.pages_sent += 1
-        w.total_sent += 1
-        mig.bytes_transferred += w.bytes_per_page()
         yield f"deliver page {addr} v{self.version_read}"
 
 

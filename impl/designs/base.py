@@ -289,17 +289,10 @@ class Design:
 
     def ram_save_page(self, w, rb, page: int) -> Step:
         """Read the page's content (one step), then put it on the wire to the destination (one step)."""
-        mig = w.mig
         addr = rb.offset + page
         version = w.read_page(addr)
-        mig.sending_unread = None
-        mig.sending_read = (addr, version)
         yield f"read page {addr} (v{version})"
         w.deliver(addr, version)
-        mig.sending_read = None
-        mig.pages_sent += 1
-        w.total_sent += 1
-        mig.bytes_transferred += w.bytes_per_page()
         yield f"deliver page {addr} v{version}"
 
     # ------------------------------------------------------------------------------------------
