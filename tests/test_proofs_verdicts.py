@@ -7,7 +7,7 @@ from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.impl.scheduler import RandomScheduler, run
 from dirtyproof.impl.trace import Trace
 from dirtyproof.proofs.broken import BROKEN, EXPECTED
-from dirtyproof.proofs.counting import broken_counting, prove_counting
+from dirtyproof.proofs.counting import broken_counting, broken_period_counter, prove_counting
 from dirtyproof.proofs.designs import encoding_for
 from dirtyproof.proofs.obligations import prove
 from dirtyproof.proofs.runner import CONFIGS, expected_verdicts, prove_config
@@ -85,6 +85,7 @@ def test_counting_lemmas():
     r = QueryRunner()
     assert all(status == "unsat" for _, status, _ in prove_counting(r))
     assert broken_counting(r) == "sat"
+    assert broken_period_counter(r) == "sat"
 
 
 def test_every_config_has_an_expectation():
