@@ -9,7 +9,7 @@ writes, device writes, the clock, the management interface) are single-step acti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Generator, Iterator
+from typing import Generator, Iterator
 
 import numpy as np
 
@@ -161,10 +161,6 @@ class World:
             grown = self.bmap_popcount() - self._bmap_pop_at_lock
             if grown > 0:
                 self.mig.period_new_bits += grown
-
-    def holds(self, lock: str) -> bool:
-        """Whether the current actor holds ``lock``."""
-        return self.current is not None and self.lock_owner[lock] == self.current.name
 
     def join(self, name: str) -> Step:
         """Wait until thread ``name`` has exited (``qemu_thread_join``); no step if it already has."""
@@ -461,5 +457,3 @@ def diff_snapshots(before: dict, after: dict) -> list[str]:
             out.append(f"{k} {a}->{b}")
     return out
 
-
-ThreadFactory = Callable[[World], Iterator[str]]
