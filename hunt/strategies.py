@@ -103,6 +103,11 @@ def sweep_config(i: int) -> Config:
                   switchover_pages=switchover)
 
 
+# Extra weight of a device write while a fast-path sync is between fetching an L2 word and
+# clearing it (see ``_fetch_window``): the window is one atomic step wide.
+FETCH_WINDOW_WEIGHT = 4.0
+
+
 def swarm_scheduler(seed: int, steps: int):
     """A :class:`RandomScheduler` whose weights are themselves drawn from ``seed`` (swarm testing):
     some schedules starve the migration thread while the clock leaps 5 s at a time (background
@@ -133,6 +138,26 @@ def swarm_scheduler(seed: int, steps: int):
             rb = rng.choice(w.blocks)
             return rb.offset + rng.randrange(rb.pages)
 
+        @staticmethod
+        def _fetch_window(w) -> list[int]:
+            """Pages a device write could lose inside a fast-path sync: while a sync holds
+            ``bitmap_mutex``, the sent pages (clear in ``bmap``) whose L2 bit is clear in an L2
+            word that still has bits set (not fetched yet, or read and not yet zeroed)."""
+            if w.sync_begin is None:
+                return []
+            pages = []
+            for rb in w.blocks:
+                if not rb.fast_path:
+                    continue
+                base = rb.offset >> 6
+                for k in range(rb.words()):
+                    if not w.L2.word(base + k):
+                        continue
+                    for p in range(rb.offset + 64 * k, min(rb.offset + 64 * (k + 1), rb.offset + rb.pages)):
+                        if not w.L2.test(p) and not rb.bmap.test(p - rb.offset):
+                            pages.append(p)
+            return pages
+
         def next_choice(self, w):
             rng = self.rng
             self.n += 1
@@ -154,7 +179,12 @@ def swarm_scheduler(seed: int, steps: int):
                 weights += [self.w_vcpu * (100 - w.throttle_pct) / 100, self.w_device]
             names.append("clock")
             weights.append(self.w_clock if free else 0.2)
+            window = self._fetch_window(w) if self.w_device and w.vm_running else None
+            if window:
+                weights[-2] += FETCH_WINDOW_WEIGHT
             name = rng.choices(names, weights)[0]
+            if name == "device" and window:
+                return [name, window[0]]
             if name in ("vcpu0", "device"):
                 return [name, self._page(w)]
             if name == "clock":
