@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from dirtyproof.impl import BlockSpec, Config, Geometry
 from dirtyproof.impl.config import KVM_MODES
+from dirtyproof.impl.scheduler import NO_LIFECYCLE_STEP, lifecycle_choice
 
 
 @st.composite
@@ -161,14 +162,10 @@ def swarm_scheduler(seed: int, steps: int):
         def next_choice(self, w):
             rng = self.rng
             self.n += 1
-            mig = w.mig
-            if mig is None:
-                return ["mgmt", "start"]
-            if not w.migration_active():
-                return ["mgmt", "start"] if mig.phase == "cancelled" else None
             free = self.n <= self.steps
-            if not free and not mig.downtime_raised and mig.phase in ("setup", "active"):
-                return ["mgmt", "switchover"]
+            lifecycle = lifecycle_choice(w, free)
+            if lifecycle is not NO_LIFECYCLE_STEP:
+                return lifecycle
             names, weights = [], []
             runnable = w.runnable_threads()
             for t in runnable:

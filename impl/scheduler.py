@@ -13,6 +13,23 @@ from .world import BadChoice, ModelError, World
 CLOCK_STEPS_MS = (10, 100, 500, 1000, 2500)
 
 
+NO_LIFECYCLE_STEP = object()
+
+
+def lifecycle_choice(w: World, free_run: bool):
+    """The management step a scheduler owes now, ``None`` when the run is over, or
+    ``NO_LIFECYCLE_STEP``: start (or restart after a cancel) a migration, and switch over once the
+    free-running part of the schedule is spent."""
+    mig = w.mig
+    if mig is None:
+        return ["mgmt", "start"]
+    if not w.migration_active():
+        return ["mgmt", "start"] if mig.phase == "cancelled" else None
+    if not free_run and not mig.downtime_raised and mig.phase in ("setup", "active"):
+        return ["mgmt", "switchover"]
+    return NO_LIFECYCLE_STEP
+
+
 class DesignCrash(RuntimeError):
     """Design code raised an exception while taking a step (it breaks the design interface)."""
 
@@ -47,16 +64,10 @@ class RandomScheduler:
         """The next choice for ``w``, or ``None`` when the migration is over."""
         rng = self.rng
         self.n += 1
-        mig = w.mig
-        if mig is None:
-            return ["mgmt", "start"]
-        if not w.migration_active():
-            if mig.phase == "cancelled":
-                return ["mgmt", "start"]
-            return None
         free_run = self.n <= self.steps
-        if not free_run and not mig.downtime_raised and mig.phase in ("setup", "active"):
-            return ["mgmt", "switchover"]
+        lifecycle = lifecycle_choice(w, free_run)
+        if lifecycle is not NO_LIFECYCLE_STEP:
+            return lifecycle
         # Weighted options, summed in this order (the float sum and the RNG draws below fix
         # which choice a seed makes, so traces and seeds stay reproducible).
         names: list[str] = []

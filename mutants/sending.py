@@ -58,19 +58,14 @@ class ClearMaskRange(Legacy):
     name = "clear-mask-range"
     summary = "mutant: KVM_CLEAR_DIRTY_LOG mask is the whole range, not L1c"
 
-    def memory_region_clear_dirty_bitmap(self, w, start: int, end: int) -> Step:
+    def kvm_log_clear_one_slot(self, w, slot, start: int, end: int) -> Step:
         """As the base, with an all-ones mask over [start, end)."""
-        if not w.kvm.manual_protect:
-            return
-        for s in w.slots:
-            if s.start < end and start < s.end:
-                lo, hi = max(start, s.start), min(end, s.end)
-                yield from w.acquire("slots_lock")
-                mask = Bitmap(w.ram_pages)
-                mask.set_range(lo, hi)
-                w.remote_clear(lo, hi, mask=mask)
-                w.release("slots_lock")
-                yield f"KVM_CLEAR_DIRTY_LOG slot {s.index} pages [{lo}, {hi}) (mask: whole range)"
+        yield from w.acquire("slots_lock")
+        mask = Bitmap(w.ram_pages)
+        mask.set_range(start, end)
+        w.remote_clear(start, end, mask=mask)
+        w.release("slots_lock")
+        yield f"KVM_CLEAR_DIRTY_LOG slot {slot.index} pages [{start}, {end}) (mask: whole range)"
 
 
 class ClearNoReprotect(Legacy):
@@ -81,16 +76,11 @@ class ClearNoReprotect(Legacy):
     name = "clear-no-reprotect"
     summary = "mutant: KVM CLEAR clears dirty bits without write-protecting the pages"
 
-    def memory_region_clear_dirty_bitmap(self, w, start: int, end: int) -> Step:
+    def kvm_log_clear_one_slot(self, w, slot, start: int, end: int) -> Step:
         """As the base; then the cleared pages lose their write protection."""
-        if not w.kvm.manual_protect:
-            return
-        for s in w.slots:
-            if s.start < end and start < s.end:
-                lo, hi = max(start, s.start), min(end, s.end)
-                yield from w.acquire("slots_lock")
-                for ev in w.remote_clear(lo, hi):
-                    for p in ev.mask:
-                        w.kvm.protected.clear(p)
-                w.release("slots_lock")
-                yield f"KVM_CLEAR_DIRTY_LOG slot {s.index} pages [{lo}, {hi}) (not re-protected)"
+        yield from w.acquire("slots_lock")
+        for ev in w.remote_clear(start, end):
+            for p in ev.mask:
+                w.kvm.protected.clear(p)
+        w.release("slots_lock")
+        yield f"KVM_CLEAR_DIRTY_LOG slot {slot.index} pages [{start}, {end}) (not re-protected)"

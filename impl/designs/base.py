@@ -20,7 +20,7 @@ INTERFACE = (
     "cpu_physical_memory_sync_dirty_bitmap", "ramblock_sync_dirty_bitmap",
     "migration_iteration_run", "ram_state_pending_exact", "ram_save_iterate",
     "ram_find_and_save_block", "find_dirty_page", "migration_bitmap_clear_dirty",
-    "migration_clear_memory_region_dirty_bitmap", "memory_region_clear_dirty_bitmap",
+    "migration_clear_memory_region_dirty_bitmap", "memory_region_clear_dirty_bitmap", "kvm_log_clear_one_slot",
     "ram_save_page", "migration_completion", "migration_iteration_finish", "ram_save_complete", "migration_cancel",
     "migration_trigger_throttle", "mig_throttle_guest_down", "new_period", "before_setup", "start_threads",
     "stop_threads",
@@ -200,17 +200,21 @@ class Design:
             return
         for s in w.slots:
             if s.start < end and start < s.end:
-                yield from w.acquire("slots_lock")
-                w.remote_clear(max(start, s.start), min(end, s.end))
-                w.release("slots_lock")
-                yield f"KVM_CLEAR_DIRTY_LOG slot {s.index} pages [{max(start, s.start)}, {min(end, s.end)})"
+                yield from self.kvm_log_clear_one_slot(w, s, max(start, s.start), min(end, s.end))
+
+    def kvm_log_clear_one_slot(self, w, slot, start: int, end: int) -> Step:
+        """One KVM_CLEAR_DIRTY_LOG of ram_addr pages [start, end) of ``slot`` (one step under
+        ``slots_lock``); the mask is QEMU's slot copy L1c over the range."""
+        yield from w.acquire("slots_lock")
+        w.remote_clear(start, end)
+        w.release("slots_lock")
+        yield f"KVM_CLEAR_DIRTY_LOG slot {slot.index} pages [{start}, {end})"
 
     # ------------------------------------------------------------------------------------------
     # iterations
     def migration_iteration_run(self, w) -> Step:
         """``migration_iteration_run``: exact sync when little is pending; switch over if still
         little is pending; otherwise send a burst. Returns True to complete."""
-        mig = w.mig
         if self.below_threshold(w):
             yield from w.acquire("BQL")
             yield from self.ram_state_pending_exact(w)
