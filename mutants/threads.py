@@ -45,12 +45,7 @@ class IterateSyncInMutex(IterateSync):
             yield from w.acquire("BQL")
             yield from self.migration_bitmap_sync_precopy(w, last_stage=False)
             w.release("BQL")
-        sent = 0
-        while sent < cfg.burst:
-            n = yield from self.ram_find_and_save_block(w)
-            if n == 0:
-                break
-            sent += n
+        sent = yield from self.ram_save_burst(w)
         w.release("bitmap_mutex")
         yield f"ram_save_iterate: {sent} page(s), bitmap_mutex released"
 

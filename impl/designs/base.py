@@ -18,7 +18,7 @@ INTERFACE = (
     "attach", "migration_thread", "ram_save_setup", "ram_init_bitmaps", "ram_list_init_bitmaps",
     "migration_bitmap_sync_precopy", "migration_bitmap_sync", "memory_global_dirty_log_sync",
     "cpu_physical_memory_sync_dirty_bitmap", "ramblock_sync_dirty_bitmap",
-    "migration_iteration_run", "ram_state_pending_exact", "ram_save_iterate",
+    "migration_iteration_run", "ram_state_pending_exact", "ram_save_iterate", "ram_save_burst",
     "ram_find_and_save_block", "find_dirty_page", "migration_bitmap_clear_dirty",
     "migration_clear_memory_region_dirty_bitmap", "memory_region_clear_dirty_bitmap", "kvm_log_clear_one_slot",
     "ram_save_page", "migration_completion", "migration_iteration_finish", "ram_save_complete", "migration_cancel",
@@ -236,14 +236,20 @@ class Design:
     def ram_save_iterate(self, w) -> Step:
         """``ram_save_iterate``: send up to ``burst`` pages under ``bitmap_mutex``."""
         yield from w.acquire("bitmap_mutex")
+        sent = yield from self.ram_save_burst(w)
+        w.release("bitmap_mutex")
+        yield f"ram_save_iterate: {sent} page(s), bitmap_mutex released"
+
+    def ram_save_burst(self, w) -> Step:
+        """The send loop of ``ram_save_iterate`` (``bitmap_mutex`` held): up to ``burst`` pages,
+        fewer after a clean round; returns the pages sent."""
         sent = 0
         while sent < w.config.burst:
             n = yield from self.ram_find_and_save_block(w)
             if n == 0:
                 break
             sent += n
-        w.release("bitmap_mutex")
-        yield f"ram_save_iterate: {sent} page(s), bitmap_mutex released"
+        return sent
 
     def find_dirty_page(self, w):
         """``find_dirty_block``: next set bit of ``bmap`` from the search position, wrapping over
