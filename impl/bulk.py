@@ -9,9 +9,11 @@ It runs no per-page Python loop. Each bit of every layer is touched only by oper
 own page, and slots tile blocks exactly, so the work can be split by block and, inside a block,
 into word chunks small enough to stay in the CPU cache while several layers are combined:
 
-- fast-path block: per chunk of words, GET (``L1c = L1``; legacy mode also clears L1 and
-  re-protects), OR into L2, then the ``atomic_xchg`` of every L2 word into ``bmap`` with the new
-  bits counted by ``np.bitwise_count``; finally every ``clear_bmap`` bit is set;
+- fast-path block: per word, GET (``L1c = L1``; legacy mode also clears L1 and re-protects), OR
+  into L2, then the ``atomic_xchg`` of every L2 word into ``bmap`` with the new bits counted;
+  finally every ``clear_bmap`` bit is set. With numba installed (the ``fast`` extra) this is one
+  compiled pass over the block (:mod:`.bulk_kernel`); without it, or with the environment
+  variable ``DIRTYPROOF_BULK=numpy``, numpy ufuncs run it chunk by chunk;
 - slow-path block: the same GET/OR under edge masks, then the page-at-a-time loop done for the
   whole block at once: L2 bits taken (shifted to block-relative words), the per-page remote clear
   (mask from L1c, re-protect, L1c cleared) over the block, and the ``bmap`` test-and-set count.
@@ -23,13 +25,17 @@ What the stepped sync records only for the step invariants (``w.events``: CLEAR 
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from . import bulk_kernel
 from .bitmap import BITS_PER_LONG, WORD_MASK, words_for
 from .designs.base import Design
 
-# Words per chunk: 64 Ki words = 512 KiB per layer (measured best on a 2^24 and a 2^28 world:
-# small enough that the layers a chunk combines mostly stay in cache between the numpy calls).
+# Words per chunk of the numpy path: 64 Ki words = 512 KiB per layer (measured best on a 2^24 and
+# a 2^28 world: small enough that the layers a chunk combines mostly stay in cache between the
+# numpy calls). The numba kernel needs no chunks: it makes one pass over the block.
 CHUNK_WORDS = 1 << 16
 
 # The steps the bulk sync replaces; a design that overrides any of them syncs differently.
@@ -96,13 +102,36 @@ def _log_sync_masked(w, slot_lo: int, slot_hi: int) -> None:
     L2 |= L1c & mask
 
 
-def _fast_block(w, rb) -> int:
-    """GET/OR of the block's slots and the word-at-a-time xchg into ``bmap``, chunk by chunk."""
+def bulk_path(path: str | None = None) -> str:
+    """Which fast-path loop a bulk sync runs: ``"numba"`` (the compiled kernel) or ``"numpy"``.
+    ``path``, or else the environment variable ``DIRTYPROOF_BULK``, chooses; by default the
+    kernel when numba can be imported, else numpy. Asking for "numba" without numba raises
+    ``ValueError`` rather than silently measuring or testing the other path."""
+    asked = path or os.environ.get("DIRTYPROOF_BULK") or None
+    if asked not in (None, "numba", "numpy"):
+        raise ValueError(f"bulk path {asked!r}: expected 'numba' or 'numpy'")
+    if asked == "numpy":
+        return "numpy"
+    if bulk_kernel.kernel() is None:
+        if asked == "numba":
+            raise ValueError("bulk path 'numba' asked for, but numba is not installed "
+                             "(pip install 'dirtyproof[fast]')")
+        return "numpy"
+    return "numba"
+
+
+def _fast_block(w, rb, path: str) -> int:
+    """GET/OR of the block's slots and the word-at-a-time xchg into ``bmap``: one compiled pass
+    (``path`` "numba") or numpy ufuncs chunk by chunk ("numpy")."""
     kvm = w.kvm
     base, nw = rb.offset >> 6, rb.words()
     L1, L1c, L2, prot = kvm.L1.words, kvm.L1c.words, w.L2.words, kvm.protected.words
     bmap = rb.bmap.words
     logging, legacy = kvm.logging, not kvm.manual_protect
+    if path == "numba":
+        num_dirty = bulk_kernel.kernel()(L1, L1c, L2, prot, bmap, base, 0, nw, logging, legacy)
+        rb.clear_bmap.fill(True)                      # every word's remote clear is owed
+        return int(num_dirty)
     n = min(CHUNK_WORDS, nw)
     tmp = np.empty(n, dtype=np.uint64)
     cnt = np.empty(n, dtype=np.uint8)
@@ -149,16 +178,18 @@ def _slow_block(w, rb) -> int:
     return num_dirty
 
 
-def migration_bitmap_sync_bulk(w, last_stage: bool = False) -> int:
+def migration_bitmap_sync_bulk(w, last_stage: bool = False, path: str | None = None) -> int:
     """One full ``migration_bitmap_sync`` of world ``w`` in bulk; returns the number of bits newly
     set in ``bmap``. Same end state as stepping the base design's sync alone (see the module doc);
-    raises ``ValueError`` when that is not possible (:func:`check_bulk_applicable`)."""
+    raises ``ValueError`` when that is not possible (:func:`check_bulk_applicable`). ``path``
+    chooses the fast-path loop (:func:`bulk_path`); both give the same state."""
     check_bulk_applicable(w)
+    path = bulk_path(path)
     mig = w.mig
     mig.dirty_sync_count += 1
     total = 0
     for rb in w.blocks:
-        n = _fast_block(w, rb) if rb.fast_path else _slow_block(w, rb)
+        n = _fast_block(w, rb, path) if rb.fast_path else _slow_block(w, rb)
         mig.migration_dirty_pages += n
         mig.num_dirty_pages_period += n
         total += n
@@ -168,4 +199,4 @@ def migration_bitmap_sync_bulk(w, last_stage: bool = False) -> int:
     return total
 
 
-__all__ = ["migration_bitmap_sync_bulk", "check_bulk_applicable", "CHUNK_WORDS", "SYNC_STEPS"]
+__all__ = ["migration_bitmap_sync_bulk", "check_bulk_applicable", "bulk_path", "CHUNK_WORDS", "SYNC_STEPS"]

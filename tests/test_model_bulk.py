@@ -1,12 +1,14 @@
 """The bulk sync (impl/bulk.py) against the stepped one: for many random small states, one bulk
 ``migration_bitmap_sync`` leaves every layer and counter exactly as stepping the design's own
-sync to its end does."""
+sync to its end does. Its two fast-path loops, the numba kernel (impl/bulk_kernel.py) and the
+numpy chunks, leave the same state."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dirtyproof.impl import BlockSpec, Config, Geometry, World
+from dirtyproof.impl import bulk, bulk_kernel
 from dirtyproof.impl.bulk import _extract, check_bulk_applicable, migration_bitmap_sync_bulk
 from dirtyproof.impl.designs import BackgroundV1, IterateSync, Legacy, Periodic
 
@@ -95,6 +97,65 @@ def test_bulk_sync_equals_stepped_sync(geo, mode, design, seed, logging):
     n = migration_bitmap_sync_bulk(bulk)
     assert state(bulk) == state(stepped)
     assert n == stepped.mig.migration_dirty_pages - before
+
+
+needs_numba = pytest.mark.skipif(bulk_kernel.kernel() is None,
+                                 reason="numba not installed (pip install -e '.[fast]'): "
+                                        "only the numpy path of the bulk sync can run")
+
+# Fast-path blocks long enough for the compiled loop's vector body and its remainder (37 and 5
+# words), split in memslots, around a slow-path block that shares no word with them.
+BIG = Geometry((BlockSpec("a", 0, 64 * 37, 3), BlockSpec("s", 64 * 37 + 5, 100),
+                BlockSpec("b", 64 * 40, 64 * 5, 2)), 4)
+
+
+@needs_numba
+@pytest.mark.parametrize("mode", ["legacy", "manual", "initially_set"])
+@pytest.mark.parametrize("logging", [True, False])
+def test_numba_and_numpy_paths_leave_the_same_state(mode, logging):
+    for geo in (BIG, Geometry.simple()):
+        for seed in range(12):
+            fused = twin(geo, mode, "legacy", seed, logging)
+            chunked = twin(geo, mode, "legacy", seed, logging)
+            assert migration_bitmap_sync_bulk(fused, path="numba") == \
+                migration_bitmap_sync_bulk(chunked, path="numpy")
+            assert state(fused) == state(chunked)
+
+
+@needs_numba
+def test_kernel_touches_only_its_words():
+    # Words [a, b) of a block starting at world word `base`: the kernel against the same
+    # operations written with numpy, every mode; words outside the range are left alone.
+    rng = np.random.default_rng(7)
+    k = bulk_kernel.kernel()
+    for base, a, b in ((0, 0, 1), (3, 5, 40), (1, 0, 67), (10, 33, 33)):
+        for logging, legacy in ((True, True), (True, False), (False, True), (False, False)):
+            L1, L1c, L2, prot = (rng.integers(0, 2**64, 120, dtype=np.uint64) for _ in range(4))
+            bmap = rng.integers(0, 2**64, 70, dtype=np.uint64)
+            want = [x.copy() for x in (L1, L1c, L2, prot, bmap)]
+            wL1, wL1c, wL2, wprot, wbmap = want
+            g = slice(base + a, base + b)
+            if logging:
+                wL1c[g] = wL1[g]
+                if legacy:
+                    wprot[g] |= wL1c[g]
+                    wL1[g] = 0
+            wL2[g] |= wL1c[g]
+            new = int(np.bitwise_count(wL2[g] & ~wbmap[a:b]).sum())
+            wbmap[a:b] |= wL2[g]
+            wL2[g] = 0
+            assert k(L1, L1c, L2, prot, bmap, base, a, b, logging, legacy) == new
+            for got, exp in zip((L1, L1c, L2, prot, bmap), want):
+                assert got.tolist() == exp.tolist()
+
+
+def test_bulk_path_choice(monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_BULK", "numpy")
+    assert bulk.bulk_path() == "numpy"
+    with pytest.raises(ValueError, match="expected 'numba' or 'numpy'"):
+        bulk.bulk_path("cffi")
+    monkeypatch.delenv("DIRTYPROOF_BULK")
+    assert bulk.bulk_path() == ("numpy" if bulk_kernel.kernel() is None else "numba")
 
 
 def test_bulk_sync_hand_worked_two_slow_blocks_sharing_a_word():
