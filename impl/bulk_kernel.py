@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 # SWAR popcount masks. LLVM recognises this idiom as a population count and, in a loop, turns
-# it into popcnt or a vectorised nibble-table count; numba has no np.bitwise_count of its own.
+# it into popcnt or a vectorised nibble-table count; numba (0.68) cannot compile np.bitwise_count.
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -30,48 +30,29 @@ def fused_words(L1, L1c, L2, prot, bmap, base, a, b, logging, legacy):
     (``bmap |= L2; L2 = 0``). Returns the number of ``bmap`` bits newly set, as an unsigned
     64-bit integer. ``bmap`` is indexed block-relative, the other layers world-wide.
 
-    Plain Python as written (slow: a reference only); :func:`kernel` compiles it."""
-    l1, l1c, l2, pr = L1[base + a:base + b], L1c[base + a:base + b], L2[base + a:base + b], \
-        prot[base + a:base + b]
-    bm = bmap[a:b]
-    n = np.uint64(0)
-    # One loop per mode: with the mode tests inside, LLVM does not vectorise the loop.
-    if logging and legacy:
-        for i in range(bm.shape[0]):
+    Written for numba to compile (:func:`kernel`); plain Python would be slow."""
+    # Slices first: an index that starts at 0 is known non-negative, so numba drops its
+    # negative-index wraparound, which otherwise keeps LLVM from vectorising the loop.
+    l1, l1c, l2 = L1[base + a:base + b], L1c[base + a:base + b], L2[base + a:base + b]
+    pr, bm = prot[base + a:base + b], bmap[a:b]
+    n = np.uint64(0)                                  # uint64 throughout: int64 would mix to float
+    for i in range(bm.shape[0]):                      # the mode tests are hoisted out by LLVM
+        if logging:                                   # KVM_GET_DIRTY_LOG
             c = l1[i]
             l1c[i] = c
-            pr[i] |= c
-            l1[i] = 0
-            new = l2[i] | c
-            old = bm[i]
-            x = new & ~old
-            x = x - ((x >> _S1) & _M1)
-            x = (x & _M2) + ((x >> _S2) & _M2)
-            n += (((x + (x >> _S4)) & _M4) * _H01) >> _S56
-            bm[i] = old | new
-            l2[i] = 0
-    elif logging:
-        for i in range(bm.shape[0]):
-            c = l1[i]
-            l1c[i] = c
-            new = l2[i] | c
-            old = bm[i]
-            x = new & ~old
-            x = x - ((x >> _S1) & _M1)
-            x = (x & _M2) + ((x >> _S2) & _M2)
-            n += (((x + (x >> _S4)) & _M4) * _H01) >> _S56
-            bm[i] = old | new
-            l2[i] = 0
-    else:
-        for i in range(bm.shape[0]):
-            new = l2[i] | l1c[i]
-            old = bm[i]
-            x = new & ~old
-            x = x - ((x >> _S1) & _M1)
-            x = (x & _M2) + ((x >> _S2) & _M2)
-            n += (((x + (x >> _S4)) & _M4) * _H01) >> _S56
-            bm[i] = old | new
-            l2[i] = 0
+            if legacy:
+                pr[i] |= c
+                l1[i] = 0
+        else:
+            c = l1c[i]
+        new = l2[i] | c                               # OR into L2
+        old = bm[i]                                   # xchg into bmap, count the new bits
+        x = new & ~old
+        x = x - ((x >> _S1) & _M1)
+        x = (x & _M2) + ((x >> _S2) & _M2)
+        n += (((x + (x >> _S4)) & _M4) * _H01) >> _S56
+        bm[i] = old | new
+        l2[i] = 0
     return n
 
 
