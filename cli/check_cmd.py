@@ -57,7 +57,7 @@ def hunt_design(cls, budget: float) -> str:
         from dirtyproof.hunt.runner import hunt
     except ImportError:
         return "n/a"
-    rep = hunt(cls, budget=budget, seed=0, schedules=6)
+    rep = hunt(cls, budget=budget, seed=0)
     return rep.verdict
 
 

@@ -1,4 +1,5 @@
-"""``dirtyproof hunt``: hunt designs (and optionally the mutant corpus) with the Hypothesis machine.
+"""``dirtyproof hunt``: hunt designs (and optionally the mutant corpus): seeded swarm schedules,
+then the Hypothesis machine (:func:`dirtyproof.hunt.hunt`).
 
 Exit 0 when every verdict matches its expectation (a design without one, such as a user's class,
 is expected to be safe), 1 otherwise, 2 for bad input.
@@ -23,8 +24,8 @@ def add_arguments(p) -> None:
     p.add_argument("--profile", help="Hypothesis profile: ci, dev or thorough (default: $DIRTYPROOF_PROFILE or ci)")
     p.add_argument("--seed", type=positive_int, help="random seed (default: the profile's; ci is derandomized)")
     p.add_argument("--schedules", type=positive_int, default=None,
-                   help="seeded long random schedules to try when the machine finds nothing "
-                        "(default: 0, or what the manifest records for the design)")
+                   help="seeded swarm schedules run before the Hypothesis machine, 0 for none "
+                        "(default: the profile's: ci 200, dev 500, thorough 5000)")
     p.add_argument("--trace-dir", metavar="DIR", help="where counterexample traces go "
                    "(default: $DIRTYPROOF_TRACE_DIR or .dirtyproof/traces)")
     p.add_argument("--tail", type=positive_int, default=40, help="counterexample steps to print")
@@ -48,9 +49,17 @@ def _targets(args) -> list[tuple[str, type, dict | None]]:
 
 def _progress(name: str):
     def show(stats, elapsed):
-        sys.stderr.write(f"  [{name}] {elapsed:5.1f} s: {stats.get('examples', 0)} examples, "
-                         f"{stats.get('steps', 0)} steps\n")
+        sys.stderr.write(f"  [{name}] {elapsed:5.1f} s: {stats.get('schedules', 0)} schedules, "
+                         f"{stats.get('examples', 0)} examples, {stats.get('steps', 0)} steps\n")
     return show
+
+
+def _origin(rep) -> str:
+    """Which search found the counterexample, so it can be found again."""
+    f = rep.found
+    if rep.found_by == "sweep":
+        return f"swarm schedule {f.sweep_index}" + (f", sweep seed {f.sweep_seed}" if f.sweep_seed else "")
+    return f"Hypothesis machine, example {rep.first_failure_examples}"
 
 
 def run(args) -> int:
@@ -65,17 +74,15 @@ def run(args) -> int:
     all_ok = True
     for name, cls, entry in targets:
         want = entry["verdict"] if entry else "safe"
-        schedules = args.schedules if args.schedules is not None else (
-            entry.get("schedules", 0) if entry else 0)
         sys.stderr.write(f"hunting {name} ...\n")
         rep = hunt(cls, examples=args.examples, budget=args.budget, profile=args.profile, seed=args.seed,
-                   trace_dir=args.trace_dir, progress=_progress(name), schedules=schedules)
+                   trace_dir=args.trace_dir, progress=_progress(name), schedules=args.schedules)
         ok = rep.verdict == want
         all_ok &= ok
         line = (f"{name:28s} {rep.verdict:6s} (expected {want}{'' if entry else ', no manifest entry'}) "
-                f"{rep.examples} examples, {rep.steps} steps, {rep.seconds:.1f} s")
+                f"{rep.schedules} schedules, {rep.examples} examples, {rep.steps} steps, {rep.seconds:.1f} s")
         if rep.found is not None:
-            line += f"; caught by {rep.found.invariant} in {rep.found.length} steps"
+            line += f"; caught by {rep.found.invariant} in {rep.found.length} steps ({_origin(rep)})"
             if entry and entry.get("catcher") and entry["catcher"] != rep.found.invariant:
                 line += f" (manifest expects {entry['catcher']})"
         print(("ok   " if ok else "FAIL ") + line)

@@ -30,6 +30,11 @@ PROFILES: dict[str, settings] = {
     "thorough": settings(max_examples=5000, stateful_step_count=80, **_COMMON),
 }
 
+# Swarm schedules a hunt runs before the Hypothesis machine (``runner.schedule_sweep``); each is
+# a few hundred atomic steps on a small world, about 0.03 s with every invariant checked.
+PROFILE_SCHEDULES: dict[str, int] = {"ci": 200, "dev": 500, "thorough": 5000}
+
+
 def _generate_without_local_constants() -> None:
     """Make a hunt's examples depend on its seed and settings alone.
 
@@ -63,6 +68,11 @@ def profile_name(name: str | None = None) -> str:
     if chosen not in PROFILES:
         raise ProfileError(f"unknown hunt profile {chosen!r} (choose from {', '.join(PROFILES)})")
     return chosen
+
+
+def schedules_for(name: str | None = None) -> int:
+    """How many swarm schedules a hunt with profile ``name`` runs before the machine."""
+    return PROFILE_SCHEDULES[profile_name(name)]
 
 
 def get_settings(name: str | None = None, **overrides) -> settings:

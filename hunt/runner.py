@@ -9,24 +9,31 @@ from hypothesis import seed as hyp_seed
 from hypothesis.stateful import run_state_machine_as_test
 
 from .machine import ShrinkBudgetSpent, machine_for
-from .profiles import get_settings
+from .profiles import get_settings, schedules_for
 from .report import HuntViolation
 from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, shrink_violation
 
 
-def hunt_test(design_cls, profile: str | None = None, trace_dir: str | None = None, **settings_overrides):
+def hunt_test(design_cls, profile: str | None = None, trace_dir: str | None = None,
+              schedules: int | None = None, **settings_overrides):
     """A pytest test function hunting ``design_cls``: ``test_mine = hunt_test(MyDesign)``.
 
-    ``profile`` picks the settings (default ``$DIRTYPROOF_PROFILE`` or ``ci``); keyword arguments
-    override single Hypothesis settings (``max_examples=50``)."""
+    The test runs the same two searches as :func:`hunt`: first ``schedules`` seeded swarm
+    schedules (default: the profile's, :data:`profiles.PROFILE_SCHEDULES`), then the Hypothesis
+    machine. ``profile`` picks the settings (default ``$DIRTYPROOF_PROFILE`` or ``ci``); keyword
+    arguments override single Hypothesis settings (``max_examples=50``)."""
     machine = machine_for(design_cls, trace_dir=trace_dir,
                           settings=get_settings(profile, **settings_overrides))
+    count = schedules_for(profile) if schedules is None else schedules
 
     def test_hunt() -> None:
+        sweep = schedule_sweep(design_cls, count, trace_dir)
+        if sweep.found is not None:
+            raise sweep.found
         run_state_machine_as_test(machine, settings=machine.TestCase.settings)
 
     test_hunt.__name__ = f"test_hunt_{machine.__name__[5:]}"
-    test_hunt.__doc__ = f"Hunt {machine.design_spec} for invariant violations with Hypothesis."
+    test_hunt.__doc__ = f"Hunt {machine.design_spec} for invariant violations (swarm schedules, then Hypothesis)."
     return test_hunt
 
 
@@ -41,6 +48,9 @@ class HuntReport:
     seconds: float
     first_failure_examples: int | None = None
     first_failure_seconds: float | None = None
+    schedules: int = 0                  # swarm schedules run
+    found_by: str | None = None         # "sweep" or "machine"
+    first_failure_schedules: int | None = None
 
     @property
     def verdict(self) -> str:
@@ -50,14 +60,21 @@ class HuntReport:
 
 def hunt(design_cls, examples: int | None = None, budget: float | None = None, profile: str | None = None,
          seed: int | None = None, trace_dir: str | None = None, progress=None, quiet: bool = True,
-         shrink_budget: int | None = 300, schedules: int = 0, **settings_overrides) -> HuntReport:
-    """Hunt ``design_cls`` and report. ``examples`` caps the examples of one Hypothesis run;
-    ``budget`` (seconds) runs rounds of examples with successive seeds until the time is spent or a
-    violation is found. ``seed`` fixes the random seed (else the profile decides). ``progress`` is
-    called with a stats dict about once a second. ``shrink_budget`` caps the examples spent
-    shrinking after the first counterexample (``None``: Hypothesis shrinks to the end); the
-    shortest counterexample seen is reported. ``schedules``: when the machine finds nothing, also
-    try that many seeded long random schedules (:func:`schedule_sweep`) for deep states."""
+         shrink_budget: int | None = 300, schedules: int | None = None, **settings_overrides) -> HuntReport:
+    """Hunt ``design_cls`` and report.
+
+    Two searches, the cheap one first. (1) A sweep of ``schedules`` seeded swarm schedules
+    (:func:`schedule_sweep`; default: the profile's count, 0 turns it off): long random runs with
+    per-schedule weights that reach deep states (several syncs, background syncs after > 5 s idle,
+    cancel and restart) in a fraction of a second each; a failing schedule is shrunk by delta
+    debugging. (2) If the sweep finds nothing, the Hypothesis machine: ``examples`` caps the
+    examples of one run; ``shrink_budget`` caps the examples spent shrinking after the first
+    counterexample (``None``: Hypothesis shrinks to the end), delta debugging finishing the shrink.
+
+    ``budget`` (seconds) repeats the two, each sweep taking the next schedules and each machine
+    round a new seed, until the time is spent or a violation is found. ``seed`` fixes the random
+    seed of both (else the sweep uses seed 0 and the profile decides for the machine).
+    ``progress`` is called with a stats dict about once a second."""
     overrides = dict(settings_overrides)
     if examples is not None:
         overrides["max_examples"] = examples
@@ -68,11 +85,13 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     if seed is not None or budget is not None:
         overrides["derandomize"] = False
     settings = get_settings(profile, **overrides)
+    per_sweep = schedules_for(profile) if schedules is None else schedules
     machine = machine_for(design_cls, trace_dir=trace_dir, settings=settings)
     stats = machine.stats
     t0 = time.perf_counter()
     stats["t0"] = t0
     stats["shrink_budget"] = shrink_budget
+    tick = None
     if progress is not None:
         last = [t0]
 
@@ -82,24 +101,28 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
                 last[0] = now
                 progress(s, now - t0)
         stats["progress"] = tick
-    found = None
-    round_no = 0
+    deadline = None if budget is None else t0 + budget
+    found, found_by = None, None
+    round_no = next_schedule = 0
     while True:
-        if seed is not None or budget is not None:
-            hyp_seed((seed or 0) + round_no)(machine)
-        try:
-            run_state_machine_as_test(machine, settings=settings)
-        except HuntViolation as exc:
-            found = stats.get("final", exc)
-        except (ShrinkBudgetSpent, Exception):
-            # Hypothesis may wrap our stop in an error of its own; the stats say it was ours
-            if not stats.get("budget_spent"):
-                raise
-            found = stats["best"]
-        round_no += 1
-        if found is not None or budget is None or time.perf_counter() - t0 >= budget:
+        if per_sweep:
+            sweep = schedule_sweep(design_cls, per_sweep, trace_dir, seed=seed or 0, start=next_schedule,
+                                   deadline=deadline, stats=stats)
+            next_schedule += sweep.schedules
+            if sweep.found is not None:
+                found, found_by = sweep.found, "sweep"
+                break
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+        found = _machine_round(machine, settings, stats, None if seed is None and budget is None
+                               else (seed or 0) + round_no)
+        if found is not None:
+            found_by = "machine"
             break
-    if found is not None and stats.get("budget_spent") and found.invariant != "progress":
+        round_no += 1
+        if deadline is None or time.perf_counter() >= deadline:
+            break
+    if found_by == "machine" and stats.get("budget_spent") and found.invariant != "progress":
         # Hypothesis stopped shrinking early: finish with delta debugging of the schedule
         # bounded by replays (deterministic); the time limit is only a guard against a runaway shrink
         shrunk = shrink_violation(found, seconds=120.0, max_replays=2000, trace_dir=trace_dir)
@@ -107,43 +130,101 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
             found = shrunk
     if found is not None and found.report is None:
         found.finalise(trace_dir)
-    if found is None and schedules:
-        found, steps = schedule_sweep(design_cls, schedules, trace_dir)
-        stats["steps"] = stats.get("steps", 0) + steps
     return HuntReport(machine.design_spec, found, stats.get("examples", 0), stats.get("steps", 0),
                       time.perf_counter() - t0, stats.get("first_failure_examples"),
-                      stats.get("first_failure_seconds"))
+                      stats.get("first_failure_seconds"), stats.get("schedules", 0), found_by,
+                      stats.get("first_failure_schedules"))
+
+
+def _machine_round(machine, settings, stats, seed: int | None) -> HuntViolation | None:
+    """One run of the Hypothesis machine (seeded when ``seed`` is not ``None``); its violation."""
+    if seed is not None:
+        hyp_seed(seed)(machine)
+    try:
+        run_state_machine_as_test(machine, settings=settings)
+    except HuntViolation as exc:
+        return stats.get("final", exc)
+    except (ShrinkBudgetSpent, Exception):
+        # Hypothesis may wrap our stop in an error of its own; the stats say it was ours
+        if not stats.get("budget_spent"):
+            raise
+        return stats["best"]
+    return None
 
 
 SWEEP_STEPS = 300
+# Schedules a sweep still runs after its first failing one (one per other sweep geometry), so
+# that the counterexample it shrinks is the earliest failure of a few.
+RUNNERS_UP = 3
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did: the (shrunk) first violation or ``None``, world steps and schedules run."""
+
+    found: HuntViolation | None
+    steps: int
+    schedules: int
+
+
+def sweep_seed(seed: int, index: int) -> int:
+    """The scheduler seed of swarm schedule ``index`` in a sweep seeded ``seed`` (seed 0: the index)."""
+    return seed * 1_000_003 + index
 
 
 def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: int = SWEEP_STEPS,
-                   shrink_seconds: float = SHRINK_SECONDS, shrink_replays: int = SHRINK_REPLAYS):
-    """Run ``count`` seeded swarm schedules (:func:`strategies.swarm_scheduler`, small worlds of
-    :func:`strategies.sweep_config` in turn) of ``steps`` free steps each; return (first violation
-    or ``None``, steps run).
+                   shrink_seconds: float = SHRINK_SECONDS, shrink_replays: int = SHRINK_REPLAYS,
+                   seed: int = 0, start: int = 0, deadline: float | None = None,
+                   stats: dict | None = None) -> SweepResult:
+    """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
+    is :func:`strategies.swarm_scheduler` seeded :func:`sweep_seed` on the small world
+    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion. Stop at the first
+    violation (after :data:`RUNNERS_UP` more schedules, keeping the failure with the fewest steps),
+    or when ``time.perf_counter()`` passes ``deadline``.
 
     Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
     expensive for the Hypothesis machine. The first counterexample is shrunk by delta debugging
     (:mod:`.shrink`, bounded by ``shrink_seconds`` and ``shrink_replays``); the returned violation
-    is the shrunk one, its step list and trace saved, and its ``shrink`` attribute says how far
-    the shrink got."""
+    is the shrunk one, its step list and trace saved; its ``shrink`` attribute says how far the
+    shrink got and ``sweep_index``/``sweep_seed`` which schedule found it. ``stats`` (a hunt's)
+    gets the schedules and steps run, the time of the first failure, and its ``progress`` call."""
     from dirtyproof.impl import World
     from dirtyproof.impl.scheduler import run
 
     from .report import design_spec_of
     from .strategies import swarm_scheduler, sweep_config
 
-    total = 0
-    for i in range(count):
+    stats = {} if stats is None else stats
+    total = ran = 0
+    failures: list = []
+    last = start + count - 1
+    for i in range(start, start + count):
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
         cfg = sweep_config(i)
-        res = run(World(cfg, design_cls), swarm_scheduler(i, steps), keep_log=False)
+        res = run(World(cfg, design_cls), swarm_scheduler(sweep_seed(seed, i), steps), keep_log=False)
         total += res.steps
+        ran += 1
+        stats["steps"] = stats.get("steps", 0) + res.steps
+        stats["schedules"] = stats.get("schedules", 0) + 1
+        if stats.get("progress") is not None:
+            stats["progress"](stats)
         if res.violation is not None and res.violation.invariant != "progress":
-            exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
-                                res.violation, res.violation_step)
-            shrunk = shrink_violation(exc, shrink_seconds, shrink_replays, trace_dir)
-            shrunk.sweep_index = i          # the schedule that found it: count = i + 1 finds it again
-            return shrunk, total
-    return None, total
+            if not failures:
+                if "first_failure_seconds" not in stats:
+                    stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
+                    stats["first_failure_schedules"] = stats["schedules"]
+                last = i + RUNNERS_UP            # a few more schedules: one may fail sooner
+            failures.append((res.violation_step, i, cfg, res))
+        if failures and i >= last:
+            break
+    if not failures:
+        return SweepResult(None, total, ran)
+    # shrink the failure with the fewest steps: delta debugging cannot change the world, and one
+    # that fails early shrinks, as a rule, shorter (measured on the corpus: never longer)
+    _, i, cfg, res = min(failures, key=lambda f: f[0])
+    exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
+                        res.violation, res.violation_step)
+    shrunk = shrink_violation(exc, shrink_seconds, shrink_replays, trace_dir)
+    shrunk.sweep_index, shrunk.sweep_seed = i, seed
+    return SweepResult(shrunk, total, ran)

@@ -80,7 +80,7 @@ def hot_pages(geo: Geometry) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Seeded "swarm" schedules for deep states (the hunt's fallback, see ``runner.schedule_sweep``).
+# Seeded "swarm" schedules for deep states (the hunt's first search, see ``runner.schedule_sweep``).
 
 # Small worlds for the sweep, taken in turn: a slow-path block alone (4 pages, one slot), a
 # fast-path block with a short slow-path one, a slow-path block over two memslots, and a lone
@@ -112,8 +112,9 @@ FETCH_WINDOW_WEIGHT = 4.0
 def swarm_scheduler(seed: int, steps: int):
     """A :class:`RandomScheduler` whose weights are themselves drawn from ``seed`` (swarm testing):
     some schedules starve the migration thread while the clock leaps 5 s at a time (background
-    syncs between sends), others write furiously or never use a device. Writes go mostly to the
-    world's hot pages (:func:`hot_pages`), where the sender starts."""
+    syncs between sends), others write furiously or never use a device; half change the pace of the
+    threads every few dozen steps, a third may cancel the migration once and start it again. Writes
+    go mostly to the world's hot pages (:func:`hot_pages`), where the sender starts."""
     from dirtyproof.impl.scheduler import RandomScheduler
 
     class SwarmScheduler(RandomScheduler):
@@ -122,13 +123,24 @@ def swarm_scheduler(seed: int, steps: int):
         def __init__(self) -> None:
             super().__init__(seed, steps, cancels=0)
             r = self.rng
-            self.w_mig = r.choice((0.3, 1.0, 3.0, 8.0))
-            self.w_thread = r.choice((1.0, 3.0, 8.0))
+            self._draw_pace()
+            self.w_clock = r.choice((0.2, 0.6, 2.0))
             self.w_vcpu = r.choice((0.5, 2.0, 4.0))
             self.w_device = r.choice((0.0, 0.4, 2.0))
-            self.w_clock = r.choice((0.2, 0.6, 2.0))
             self.clocks = r.sample((10, 100, 1000, 2500, 5001, 0), r.randint(1, 4))
             self.hot_pages = r.randint(1, 4)
+            # a third of the schedules may cancel the migration once and start it again
+            self.cancel_rate = r.choice((0.0, 0.0, 0.02))
+            self.cancels_left = 1
+            # half of the schedules change pace every few dozen steps: the migration thread
+            # starved for a while, then running ahead (background syncs between sends)
+            self.phase_len = r.choice((0, 0, 20, 60))
+
+        def _draw_pace(self) -> None:
+            """Weights of the migration thread and of the other threads (timer, watcher)."""
+            r = self.rng
+            self.w_mig = r.choice((0.3, 1.0, 3.0, 8.0))
+            self.w_thread = r.choice((1.0, 3.0, 8.0))
 
         def _page(self, w) -> int:
             rng = self.rng
@@ -163,9 +175,15 @@ def swarm_scheduler(seed: int, steps: int):
             rng = self.rng
             self.n += 1
             free = self.n <= self.steps
+            if self.phase_len and self.n % self.phase_len == 0:
+                self._draw_pace()
             lifecycle = lifecycle_choice(w, free)
             if lifecycle is not NO_LIFECYCLE_STEP:
                 return lifecycle
+            if free and self.cancel_rate and self.cancels_left and w.can_cancel() \
+                    and rng.random() < self.cancel_rate:
+                self.cancels_left -= 1
+                return ["mgmt", "cancel"]
             names, weights = [], []
             runnable = w.runnable_threads()
             for t in runnable:

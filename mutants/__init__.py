@@ -24,7 +24,8 @@ MUTANTS: dict[str, type] = {c.name: c for c in (
 
 def load_manifest() -> dict:
     """The manifest: ``{"designs": {name: entry}, "mutants": {name: entry}}``; an entry has
-    ``verdict`` (safe/unsafe), ``catcher`` (invariant id or null), ``max_steps`` and ``found_by``."""
+    ``verdict`` (safe/unsafe), ``catcher`` (invariant id or null), ``max_steps``, ``found_by``
+    (``sweep`` or ``machine``) and ``machine_max_steps`` (see the manifest's ``_comment``)."""
     return json.loads(resources.files(__package__).joinpath("manifest.json").read_text())
 
 

@@ -37,18 +37,36 @@ TestMine = machine_for(MyDesign, settings=get_settings("ci", max_examples=SMALL)
 
 @pytest.mark.parametrize("name", sorted(DESIGNS))
 def test_machine_runs_each_shipped_design(name, tmp_path):
-    """The ci-profile machine runs every shipped design; the safe ones report no violation."""
-    rep = hunt(DESIGNS[name], examples=SMALL, profile="ci", trace_dir=str(tmp_path))
-    assert rep.examples >= SMALL and rep.steps > 0
+    """The ci-profile machine alone runs every shipped design; the safe ones report no violation."""
+    rep = hunt(DESIGNS[name], examples=SMALL, profile="ci", schedules=0, trace_dir=str(tmp_path))
+    assert rep.examples >= SMALL and rep.steps > 0 and rep.schedules == 0
     if name != "background-v1":
         assert rep.found is None, str(rep.found)
 
 
 def test_ci_profile_is_deterministic(tmp_path):
-    """Two ci hunts of the same design run the same examples and steps."""
-    a = hunt(DESIGNS["legacy"], examples=5, profile="ci", trace_dir=str(tmp_path))
-    b = hunt(DESIGNS["legacy"], examples=5, profile="ci", trace_dir=str(tmp_path))
-    assert (a.examples, a.steps) == (b.examples, b.steps)
+    """Two ci hunts of the same design run the same schedules, examples and steps."""
+    a = hunt(DESIGNS["legacy"], examples=5, profile="ci", schedules=3, trace_dir=str(tmp_path))
+    b = hunt(DESIGNS["legacy"], examples=5, profile="ci", schedules=3, trace_dir=str(tmp_path))
+    assert (a.schedules, a.examples, a.steps) == (b.schedules, b.examples, b.steps) == (3, a.examples, a.steps)
+    assert a.examples >= 5
+
+
+def test_sweep_comes_first_and_says_which_schedule(tmp_path):
+    """A design the swarm schedules break is reported by the sweep, before any Hypothesis example,
+    with the schedule that found it; the same sweep under another seed runs other schedules."""
+    rep = hunt(MUTANTS["skip-slot-or"], examples=SMALL, trace_dir=str(tmp_path))
+    assert rep.found_by == "sweep" and rep.examples == 0 and rep.first_failure_seconds is not None
+    assert rep.found.sweep_index < rep.schedules and rep.found.sweep_seed == 0
+    other = hunt(MUTANTS["skip-slot-or"], examples=SMALL, seed=7, trace_dir=str(tmp_path))
+    assert other.found_by == "sweep" and other.found.sweep_seed == 7
+
+
+def test_budget_alternates_sweeps_and_machine_rounds(tmp_path):
+    """With a time budget, a safe design gets sweeps of new schedules and machine rounds until
+    the time is spent."""
+    rep = hunt(DESIGNS["legacy"], budget=3, schedules=10, trace_dir=str(tmp_path))
+    assert rep.found is None and rep.schedules >= 10 and rep.examples > 0
 
 
 def test_user_failure_reports_steps_and_replayable_trace(tmp_path):
@@ -125,7 +143,7 @@ def test_shrink_is_deterministic_and_keeps_the_invariant():
     """Delta debugging a failing schedule twice gives the same short schedule, every choice of it
     enabled, violating the same invariant at its last step when every invariant is checked."""
     cls = MUTANTS["iterate-sync-in-mutex"]
-    cfg, choices, inv = _sweep_failure(cls, 2)
+    cfg, choices, inv = _sweep_failure(cls, 6)
     a = shrink(cls, cfg, choices, inv)
     b = shrink(cls, cfg, choices, inv)
     assert a.choices == b.choices and a.fixpoint
@@ -137,7 +155,7 @@ def test_shrink_is_deterministic_and_keeps_the_invariant():
 def test_shrink_budget_is_reported():
     """A shrink cut by its replay budget still returns a failing schedule and says it stopped early."""
     cls = MUTANTS["bg-sync-takes-legacy-path"]
-    cfg, choices, inv = _sweep_failure(cls, 2)
+    cfg, choices, inv = _sweep_failure(cls, 6)
     r = shrink(cls, cfg, choices, inv, max_replays=10)
     assert not r.fixpoint and r.replays <= 10 and r.length <= len(choices)
     assert "budget spent" in r.summary()
@@ -147,7 +165,7 @@ def test_shrink_budget_is_reported():
 def test_shrunk_sweep_trace_replays_from_the_cli(tmp_path):
     """The shrunk counterexample's trace reproduces with ``dirtyproof replay`` (exit 1: violation)."""
     cls = MUTANTS["bg-sync-takes-legacy-path"]
-    cfg, choices, inv = _sweep_failure(cls, 2)
+    cfg, choices, inv = _sweep_failure(cls, 6)
     found = shrink_violation(_as_violation(cls, cfg, choices), trace_dir=str(tmp_path))
     assert found.invariant == inv and found.report and "counterexample" in str(found)
     assert main(["replay", str(found.trace_path)]) == 1

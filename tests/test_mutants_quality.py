@@ -1,12 +1,13 @@
 """The hunter's quality tier (in CI): every mutant is found within a fixed budget, its shrunk
 counterexample is short and replays to the same violation, every safe design passes the same
-budget, and every invariant catches at least one mutant."""
+budget, and every invariant catches at least one mutant. Both halves of the hunt are held to
+account: the whole hunt (swarm schedules, then the Hypothesis machine), and the machine alone on
+the mutants the manifest says it finds."""
 from __future__ import annotations
 
 import pytest
 
 from dirtyproof.hunt import hunt
-from dirtyproof.hunt.runner import schedule_sweep
 from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.impl.trace import Trace
 from dirtyproof.mutants import MUTANTS, load_manifest
@@ -14,8 +15,10 @@ from dirtyproof.spec import INVARIANTS
 
 pytestmark = pytest.mark.quality
 
-# The fixed budget of the tier: examples of one ci-profile (derandomized) run, and the examples
-# spent shrinking after the first counterexample (delta debugging then finishes the shrink).
+# The fixed budget of the tier: swarm schedules, then examples of one ci-profile (derandomized)
+# run, and the examples spent shrinking after the first counterexample (delta debugging then
+# finishes the shrink).
+SCHEDULES = 200
 BUDGET = 150
 SHRINK_BUDGET = 100
 
@@ -32,18 +35,14 @@ def trace_dir(tmp_path_factory):
 _CACHE: dict = {}
 
 
-def hunted(name: str, trace_dir: str):
-    """The hunt of ``name`` as the manifest says it is found (machine, or seeded schedules)."""
-    if name not in _CACHE:
+def hunted(name: str, trace_dir: str, schedules: int = SCHEDULES):
+    """The tier's hunt of ``name`` (``schedules=0``: the Hypothesis machine alone)."""
+    key = (name, schedules)
+    if key not in _CACHE:
         cls = MUTANTS.get(name) or DESIGNS[name]
-        entry = ENTRIES[name]
-        if entry["found_by"] == "schedules":
-            found, _ = schedule_sweep(cls, entry["schedules"], trace_dir)
-            _CACHE[name] = found
-        else:
-            _CACHE[name] = hunt(cls, examples=BUDGET, shrink_budget=SHRINK_BUDGET, profile="ci",
-                                trace_dir=trace_dir).found
-    return _CACHE[name]
+        _CACHE[key] = hunt(cls, examples=BUDGET, shrink_budget=SHRINK_BUDGET, profile="ci",
+                           schedules=schedules, trace_dir=trace_dir)
+    return _CACHE[key]
 
 
 def test_manifest_covers_corpus_and_designs():
@@ -53,37 +52,55 @@ def test_manifest_covers_corpus_and_designs():
     assert len(MUTANTS) >= 12
     for name, e in ENTRIES.items():
         assert e["verdict"] in ("safe", "unsafe"), name
-        assert e["found_by"] in ("machine", "schedules", None), name
+        assert e["found_by"] in ("sweep", "machine", None), name
+        assert (e["found_by"] is None) == (e["verdict"] == "safe"), name
 
 
-@pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items() if e["verdict"] == "unsafe"))
-def test_unsafe_is_found_short_and_replays(name, trace_dir):
-    """Found within the budget, by the expected invariant, in at most the recorded steps; the saved
-    trace replays to the same violation at the same step."""
-    entry = ENTRIES[name]
-    found = hunted(name, trace_dir)
-    assert found is not None, f"{name} not found within the budget"
+def _assert_short_and_replays(found, entry, max_steps):
+    """Caught by the expected invariant in at most ``max_steps``; the saved trace replays to the
+    same violation at the same step."""
     assert found.invariant == entry["catcher"], str(found)
-    assert found.length <= entry["max_steps"], f"{name}: {found.length} steps > {entry['max_steps']}"
+    assert found.length <= max_steps, f"{found.length} steps > {max_steps}"
     assert found.trace_path is not None and found.report
     _, res = Trace.load(found.trace_path).replay()
     assert res.violation is not None and res.violation.invariant == found.invariant
     assert res.violation_step == found.step
-    if entry["found_by"] == "schedules":
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items() if e["verdict"] == "unsafe"))
+def test_unsafe_is_found_short_and_replays(name, trace_dir):
+    """The whole hunt finds it within the budget, by the search and the invariant the manifest
+    records, in at most the recorded steps; the trace replays to the same violation."""
+    entry = ENTRIES[name]
+    rep = hunted(name, trace_dir)
+    assert rep.found is not None, f"{name} not found within the budget"
+    assert rep.found_by == entry["found_by"], f"{name} found by the {rep.found_by}"
+    _assert_short_and_replays(rep.found, entry, entry["max_steps"])
+    if rep.found_by == "sweep":
         # the sweep's counterexample went through the delta-debugging shrink to a fixpoint, and the
         # saved trace ends at the violating step
-        sh = found.shrink
+        found, sh = rep.found, rep.found.shrink
         assert sh.fixpoint and sh.invariant == entry["catcher"], sh.summary()
         assert sh.length == found.length < sh.original_length
-        assert res.violation_step == len(res.choices) - 1 == found.length - 1
-        assert found.sweep_index < entry["schedules"]
+        assert found.step == found.length - 1 and found.sweep_index < SCHEDULES
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items() if e.get("machine_max_steps")))
+def test_machine_alone_finds_what_the_manifest_says(name, trace_dir):
+    """The Hypothesis machine is not dead weight behind the sweep: with no swarm schedules it
+    still finds these mutants within the budget, short, replayable."""
+    entry = ENTRIES[name]
+    rep = hunted(name, trace_dir, schedules=0)
+    assert rep.found is not None and rep.found_by == "machine", f"{name} not found by the machine"
+    _assert_short_and_replays(rep.found, entry, entry["machine_max_steps"])
 
 
 @pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items() if e["verdict"] == "safe"))
 def test_safe_design_passes_the_same_budget(name, trace_dir):
     """A hunter that cries wolf is as useless as one that sleeps."""
-    found = hunted(name, trace_dir)
-    assert found is None, str(found)
+    rep = hunted(name, trace_dir)
+    assert rep.found is None, str(rep.found)
+    assert rep.schedules == SCHEDULES and rep.examples >= BUDGET
 
 
 def test_every_invariant_catches_a_mutant():
