@@ -61,6 +61,17 @@ def hunt_design(cls, budget: float) -> str:
     return rep.verdict
 
 
+def counting_verdict(cls) -> str:
+    """Whether the counting lemmas cover ``cls``'s counters (``proofs.counting_conformance``):
+    ``safe``, ``unsafe`` (a refuted term) or ``unknown`` (neither, or the sync cannot run alone)."""
+    from dirtyproof.proofs.counting_conformance import check_counting
+    from dirtyproof.proofs.solver import QueryRunner
+    try:
+        return check_counting(cls, QueryRunner()).verdict
+    except Exception:  # a user's design whose sync cannot be run alone
+        return "unknown"
+
+
 def run(args) -> int:
     """The table; exit 0 iff prover verdicts match expectations and agree with the runs and hunt."""
     from dirtyproof.proofs.runner import CONFIGS, expected_verdicts
@@ -96,6 +107,10 @@ def run(args) -> int:
                 print(f"    {err}")
             if extra and extra[0]:
                 print(f"    counterexample trace: {extra[0]}")
+        counting = counting_verdict(cls)
+        ok &= counting == "safe"
+        print(f"{spec:14s} {'counting (all sizes)':22s} {'safe':9s} {counting:9s} {'':28s} {'':7s}  "
+              f"{'yes' if counting == 'safe' else 'NO'}")
         h = hunt_design(cls, args.hunt_budget)
         any_unsafe = any(by[(spec, c)][2] == "unsafe" for c in CONFIGS)
         # a design the hunt breaks must not be proved safe everywhere; a short hunt may miss a bug

@@ -70,6 +70,18 @@ def _corpus_mutant(spec: str, cls):
     return load_manifest()["mutants"][spec]
 
 
+def _counting(cls, runner):
+    """The counting lemmas against ``cls``'s own sync (``proofs.counting_conformance``), or None
+    (with a line saying why) when the design's sync cannot be run alone."""
+    from dirtyproof.proofs.counting_conformance import check_counting
+
+    try:
+        return check_counting(cls, runner)
+    except Exception as exc:  # a user's design that cannot run its sync alone
+        print(f"counting: {type(exc).__name__}: {exc}")
+        return None
+
+
 def run(args) -> int:
     """Prove the selected designs; exit 0 iff each verdict matches the recorded expectation
     (a design without one must be proved safe; a corpus mutant must get the manifest's verdict,
@@ -89,6 +101,7 @@ def run(args) -> int:
     for spec in specs:
         cls = design_class(spec)
         mutant = _corpus_mutant(spec, cls)
+        counting = _counting(cls, runner)
         got = []
         for cfg in cfgs:
             try:
@@ -96,6 +109,11 @@ def run(args) -> int:
                 res = prove_config(spec, cls, cfg, runner, Path(args.traces), replay=mutant is None)
             except NoEncoding as exc:
                 from dirtyproof.proofs.mutant_encodings import NOT_EXPRESSIBLE
+                if counting is not None and counting.verdict == "unsafe":
+                    # no per-page encoding, but the counting lemmas refute the design's counter
+                    print(f"{spec}: no per-page encoding ({exc})")
+                    got = ["unsafe"]
+                    break
                 why = NOT_EXPRESSIBLE.get(spec)
                 raise UserError(f"{exc}" + (f"; the per-page abstraction cannot express it: {why}" if why
                                              else "")) from None
@@ -119,13 +137,24 @@ def run(args) -> int:
             if res.verdict != want:
                 ok = False
                 print(f"  !! expected {want}")
+        if counting is None:
+            ok = False
+            print(f"{spec}: counting: !! the design's sync could not be run alone (see above)")
+        else:
+            print(f"{spec}: {counting.summary()}")
+            if counting.verdict == "unknown" or (mutant is None and counting.verdict != "safe"):
+                ok = False
+                print("  !! the counting lemmas do not cover this design's counters")
+            elif counting.verdict == "unsafe" and "unsafe" not in got:
+                got.append("unsafe")
         if mutant is not None:
             # the manifest's verdict is over every configuration the hunter draws: a mutant is
             # safe for the prover only if every configuration is proved
             from dirtyproof.proofs.runner import CONFIGS
             overall = "unsafe" if "unsafe" in got else ("safe" if set(got) == {"safe"} else "unknown")
-            line = (f"{spec}: {overall} (unsafe in {got.count('unsafe')} of {len(got)} configurations); "
-                    f"manifest: {mutant['verdict']}")
+            how = ("by the counting lemmas" if counting is not None and counting.verdict == "unsafe"
+                   else f"unsafe in {got.count('unsafe')} of {len(got)} configurations")
+            line = f"{spec}: {overall} ({how}); manifest: {mutant['verdict']}"
             if overall == "safe" and set(cfgs) != set(CONFIGS):
                 line += " (not compared: select every configuration)"
             elif overall != mutant["verdict"]:
