@@ -7,7 +7,7 @@ from dirtyproof.impl.designs.base import INTERFACE
 from .dual import AND, ITE, NOT, OR
 from .encoding import BaseEncoding, Rule
 from .state import (F_LEGACY, F_MBG, F_MITER, M_SYNC, M_TOP, MK_ITERS, O_MIG, O_TIMER, O_WATCHER,
-                    P_ACTIVE, T_NONE, T_POST, T_SLEEP, T_SYNC, W_FLIPPED, W_LOOP, W_NONE, W_POST,
+                    T_NONE, T_POST, T_SLEEP, T_SYNC, W_FLIPPED, W_LOOP, W_NONE, W_POST,
                     W_SYNC, Y_BEGIN, Y_BLK, Y_BLK2, Y_CBD, Y_FOLD, Y_POSTBLK)
 
 
@@ -141,11 +141,9 @@ class BackgroundV1Encoding(BaseEncoding):
         R.append(Rule("watcher", "exit", True, (), lambda s, f: (s["wpc"] == W_LOOP, dict(wpc=W_NONE))))
         R.append(Rule("watcher", "flip_mode", True, (), lambda s, f: (
             AND(s["wpc"] == W_LOOP, NOT(s["wquit"]), s["nsync"] >= 2), dict(modern=True, wpc=W_FLIPPED))))
-        R.append(Rule("watcher", "abort", True, (), lambda s, f: (
-            AND(s["wpc"] == W_FLIPPED, self.bql_free(s), OR(s["wquit"], s["phase"] != P_ACTIVE)),
-            dict(wpc=W_NONE))))
+        # with the BQL taken the watcher syncs whatever the quit flag or the phase now say
         R.append(Rule("watcher", "bg_sync", False, (), lambda s, f: (
-            AND(s["wpc"] == W_FLIPPED, self.bql_free(s), NOT(s["wquit"]), s["phase"] == P_ACTIVE),
+            AND(s["wpc"] == W_FLIPPED, self.bql_free(s)),
             dict(wpc=W_SYNC, sy=Y_BEGIN, syo=O_WATCHER))))
         R.append(Rule("watcher", "bg_done", True, (), lambda s, f: (s["wpc"] == W_POST, dict(wpc=W_LOOP))))
         return R

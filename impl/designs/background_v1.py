@@ -142,8 +142,9 @@ class BackgroundV1(Design):
         yield from super().migration_cancel(w)
 
     def migration_background_sync_watcher(self, w) -> Step:
-        """Every second: if the iteration count is past 1 and unchanged, and the rate period is
-        older than 5 s, flip ``sync_mode`` (no lock) and run a background sync under the BQL."""
+        """Every second: if the iteration count is past 1 and unchanged since the last tick, and the
+        rate period is older than 5 s, flip ``sync_mode`` (no lock) and run a background sync under
+        the BQL. As patch 3/7: the quit flag is read at the loop's top and after the 1 s wait only."""
         mig, cfg = w.mig, w.config
         prev_iter_cnt = 2
         while True:
@@ -155,14 +156,13 @@ class BackgroundV1(Design):
             cnt = mig.iteration_count
             if cnt <= 1:
                 continue
-            if cnt == prev_iter_cnt and w.clock_ms - mig.time_last_bitmap_sync > cfg.watcher_idle_ms:
+            unchanged, prev_iter_cnt = cnt == prev_iter_cnt, cnt     # prev updated every tick
+            if unchanged and w.clock_ms - mig.time_last_bitmap_sync > cfg.watcher_idle_ms:
                 self.sync_mode = RAMBLOCK_SYN_MODERN
                 yield "watcher: sync_mode = MODERN"
+                # once it has the BQL the watcher syncs without looking at the quit flag or the
+                # migration state again: a cleanup posted meanwhile waits in its join for this sync
                 yield from w.acquire("BQL")
-                if self.watcher_quit or mig.phase != "active":
-                    w.release("BQL")
-                    return
                 yield from self.migration_bitmap_sync(w, last_stage=False, background=True)
                 w.release("BQL")
                 yield "watcher: background sync done, BQL released"
-            prev_iter_cnt = mig.iteration_count
