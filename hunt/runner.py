@@ -71,8 +71,9 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     examples of one run; ``shrink_budget`` caps the examples spent shrinking after the first
     counterexample (``None``: Hypothesis shrinks to the end), delta debugging finishing the shrink.
 
-    ``budget`` (seconds) repeats the two, each sweep taking the next schedules and each machine
-    round a new seed, until the time is spent or a violation is found. ``seed`` fixes the random
+    ``budget`` (seconds) alternates the two, each sweep taking the next schedules (at most
+    :data:`BUDGET_SWEEP_BLOCK` at a time) and each machine round of 50 examples a new seed, until
+    the time is spent or a violation is found. ``seed`` fixes the random
     seed of both (else the sweep uses seed 0 and the profile decides for the machine).
     ``progress`` is called with a stats dict about once a second."""
     overrides = dict(settings_overrides)
@@ -86,6 +87,8 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
         overrides["derandomize"] = False
     settings = get_settings(profile, **overrides)
     per_sweep = schedules_for(profile) if schedules is None else schedules
+    if budget is not None:
+        per_sweep = min(per_sweep, BUDGET_SWEEP_BLOCK)     # alternate: neither search starves
     machine = machine_for(design_cls, trace_dir=trace_dir, settings=settings)
     stats = machine.stats
     t0 = time.perf_counter()
@@ -153,6 +156,9 @@ def _machine_round(machine, settings, stats, seed: int | None) -> HuntViolation 
 
 
 SWEEP_STEPS = 300
+# Swarm schedules per sweep when a hunt has a time budget: sweeps and machine rounds alternate
+# (about a second each), so a short budget still runs both searches.
+BUDGET_SWEEP_BLOCK = 25
 # Schedules a sweep still runs after its first failing one (one per other sweep geometry), so
 # that the counterexample it shrinks is the earliest failure of a few.
 RUNNERS_UP = 3
