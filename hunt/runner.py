@@ -73,8 +73,8 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
 
     ``budget`` (seconds) alternates the two, each sweep taking the next schedules (at most
     :data:`BUDGET_SWEEP_BLOCK` at a time) and each machine round of 50 examples a new seed, until
-    the time is spent or a violation is found. ``seed`` fixes the random
-    seed of both (else the sweep uses seed 0 and the profile decides for the machine).
+    the time is spent or a violation is found. ``seed`` fixes the random seed of both (else the
+    sweep uses seed 0 and the profile decides for the machine).
     ``progress`` is called with a stats dict about once a second."""
     overrides = dict(settings_overrides)
     if examples is not None:
@@ -94,7 +94,6 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     t0 = time.perf_counter()
     stats["t0"] = t0
     stats["shrink_budget"] = shrink_budget
-    tick = None
     if progress is not None:
         last = [t0]
 
