@@ -94,8 +94,14 @@ def broken_period_counter(runner: QueryRunner) -> str:
     return runner.check("counting/broken-period-counter", *_period_step(lambda d, raw: raw)).status
 
 
-def broken_counting(runner: QueryRunner) -> str:
-    """Non-vacuity: counting ``popcount(bits)`` instead of ``popcount(bits & ~old)`` is refuted."""
+def broken_count_query(runner: QueryRunner):
+    """The query refuting a count of ``popcount(bits)`` instead of ``popcount(bits & ~old)`` (8 bits):
+    (its result, the ``old`` and ``bits`` variables, for reading a model)."""
     old, bits = z3.BitVec("old", 8), z3.BitVec("bits", 8)
     r = runner.check("counting/broken-count", _pc_int(old | bits, 8) != _pc_int(old, 8) + _pc_int(bits, 8))
-    return r.status
+    return r, old, bits
+
+
+def broken_counting(runner: QueryRunner) -> str:
+    """Non-vacuity: counting ``popcount(bits)`` instead of ``popcount(bits & ~old)`` is refuted."""
+    return broken_count_query(runner)[0].status

@@ -17,13 +17,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import z3
-
 from dirtyproof.impl import BlockSpec, Config, Geometry, World
 from dirtyproof.impl.bitmap import WORD_MASK
 from dirtyproof.spec import BY_ID
 
-from .counting import _pc_int
+from .counting import broken_count_query
 from .solver import QueryRunner
 
 # One fast-path block of one word, one memslot: the sync's only work is the word under test.
@@ -88,10 +86,9 @@ def counter_terms(design_cls, samples: int = 64, seed: int = 0) -> dict[str, str
 def refutation_word(runner: QueryRunner) -> tuple[int, int]:
     """Z3's model refuting ``popcount(old | bits) == popcount(old) + popcount(bits)`` (8 bits):
     an (old, bits) pair whose raw count is wrong; raises ``RuntimeError`` unless the query is sat."""
-    old, bits = z3.BitVec("old", 8), z3.BitVec("bits", 8)
-    res = runner.check("counting/raw-count-model", _pc_int(old | bits, 8) != _pc_int(old, 8) + _pc_int(bits, 8))
+    res, old, bits = broken_count_query(runner)
     if res.status != "sat":
-        raise RuntimeError(f"counting/raw-count-model: {res.status}, expected sat")
+        raise RuntimeError(f"{res.name}: {res.status}, expected sat")
     return res.model[old].as_long(), res.model[bits].as_long()
 
 
