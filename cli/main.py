@@ -1,7 +1,8 @@
 """The ``dirtyproof`` command line: ``designs``, ``run``, ``replay``, ``hunt``, ``prove``, ``check``.
 
-Exit status: 0 all verdicts as expected, 1 a violation (or a verdict against expectation),
-2 bad input (one line on stderr, never a traceback).
+Exit status (:mod:`.failure`): 0 all verdicts as expected, 1 a violation (or a verdict against
+expectation), 2 bad input (one line on stderr, never a traceback), 3 an internal error (one line
+and the file holding the traceback), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dirtyproof.impl.scheduler import DesignCrash
 
 from .common import design_class, positive_int
 from .errors import UserError
+from .failure import BAD_INPUT, EXIT_CODES_HELP, exit_status, say
 
 # Verbs implemented in their own modules: each has add_arguments(parser) and run(args) -> int.
 VERB_MODULES = {
@@ -162,8 +164,13 @@ def cmd_spec(args) -> int:
 
 def build_parser() -> Parser:
     """The argument parser with every verb."""
-    p = Parser(prog="dirtyproof", description="Verification suite for QEMU's dirty-page bookkeeping.")
+    p = Parser(prog="dirtyproof", description="Verification suite for QEMU's dirty-page bookkeeping.",
+               epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
+    # every verb's --help ends with the exit statuses
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, epilog=EXIT_CODES_HELP,  # type: ignore[method-assign]
+                                          formatter_class=argparse.RawDescriptionHelpFormatter, **k)
     sp = sub.add_parser("designs", help="list the designs")
     sp.add_argument("--mutants", action="store_true", help="also list the mutant corpus")
     sp.set_defaults(func=cmd_designs)
@@ -190,27 +197,45 @@ def build_parser() -> Parser:
         sp = sub.add_parser(verb, help=help_text)
         mod.add_arguments(sp)
         sp.set_defaults(func=mod.run)
+    p.verbs = list(sub.choices)
     return p
 
 
-def main(argv=None) -> int:
-    """Entry point of the ``dirtyproof`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+def check_environment() -> None:
+    """The environment variables dirtyproof reads, validated before any work starts."""
+    import os
+
+    from dirtyproof.impl.bulk import bulk_path
+    from dirtyproof.impl.watchdog import step_timeout
+
     try:
+        step_timeout()
+        if os.environ.get("DIRTYPROOF_BULK"):
+            bulk_path()
+    except ValueError as exc:
+        raise UserError(f"{exc} (environment)") from None
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``dirtyproof`` console script; also callable in-process with ``argv``.
+
+    Returns the exit status (:mod:`.failure`) instead of raising: every exception becomes one line
+    on stderr."""
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:          # --help (0) or a usage error (2, already printed)
+            return exc.code if isinstance(exc.code, int) else BAD_INPUT
+        if not getattr(args, "func", None):
+            say("a verb is required: " + ", ".join(sorted(parser.verbs)) + " (dirtyproof --help)")
+            return BAD_INPUT
+        check_environment()
         return args.func(args)
-    except UserError as exc:
-        sys.stderr.write(f"dirtyproof: error: {exc}\n")
-        return 2
-    except DesignCrash as exc:
-        sys.stderr.write(f"dirtyproof: error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("dirtyproof: interrupted\n")
-        return 130
+    except BaseException as exc:  # noqa: BLE001 - every exception is reported in one line
+        if isinstance(exc, SystemExit):
+            return exc.code if isinstance(exc.code, int) else BAD_INPUT
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

@@ -179,8 +179,9 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
         except BadChoice:
             raise
         except Exception as exc:  # a bug in design code, not a verdict
-            raise DesignCrash(f"design {w.design.name!r} crashed at step {idx} {list(choice)}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            from .crash import describe, design_label
+            raise DesignCrash(f"design {design_label(w.design)} crashed at step {idx} {list(choice)}: "
+                              f"{describe(exc)}") from exc
         if keep_log:
             res.log.append(StepRecord(idx, list(choice), label))
         if check:

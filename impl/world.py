@@ -17,6 +17,7 @@ from .bitmap import Bitmap
 from .config import TARGET_PAGE_SIZE, Config
 from .kvm import KVM, ClearEvent
 from .ramblock import RAMBlock
+from .watchdog import next_step
 
 LOCK_ORDER = {"BQL": 0, "bitmap_mutex": 1, "slots_lock": 2}
 
@@ -355,7 +356,7 @@ class World:
             raise BadChoice(f"thread {name!r} cannot step now")
         self.current = actor
         try:
-            label = next(actor.gen)
+            label = next_step(actor)    # next(actor.gen), with a time limit and a type check
         except StopIteration:
             label = "exits"
             actor.done = True

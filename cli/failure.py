@@ -1,0 +1,99 @@
+"""What the command line does with an exception: one line on stderr and a documented exit status.
+
+The exit statuses (also in ``dirtyproof --help`` and the README):
+
+- 0: every verdict as expected;
+- 1: a violation, or a verdict against its expectation;
+- 2: bad input, including a design's own crash or a design that breaks the step protocol;
+- 3: an internal error of dirtyproof itself (the full traceback goes to a file, named on stderr);
+- 130: interrupted (Ctrl-C).
+
+Never a traceback on stderr: a user reads one line, a bug report attaches the file.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+OK, VIOLATION, BAD_INPUT, INTERNAL, INTERRUPTED = 0, 1, 2, 3, 130
+
+EXIT_CODES_HELP = """exit status:
+  0    every verdict as expected
+  1    a violation, or a verdict against its expectation
+  2    bad input (one line on stderr), including a design's own crash, a step that yields
+       a non-step or does not yield within $DIRTYPROOF_STEP_TIMEOUT seconds (default 10)
+  3    internal error of dirtyproof (one line, and the file holding the traceback)
+  130  interrupted (Ctrl-C)"""
+
+
+def one_line(text: str) -> str:
+    """``text`` folded onto one line (a message that must not span lines)."""
+    return " | ".join(part.strip() for part in str(text).splitlines() if part.strip()) or "(no message)"
+
+
+def say(message: str) -> None:
+    """Write ``dirtyproof: error: message`` as exactly one line on stderr."""
+    sys.stderr.write(f"dirtyproof: error: {one_line(message)}\n")
+    sys.stderr.flush()
+
+
+def save_traceback(exc: BaseException) -> str | None:
+    """Write ``exc``'s full traceback to a new file in the temp folder; its path, or ``None``."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"dirtyproof-internal-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                    suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"dirtyproof {' '.join(sys.argv[1:])}\n\n{text}")
+        return path
+    except OSError:
+        return None
+
+
+def exit_status(exc: BaseException) -> int:
+    """Report ``exc`` in one line on stderr and return the exit status it means."""
+    from dirtyproof.impl.crash import describe, design_label, user_design, user_frame
+    from dirtyproof.impl.scheduler import DesignCrash
+    from dirtyproof.impl.watchdog import BrokenDesign
+
+    from .errors import UserError
+
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write("dirtyproof: interrupted\n")
+        return INTERRUPTED
+    if isinstance(exc, UserError):
+        say(str(exc))
+        return BAD_INPUT
+    if isinstance(exc, BrokenDesign):
+        say(f"broken design: {exc}")
+        return BAD_INPUT
+    if isinstance(exc, DesignCrash):
+        if isinstance(exc.__cause__, BrokenDesign):
+            say(f"broken design: {exc.__cause__}")
+            return BAD_INPUT
+        msg, frame = str(exc), user_frame(exc)
+        if frame is not None and frame.filename not in msg:
+            msg += f" (at {frame.filename}:{frame.lineno} in {frame.name})"
+        say(msg)
+        return BAD_INPUT
+    if isinstance(exc, MemoryError):
+        say("out of memory (a world or a search too large for this machine)")
+        return BAD_INPUT
+    if isinstance(exc, Exception) and user_frame(exc) is not None:
+        # the user's code (a design's attach(), its module's top level...) raised: bad input
+        cls = user_design(exc)
+        who = f"design {design_label(cls)}" if cls is not None else "user code"
+        say(f"{who} crashed: {describe(exc)}")
+        return BAD_INPUT
+    path = save_traceback(exc)
+    say(f"internal error: {type(exc).__name__}: {exc}; "
+        + (f"full traceback in {path}" if path else "the traceback could not be saved")
+        + " (please report it)")
+    return INTERNAL
+
+
+__all__ = ["BAD_INPUT", "EXIT_CODES_HELP", "INTERNAL", "INTERRUPTED", "OK", "VIOLATION", "exit_status",
+           "one_line", "save_traceback", "say"]

@@ -1,0 +1,168 @@
+"""A design step must yield a step, and soon: a time limit and a type check for one atomic step.
+
+:func:`next_step` replaces ``next(actor.gen)`` in :meth:`World.step_thread`. A thread step that
+yields something that is not a step (an ``int``, ``None``...) or does not yield within
+:func:`step_timeout` seconds is a broken design, not a verdict: :class:`BadYield` or
+:class:`StepTimeout` is raised, naming the design method and the line it was at.
+
+Both derive from :class:`BrokenDesign`, a ``BaseException``: a design's ``except Exception`` must
+not swallow the time limit, and the hunter must not treat a broken design as a counterexample
+to shrink (Hypothesis re-runs failing examples; re-running a step that hangs for 10 s each time
+would take hours). They travel to the command line, which reports one line and exit status 2.
+
+The time limit uses ``signal.setitimer`` (SIGALRM), so it only works in the main thread of a
+process and only if nobody else (pytest-timeout, say) owns SIGALRM; elsewhere steps run
+unlimited, as they did before.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+TIMEOUT_ENV = "DIRTYPROOF_STEP_TIMEOUT"
+DEFAULT_TIMEOUT_S = 10.0
+
+# What a step may yield. Structured step records (one class per kind) register here, so that
+# this check and the world's consumers agree on what a step is.
+STEP_TYPES: list[type] = [str]
+
+
+class BrokenDesign(BaseException):
+    """A design that breaks the step protocol: exit status 2 on the command line, never shrunk."""
+
+    def __init__(self, message: str, where: str = ""):
+        super().__init__(message)
+        self.where = where
+
+
+class BadYield(BrokenDesign):
+    """A thread step yielded a value that is not a step."""
+
+
+class StepTimeout(BrokenDesign):
+    """A thread step did not yield within the time limit (an endless loop in design code)."""
+
+
+def register_step_type(cls: type) -> type:
+    """Accept instances of ``cls`` as steps (a decorator for structured step records)."""
+    if cls not in STEP_TYPES:
+        STEP_TYPES.append(cls)
+    return cls
+
+
+def step_timeout() -> float:
+    """The time limit of one step in seconds: ``$DIRTYPROOF_STEP_TIMEOUT`` or 10; 0 turns it off.
+
+    A malformed value raises ``ValueError`` (the command line reports it as bad input)."""
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None or text == "":
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{TIMEOUT_ENV}={text!r} must be a finite number of seconds >= 0")
+    return value
+
+
+def innermost_frame(gen):
+    """The frame a generator (following ``yield from``) is suspended in, or ``None``."""
+    frame = None
+    while gen is not None and getattr(gen, "gi_frame", None) is not None:
+        frame = gen.gi_frame
+        gen = getattr(gen, "gi_yieldfrom", None)
+    return frame
+
+
+def where(frame) -> str:
+    """``func (file.py:12)`` for a frame, ``""`` for none."""
+    if frame is None:
+        return ""
+    return f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})"
+
+
+class _Alarm:
+    """A periodic SIGALRM that stops a step still running after three ticks of ``limit / 2``.
+
+    One interval timer for the process instead of two ``setitimer`` calls per step (steps take
+    microseconds; the calls cost a tenth of a hunt): each tick compares the step's serial number
+    with the one it saw last, so a step is stopped after between ``limit`` and ``1.5 * limit``."""
+
+    def __init__(self) -> None:
+        self.actor = None           # the thread whose step is running, or None between steps
+        self.serial = 0             # bumped by every step
+        self.seen = -1              # the serial the last tick saw running
+        self.ticks = 0              # consecutive ticks that saw the same step running
+        self.seconds = 0.0          # the limit the timer runs with
+        self.pid = 0                # the process that armed it (timers do not survive a fork)
+
+    def arm(self, limit: float) -> None:
+        """(Re)start the interval timer for ``limit`` seconds per step."""
+        self.seconds, self.pid = limit, os.getpid()
+        signal.setitimer(signal.ITIMER_REAL, limit / 2, limit / 2)
+
+    def __call__(self, signum, frame):
+        if self.actor is None:
+            self.seen, self.ticks = -1, 0
+            return
+        if self.serial != self.seen:
+            self.seen, self.ticks = self.serial, 1
+            return
+        self.ticks += 1
+        if self.ticks < 3:
+            return
+        actor, self.actor, self.seen, self.ticks = self.actor, None, -1, 0
+        raise StepTimeout(f"step of thread {actor!r} did not yield within {self.seconds:g} s "
+                          f"(endless loop?) in {where(frame)}", where(frame))
+
+
+_alarm = _Alarm()
+_installed: bool | None = None
+
+
+def _can_time() -> bool:
+    """Whether this process can time steps: main thread, and SIGALRM ours or unused."""
+    global _installed
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        return False
+    if _installed is None:
+        current = signal.getsignal(signal.SIGALRM)
+        if current in (signal.SIG_DFL, None) or current is _alarm:
+            signal.signal(signal.SIGALRM, _alarm)
+            _installed = True
+        else:
+            _installed = False
+    return _installed
+
+
+_env_cache: tuple = (None, DEFAULT_TIMEOUT_S)
+
+
+def next_step(actor):
+    """``next(actor.gen)`` with the time limit and the check that a step was yielded."""
+    global _env_cache
+    text = os.environ.get(TIMEOUT_ENV)
+    if text != _env_cache[0]:
+        _env_cache = (text, step_timeout())
+    limit = _env_cache[1]
+    timed = limit > 0 and _can_time()
+    if timed:
+        if _alarm.seconds != limit or _alarm.pid != os.getpid():    # a forked worker has no timer
+            _alarm.arm(limit)
+        _alarm.serial += 1
+        _alarm.actor = actor.name
+    try:
+        value = next(actor.gen)
+    finally:
+        _alarm.actor = None
+    if not isinstance(value, tuple(STEP_TYPES)):
+        at = where(innermost_frame(actor.gen))
+        raise BadYield(f"step of thread {actor.name!r} yielded {value!r} ({type(value).__name__}), "
+                       f"not a step label" + (f", in {at}" if at else ""), at)
+    return value
+
+
+__all__ = ["BadYield", "BrokenDesign", "DEFAULT_TIMEOUT_S", "STEP_TYPES", "StepTimeout", "TIMEOUT_ENV",
+           "next_step", "register_step_type", "step_timeout"]
