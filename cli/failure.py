@@ -53,8 +53,16 @@ def save_traceback(exc: BaseException) -> str | None:
         return None
 
 
-def exit_status(exc: BaseException) -> int:
-    """Report ``exc`` in one line on stderr and return the exit status it means."""
+class Reported(Exception):
+    """An exception already classified elsewhere (in a worker process): its status and line."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def classify(exc: BaseException) -> tuple[int, str | None]:
+    """The exit status ``exc`` means and the one line to print (``None``: "interrupted")."""
     from dirtyproof.impl.crash import describe, design_label, user_design, user_frame
     from dirtyproof.impl.scheduler import DesignCrash
     from dirtyproof.impl.watchdog import BrokenDesign
@@ -62,38 +70,42 @@ def exit_status(exc: BaseException) -> int:
     from .errors import UserError
 
     if isinstance(exc, KeyboardInterrupt):
-        sys.stderr.write("dirtyproof: interrupted\n")
-        return INTERRUPTED
+        return INTERRUPTED, None
+    if isinstance(exc, Reported):
+        return exc.code, str(exc)
     if isinstance(exc, UserError):
-        say(str(exc))
-        return BAD_INPUT
+        return BAD_INPUT, str(exc)
     if isinstance(exc, BrokenDesign):
-        say(f"broken design: {exc}")
-        return BAD_INPUT
+        return BAD_INPUT, f"broken design: {exc}"
     if isinstance(exc, DesignCrash):
         if isinstance(exc.__cause__, BrokenDesign):
-            say(f"broken design: {exc.__cause__}")
-            return BAD_INPUT
+            return BAD_INPUT, f"broken design: {exc.__cause__}"
         msg, frame = str(exc), user_frame(exc)
         if frame is not None and frame.filename not in msg:
             msg += f" (at {frame.filename}:{frame.lineno} in {frame.name})"
-        say(msg)
-        return BAD_INPUT
+        return BAD_INPUT, msg
     if isinstance(exc, MemoryError):
-        say("out of memory (a world or a search too large for this machine)")
-        return BAD_INPUT
+        return BAD_INPUT, "out of memory (a world or a search too large for this machine)"
     if isinstance(exc, Exception) and user_frame(exc) is not None:
         # the user's code (a design's attach(), its module's top level...) raised: bad input
         cls = user_design(exc)
         who = f"design {design_label(cls)}" if cls is not None else "user code"
-        say(f"{who} crashed: {describe(exc)}")
-        return BAD_INPUT
+        return BAD_INPUT, f"{who} crashed: {describe(exc)}"
     path = save_traceback(exc)
-    say(f"internal error: {type(exc).__name__}: {exc}; "
-        + (f"full traceback in {path}" if path else "the traceback could not be saved")
-        + " (please report it)")
-    return INTERNAL
+    return INTERNAL, (f"internal error: {type(exc).__name__}: {exc}; "
+                      + (f"full traceback in {path}" if path else "the traceback could not be saved")
+                      + " (please report it)")
 
 
-__all__ = ["BAD_INPUT", "EXIT_CODES_HELP", "INTERNAL", "INTERRUPTED", "OK", "VIOLATION", "exit_status",
+def exit_status(exc: BaseException) -> int:
+    """Report ``exc`` in one line on stderr and return the exit status it means."""
+    code, line = classify(exc)
+    if line is None:
+        sys.stderr.write("dirtyproof: interrupted\n")
+    else:
+        say(line)
+    return code
+
+
+__all__ = ["BAD_INPUT", "EXIT_CODES_HELP", "INTERNAL", "INTERRUPTED", "OK", "Reported", "VIOLATION", "classify", "exit_status",
            "one_line", "save_traceback", "say"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .common import design_class, design_specs
 from .errors import UserError
+from .paths import add_trace_dir_argument, output_dir, trace_dir
 
 
 def add_arguments(p) -> None:
@@ -15,7 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("--config", action="append", metavar="KVM_MODE/GEOMETRY",
                    help="configuration, repeatable (default: all six, e.g. manual/mixed)")
     p.add_argument("--smt2", metavar="DIR", help="write every Z3 query as SMT-LIB 2 into DIR")
-    p.add_argument("--traces", metavar="DIR", default="traces", help="where counterexample traces go")
+    add_trace_dir_argument(p)
     p.add_argument("--timeout-ms", type=int, default=5000, help="per-query Z3 time limit")
     p.add_argument("--tail", type=int, default=15, help="steps of a counterexample to print")
 
@@ -73,13 +74,37 @@ def _corpus_mutant(spec: str, cls):
 def _counting(cls, runner):
     """The counting lemmas against ``cls``'s own sync (``proofs.counting_conformance``), or None
     (with a line saying why) when the design's sync cannot be run alone."""
+    from dirtyproof.impl.crash import describe
+    from dirtyproof.impl.scheduler import DesignCrash
     from dirtyproof.proofs.counting_conformance import check_counting
 
     try:
         return check_counting(cls, runner)
-    except Exception as exc:  # a user's design that cannot run its sync alone
-        print(f"counting: {type(exc).__name__}: {exc}")
+    except DesignCrash:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a user's design that cannot run its sync alone
+        print(f"counting: the design's sync cannot be run alone: {describe(exc)}")
         return None
+
+
+def _without_encoding(spec: str, cls, cfgs, counting, exc) -> str:
+    """What ``prove`` does for a design without a per-page encoding: the counting lemmas and the
+    seeded random runs of each selected configuration, said in one line; the verdict
+    (``unsafe`` if one of them breaks the design, else ``not proved``)."""
+    from dirtyproof.proofs.mutant_encodings import NOT_EXPRESSIBLE
+
+    from .judges import RUN_SEEDS, RUN_STEPS, random_runs
+
+    runs = {c: random_runs(cls, c) for c in cfgs}
+    bad = {c: r for c, r in runs.items() if r != "ok"}
+    counted = counting.verdict if counting is not None else "n/a"
+    verdict = "unsafe" if bad or counted == "unsafe" else "not proved"
+    why = NOT_EXPRESSIBLE.get(spec)
+    found = "; ".join(f"{c}: {r}" for c, r in bad.items()) or "no violation"
+    print(f"{spec}: no per-page encoding ({why or exc}); instead ran the counting lemmas ({counted}) and "
+          f"{RUN_SEEDS} seeded random runs of {RUN_STEPS} steps in each of {len(cfgs)} configuration(s) "
+          f"({found}): {verdict.upper()} (check also hunts it: dirtyproof check --design {spec})")
+    return verdict
 
 
 def run(args) -> int:
@@ -87,14 +112,18 @@ def run(args) -> int:
     (a design without one must be proved safe; a corpus mutant must get the manifest's verdict,
     i.e. unsafe in at least one selected configuration, and never ``unknown``)."""
     from dirtyproof.proofs.designs import NoEncoding
-    from dirtyproof.proofs.runner import EncodingBug, expected_verdicts, prove_config
+    from dirtyproof.proofs.runner import EncodingBug, EncodingMismatch, expected_verdicts, prove_config
     from dirtyproof.proofs.solver import QueryRunner
 
     if args.timeout_ms <= 0:
         raise UserError("--timeout-ms must be positive")
+    if args.tail < 0:
+        raise UserError("--tail must be >= 0")
     specs = design_specs(args.design)
     cfgs = selected_configs(args)
-    runner = QueryRunner(args.timeout_ms, Path(args.smt2) if args.smt2 else None)
+    smt2 = output_dir(args.smt2, "--smt2")
+    traces = trace_dir(args)
+    runner = QueryRunner(args.timeout_ms, smt2)
     expected = expected_verdicts()
     ok = True
     t0 = time.perf_counter()
@@ -102,21 +131,21 @@ def run(args) -> int:
         cls = design_class(spec)
         mutant = _corpus_mutant(spec, cls)
         counting = _counting(cls, runner)
-        got = []
+        got, no_encoding = [], False
         for cfg in cfgs:
             try:
                 # a corpus mutant's concrete counterexample is the hunter's: stop at the abstract one
-                res = prove_config(spec, cls, cfg, runner, Path(args.traces), replay=mutant is None)
+                res = prove_config(spec, cls, cfg, runner, traces, replay=mutant is None)
             except NoEncoding as exc:
-                from dirtyproof.proofs.mutant_encodings import NOT_EXPRESSIBLE
-                if counting is not None and counting.verdict == "unsafe":
-                    # no per-page encoding, but the counting lemmas refute the design's counter
-                    print(f"{spec}: no per-page encoding ({exc})")
-                    got = ["unsafe"]
-                    break
-                why = NOT_EXPRESSIBLE.get(spec)
-                raise UserError(f"{exc}" + (f"; the per-page abstraction cannot express it: {why}" if why
-                                             else "")) from None
+                got, no_encoding = [_without_encoding(spec, cls, cfgs, counting, exc)], True
+                break
+            except EncodingMismatch as exc:
+                # a user's encoding that is not its design's: loud, and nothing proved with it
+                print(f"ENCODING MISMATCH: {exc}")
+                print(f"  !! {spec}'s per_page_encoding does not describe the design; no proof was run")
+                ok = False
+                got.append("mismatch")
+                continue
             except EncodingBug as exc:
                 print(f"ENCODING BUG: {exc}")
                 return 1
@@ -137,6 +166,15 @@ def run(args) -> int:
             if res.verdict != want:
                 ok = False
                 print(f"  !! expected {want}")
+        if no_encoding and got == ["not proved"]:
+            # nothing to compare: the prover had nothing to prove, the line above says what ran
+            if mutant is not None:
+                print(f"{spec}: not compared with the manifest ({mutant['verdict']}): no per-page encoding")
+            continue
+        if no_encoding and mutant is None:
+            ok = False          # a user's or shipped design is expected safe; the runs broke it
+            print(f"  !! {spec}: expected safe")
+            continue
         if counting is None:
             ok = False
             print(f"{spec}: counting: !! the design's sync could not be run alone (see above)")
@@ -153,6 +191,7 @@ def run(args) -> int:
             from dirtyproof.proofs.runner import CONFIGS
             overall = "unsafe" if "unsafe" in got else ("safe" if set(got) == {"safe"} else "unknown")
             how = ("by the counting lemmas" if counting is not None and counting.verdict == "unsafe"
+                   else "by the seeded random runs: no per-page encoding" if no_encoding
                    else f"unsafe in {got.count('unsafe')} of {len(got)} configurations")
             line = f"{spec}: {overall} ({how}); manifest: {mutant['verdict']}"
             if overall == "safe" and set(cfgs) != set(CONFIGS):

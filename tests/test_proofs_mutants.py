@@ -133,7 +133,8 @@ def test_where_the_change_cannot_act_the_mutant_is_proved_safe_and_runs_agree(na
 
 def test_prove_command_on_a_mutant():
     """``dirtyproof prove --design read-before-clear`` prints the obligations and agrees with the
-    manifest (exit 0); a mutant the abstraction cannot express is refused with the reason."""
+    manifest (exit 0); for a mutant the abstraction cannot express it says so, with the reason, and
+    the seeded random runs judge it instead."""
     import subprocess
     import sys
     r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", "prove", "--design", "read-before-clear",
@@ -144,4 +145,5 @@ def test_prove_command_on_a_mutant():
         assert word in r.stdout, word
     r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", "prove", "--design", "timer-mutex-before-bql"],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "lock-order" in r.stderr
+    # no per-page encoding: said in one line, and the seeded random runs judge it instead
+    assert r.returncode == 0 and "no per-page encoding" in r.stdout and "lock-order" in r.stdout, r.stdout + r.stderr

@@ -1,0 +1,57 @@
+"""The engines besides the prover that judge a design: seeded random runs, the counting lemmas and
+the hunt. ``check`` runs all of them on every design; ``prove`` runs the first two instead of the
+prover for a design without a per-page encoding."""
+from __future__ import annotations
+
+import sys
+
+RUN_SEEDS = 3
+RUN_STEPS = 400
+
+
+def random_runs(cls, cfg_text: str, seeds: int = RUN_SEEDS, steps: int = RUN_STEPS) -> str:
+    """Seeded random runs of the reference model in one configuration: ``violation (...)`` or ``ok``
+    (every run completed with every invariant checked after every step)."""
+    from dirtyproof.impl.scheduler import RandomScheduler, run
+    from dirtyproof.impl.world import World
+    from dirtyproof.proofs.runner import config_of, parse_config
+
+    cfg = config_of(*parse_config(cfg_text))
+    for seed in range(seeds):
+        res = run(World(cfg, cls), RandomScheduler(seed, steps), keep_log=False)
+        if res.violation is not None:
+            return f"violation ({res.violation.invariant}, seed {seed})"
+        if not res.completed:
+            return f"violation (progress, seed {seed}: did not complete)"
+    return "ok"
+
+
+def counting_verdict(cls) -> tuple[str, str]:
+    """Whether the counting lemmas cover ``cls``'s counters (``proofs.counting_conformance``):
+    (``safe``/``unsafe``/``unknown``, why when unknown). A design's own crash or broken step is
+    not caught here: it is bad input wherever it shows."""
+    from dirtyproof.impl.crash import describe
+    from dirtyproof.impl.scheduler import DesignCrash
+    from dirtyproof.proofs.counting_conformance import check_counting
+    from dirtyproof.proofs.solver import QueryRunner
+    try:
+        return check_counting(cls, QueryRunner()).verdict, ""
+    except DesignCrash:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a sync that cannot be run alone is "unknown", with why
+        return "unknown", f"the design's sync cannot be run alone: {describe(exc)}"
+
+
+def hunt_verdict(cls, budget: float, label: str) -> tuple[str, object]:
+    """The hunter's verdict for ``cls`` after ``budget`` seconds (progress on stderr each second)
+    and its report."""
+    from dirtyproof.hunt.runner import hunt
+
+    def show(stats, elapsed):
+        sys.stderr.write(f"check: hunting {label}: {elapsed:4.1f}/{budget:g} s, {stats.get('schedules', 0)} "
+                         f"schedules, {stats.get('examples', 0)} examples\n")
+    rep = hunt(cls, budget=budget, seed=0, progress=show)
+    return rep.verdict, rep
+
+
+__all__ = ["RUN_SEEDS", "RUN_STEPS", "counting_verdict", "hunt_verdict", "random_runs"]
