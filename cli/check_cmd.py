@@ -1,122 +1,262 @@
 """``dirtyproof check``: prove and hunt the shipped designs (or the named one) and print one table
-of verdicts against the recorded expectations; exit 0 iff everything matches."""
+of verdicts against the recorded expectations; exit 0 iff everything matches.
+
+Every design goes the same way, shipped, corpus mutant or a user's ``module:Class``: the prover
+in each configuration (when the design has a per-page encoding; a user's own encoding passes the
+conformance gate first), seeded random runs in each configuration, the counting lemmas, and a
+hunt. The table says which engine judged what; ``--junit`` and ``--json`` write the same results
+for CI systems (:mod:`.reports`)."""
 from __future__ import annotations
 
+import math
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from .common import design_class, design_specs
 from .errors import UserError
+from .judges import RUN_SEEDS, RUN_STEPS, counting_verdict, hunt_verdict, random_runs
+from .paths import add_trace_dir_argument, output_file, trace_dir
+from .reports import Row, write_json, write_junit
 
-RUN_SEEDS = 3
-RUN_STEPS = 400
+LEGEND = f"""legend:
+  prover    Z3 proof of the per-page encoding in that configuration: safe, unsafe (with a trace),
+            unknown, n/a (the design has no per-page encoding), mismatch (its own encoding does
+            not conform to the design: nothing proved)
+  runs      {RUN_SEEDS} seeded random runs of {RUN_STEPS} steps in that configuration, every invariant after every step
+  counting  the counting lemmas against the design's counters (all sizes)
+  hunt      swarm schedules, then the Hypothesis machine, over all configurations (--hunt-budget)
+  verdict   the design's verdict over every engine: unsafe if any engine found a violation
+  expected  proofs/verdicts.json (shipped designs), the mutant manifest (corpus mutants), else safe;
+            "any" where an engine's verdict is not compared; match: yes, or NO"""
 
 
 def add_arguments(p) -> None:
     """Flags of ``check``."""
     p.add_argument("--design", help="design name or module:Class (default: every shipped design)")
     p.add_argument("--jobs", type=int, default=2, help="processes for the proofs (default 2)")
-    p.add_argument("--traces", metavar="DIR", default="traces", help="where counterexample traces go")
-    p.add_argument("--hunt-budget", type=float, default=4.0, help="seconds of hunting per design")
+    add_trace_dir_argument(p)
+    p.add_argument("--hunt-budget", type=float, default=4.0, help="seconds of hunting per design (> 0)")
+    p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them (no traceback from a worker)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _prove_one(job):
+    """One proof in a worker: a plain dict (picklable), errors classified here where their
+    traceback is."""
     spec, cfg, traces = job
-    from dirtyproof.impl.designs import resolve
-    from dirtyproof.proofs.runner import EncodingBug, prove_config
-    from dirtyproof.proofs.solver import QueryRunner
+    t0 = time.perf_counter()
+    out = {"spec": spec, "config": cfg, "verdict": "unknown", "detail": "", "seconds": 0.0, "trace": None,
+           "error": None}
     try:
-        res = prove_config(spec, resolve(spec), cfg, QueryRunner(), Path(traces))
-    except EncodingBug as exc:
-        return spec, cfg, "ENCODING-BUG", str(exc), 0.0, None
-    trace = str(res.concrete.path) if res.concrete is not None and res.concrete.path else None
-    worst = max((o.seconds for o in res.obligations), default=0.0)
-    return spec, cfg, res.verdict, "", res.seconds, (trace, worst)
+        from pathlib import Path
+
+        from dirtyproof.impl.designs import resolve
+        from dirtyproof.proofs.designs import NoEncoding
+        from dirtyproof.proofs.runner import EncodingBug, EncodingMismatch, prove_config
+        from dirtyproof.proofs.solver import QueryRunner
+        try:
+            res = prove_config(spec, resolve(spec), cfg, QueryRunner(), Path(traces))
+        except NoEncoding as exc:
+            out.update(verdict="n/a", detail=f"no per-page encoding: {exc}")
+        except EncodingMismatch as exc:
+            out.update(verdict="mismatch", detail=str(exc))
+        except EncodingBug as exc:
+            out.update(verdict="encoding-bug", detail=str(exc))
+        else:
+            out["verdict"] = res.verdict
+            if res.concrete is not None and res.concrete.path:
+                out["trace"] = str(res.concrete.path)
+                c = res.concrete
+                out["detail"] = (f"{c.invariant} on page {c.page} at step {c.violation_step}; last steps: "
+                                 + " / ".join(f"{ch[0]} {label}" for ch, label in c.steps[-8:]))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - classified here, reported by the parent
+        from .failure import classify
+        out["error"] = classify(exc)
+    out["seconds"] = time.perf_counter() - t0
+    return out
 
 
-def random_runs(cls, cfg_text: str, seeds: int = RUN_SEEDS, steps: int = RUN_STEPS) -> str:
-    """Seeded random runs of the reference model in one configuration: ``violation`` or ``ok``."""
-    from dirtyproof.impl import Config
-    from dirtyproof.impl.scheduler import RandomScheduler, run
-    from dirtyproof.impl.world import World
+def _prove_all(jobs: list, processes: int) -> dict:
+    """Run the proofs, printing progress on stderr; {(spec, config): result}."""
+    from .failure import Reported
 
-    from .main import geometry_named
-    mode, geo = cfg_text.split("/")
-    cfg = Config(geometry=geometry_named(geo, 2), kvm_mode=mode)
-    for seed in range(seeds):
-        res = run(World(cfg, cls), RandomScheduler(seed, steps), keep_log=False)
-        if res.violation is not None:
-            return f"violation ({res.violation.invariant}, seed {seed})"
-    return "ok"
+    total, done, results = len(jobs), 0, {}
+    t0 = time.perf_counter()
 
+    def finished(r) -> None:
+        nonlocal done
+        done += 1
+        if r["error"] is not None:
+            raise Reported(*r["error"])
+        results[(r["spec"], r["config"])] = r
+        sys.stderr.write(f"check: [{done}/{total}] prover {r['spec']} {r['config']}: {r['verdict']} "
+                         f"({r['seconds']:.1f} s)\n")
 
-def hunt_design(cls, budget: float) -> str:
-    """The hunter's verdict for a design (``dirtyproof.hunt``), or ``n/a`` if it is not installed."""
+    if processes == 1:
+        for j in jobs:
+            sys.stderr.write(f"check: proving {j[0]} {j[1]} ...\n")
+            finished(_prove_one(j))
+        return results
+    ex = ProcessPoolExecutor(processes, initializer=_ignore_sigint)
     try:
-        from dirtyproof.hunt.runner import hunt
+        pending = {ex.submit(_prove_one, j) for j in jobs}
+        last = time.perf_counter()
+        while pending:
+            ready, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for f in ready:
+                finished(f.result())
+            if not ready and time.perf_counter() - last >= 2.0:
+                last = time.perf_counter()
+                sys.stderr.write(f"check: proving, {done}/{total} done, {last - t0:.0f} s\n")
+    except BaseException:
+        # Ctrl-C or a failed proof: stop the workers now rather than wait for their queries
+        for proc in list(getattr(ex, "_processes", {}).values()):
+            proc.terminate()
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+    return results
+
+
+def _expectations(spec: str, cls, expected: dict):
+    """(per-config prover expectation or None for "any", the design's overall expectation)."""
+    from dirtyproof.proofs.runner import CONFIGS
+    try:
+        from dirtyproof.mutants import MUTANTS, load_manifest
     except ImportError:
-        return "n/a"
-    rep = hunt(cls, budget=budget, seed=0)
-    return rep.verdict
+        MUTANTS = {}
+    if MUTANTS.get(spec) is cls:
+        return {c: None for c in CONFIGS}, load_manifest()["mutants"][spec]["verdict"]
+    per = {c: expected.get(spec, {}).get(c, "safe") for c in CONFIGS}
+    return per, ("unsafe" if "unsafe" in per.values() else "safe")
 
 
-def counting_verdict(cls) -> str:
-    """Whether the counting lemmas cover ``cls``'s counters (``proofs.counting_conformance``):
-    ``safe``, ``unsafe`` (a refuted term) or ``unknown`` (neither, or the sync cannot run alone)."""
-    from dirtyproof.proofs.counting_conformance import check_counting
-    from dirtyproof.proofs.solver import QueryRunner
-    try:
-        return check_counting(cls, QueryRunner()).verdict
-    except Exception:  # a user's design whose sync cannot be run alone
-        return "unknown"
+def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces) -> list[Row]:
+    """Every engine's rows for one design, with match decided."""
+    from dirtyproof.proofs.runner import CONFIGS
+
+    per, overall = _expectations(spec, cls, expected)
+    rows: list[Row] = []
+    found_unsafe = False
+    for cfg in CONFIGS:
+        r = by[(spec, cfg)]
+        want = per[cfg]
+        sys.stderr.write(f"check: random runs {spec} {cfg} ...\n")
+        t = time.perf_counter()
+        runs = random_runs(cls, cfg)
+        rsec = time.perf_counter() - t
+        v = r["verdict"]
+        found_unsafe |= v == "unsafe" or runs != "ok"
+        if want is None:
+            ok = v in ("safe", "unsafe", "n/a")
+        else:
+            ok = v == want or v == "n/a"
+        ok &= not (v == "safe" and runs != "ok")          # a proof the runs refute is wrong
+        rows.append(Row(spec, "prover", cfg, want or "any", v, ok, r["seconds"], r["detail"], r["trace"]))
+        run_want = "ok" if want == "safe" else "any"
+        rows.append(Row(spec, "runs", cfg, run_want, runs, runs == "ok" or run_want == "any", rsec,
+                        "" if runs == "ok" else runs))
+    sys.stderr.write(f"check: counting lemmas {spec} ...\n")
+    t = time.perf_counter()
+    counting, why = counting_verdict(cls)
+    found_unsafe |= counting == "unsafe"
+    cwant = "any" if per[CONFIGS[0]] is None else "safe"
+    rows.append(Row(spec, "counting", "all sizes", cwant, counting,
+                    counting == cwant or (cwant == "any" and counting != "unknown"), time.perf_counter() - t, why))
+    t = time.perf_counter()
+    h, rep = hunt_verdict(cls, budget, spec, traces)
+    found_unsafe |= h == "unsafe"
+    detail, trace = "", None
+    if rep.found is not None:
+        detail = str(rep.found)
+        trace = getattr(rep.found, "trace_path", None)
+        trace = str(trace) if trace else None
+    found = "unsafe" if found_unsafe else "safe"
+    # a short hunt may miss a bug another engine found; it must not find one where none is expected
+    rows.append(Row(spec, "hunt", "all configs", overall, h,
+                    h == overall or (h == "safe" and overall == "unsafe" and found == "unsafe"),
+                    time.perf_counter() - t, detail, trace))
+    rows.append(Row(spec, "verdict", "all engines", overall, found, found == overall, 0.0,
+                    "" if found == overall else f"the engines together say {found}, expected {overall}"))
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    """The table of verdicts: one line per design and configuration (prover and runs), then the
+    counting lemmas, the hunt and the overall verdict; columns sized to the longest design name."""
+    dw = max([len("design")] + [len(r.design) for r in rows])
+    print(f"{'design':{dw}s}  {'engine':8s} {'config':22s} {'expected':9s} {'prover':12s} {'runs':34s} "
+          f"{'time':>7s}  match")
+    by = {}
+    for r in rows:
+        by.setdefault((r.design, r.config), {})[r.engine] = r
+    for (design, config), eng in by.items():
+        if "prover" in eng:
+            p, ru = eng["prover"], eng["runs"]
+            ok = p.ok and ru.ok
+            print(f"{design:{dw}s}  {'prover':8s} {config:22s} {p.expected:9s} {p.got:12s} {ru.got:34s} "
+                  f"{p.seconds + ru.seconds:6.1f}s  {'yes' if ok else 'NO'}")
+            if p.detail and not p.ok:
+                print(f"{'':{dw}s}    {p.detail[:400]}")
+            if p.trace:
+                print(f"{'':{dw}s}    counterexample trace: {p.trace}")
+            continue
+        for name, r in eng.items():
+            got = r.got if name != "hunt" else ""
+            runs = r.got if name == "hunt" else ""
+            print(f"{design:{dw}s}  {name:8s} {config:22s} {r.expected:9s} {got:12s} {runs:34s} "
+                  f"{r.seconds:6.1f}s  {'yes' if r.ok else 'NO'}")
+            if r.detail and not r.ok:
+                print("\n".join(f"{'':{dw}s}    {line}" for line in r.detail.splitlines()[:40]))
+            if r.trace and not r.ok:
+                print(f"{'':{dw}s}    counterexample trace: {r.trace}")
 
 
 def run(args) -> int:
-    """The table; exit 0 iff prover verdicts match expectations and agree with the runs and hunt."""
+    """The table; exit 0 iff every engine's verdict matches its expectation."""
     from dirtyproof.proofs.runner import CONFIGS, expected_verdicts
 
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
+    if not (math.isfinite(args.hunt_budget) and args.hunt_budget > 0):
+        raise UserError(f"--hunt-budget must be a positive number of seconds, not {args.hunt_budget:g} "
+                        "(a hunt of no time would pass vacuously)")
     specs = design_specs(args.design)
-    for s in specs:
-        design_class(s)
+    classes = {s: design_class(s) for s in specs}
+    traces = trace_dir(args)
+    junit = output_file(args.junit, "--junit")
+    json_out = output_file(args.json, "--json")
     expected = expected_verdicts()
     t0 = time.perf_counter()
-    jobs = [(s, c, args.traces) for s in specs for c in CONFIGS]
+    sys.stderr.write(f"check: {len(specs)} design(s) x {len(CONFIGS)} configurations: proving on {args.jobs} "
+                     f"process(es), then random runs, counting lemmas and a {args.hunt_budget:g} s hunt each\n")
+    jobs = [(s, c, str(traces)) for s in specs for c in CONFIGS]
     # longest first (the unsafe ones search for counterexamples)
     jobs.sort(key=lambda j: expected.get(j[0], {}).get(j[1], "safe") != "unsafe")
-    if args.jobs == 1:
-        results = [_prove_one(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(args.jobs) as ex:
-            results = list(ex.map(_prove_one, jobs))
-    by = {(r[0], r[1]): r for r in results}
-    ok = True
-    print(f"{'design':14s} {'config':22s} {'expected':9s} {'prover':9s} {'runs':28s} {'time':>7s}  match")
+    by = _prove_all(jobs, args.jobs)
+    rows: list[Row] = []
     for spec in specs:
-        cls = design_class(spec)
-        for cfg in CONFIGS:
-            _, _, verdict, err, secs, extra = by[(spec, cfg)]
-            want = expected.get(spec, {}).get(cfg, "safe")
-            runs = random_runs(cls, cfg)
-            match = verdict == want and not (verdict == "safe" and runs != "ok")
-            ok &= match
-            print(f"{spec:14s} {cfg:22s} {want:9s} {verdict:9s} {runs:28s} {secs:6.1f}s  {'yes' if match else 'NO'}")
-            if err:
-                print(f"    {err}")
-            if extra and extra[0]:
-                print(f"    counterexample trace: {extra[0]}")
-        counting = counting_verdict(cls)
-        ok &= counting == "safe"
-        print(f"{spec:14s} {'counting (all sizes)':22s} {'safe':9s} {counting:9s} {'':28s} {'':7s}  "
-              f"{'yes' if counting == 'safe' else 'NO'}")
-        h = hunt_design(cls, args.hunt_budget)
-        any_unsafe = any(by[(spec, c)][2] == "unsafe" for c in CONFIGS)
-        # a design the hunt breaks must not be proved safe everywhere; a short hunt may miss a bug
-        agree = not (h == "unsafe" and not any_unsafe)
-        ok &= agree
-        print(f"{spec:14s} {'hunt (all configs)':22s} {'':9s} {'':9s} {h:28s} {'':7s}  "
-              f"{'yes' if agree else 'NO'}")
-    print(f"check: {'all verdicts as expected' if ok else 'MISMATCH'} in {time.perf_counter() - t0:.1f} s")
+        rows += _judge(spec, classes[spec], by, expected, args.hunt_budget, traces)
+    for spec in specs:
+        if by[(spec, CONFIGS[0])]["verdict"] == "n/a":
+            print(f"{spec}: no per-page encoding: judged by the random runs, the counting lemmas and the hunt")
+    print_table(rows)
+    print(LEGEND)
+    ok = all(r.ok for r in rows)
+    secs = time.perf_counter() - t0
+    if junit is not None:
+        write_junit(rows, junit, secs)
+    if json_out is not None:
+        write_json(rows, json_out, secs, ok)
+    print(f"check: {'all verdicts as expected' if ok else 'MISMATCH'} in {secs:.1f} s"
+          + (f"; JUnit XML in {junit}" if junit else "") + (f"; JSON in {json_out}" if json_out else ""))
     return 0 if ok else 1

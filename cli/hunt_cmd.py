@@ -10,6 +10,7 @@ import sys
 
 from .common import design_class, positive_int
 from .errors import UserError
+from .paths import DEFAULT_TRACE_DIR, TRACE_DIR_ENV, trace_dir
 
 
 def add_arguments(p) -> None:
@@ -27,7 +28,7 @@ def add_arguments(p) -> None:
                    help="seeded swarm schedules run before the Hypothesis machine, 0 for none "
                         "(default: the profile's: ci 200, dev 500, thorough 5000)")
     p.add_argument("--trace-dir", metavar="DIR", help="where counterexample traces go "
-                   "(default: $DIRTYPROOF_TRACE_DIR or .dirtyproof/traces)")
+                   f"(default: ${TRACE_DIR_ENV} or {DEFAULT_TRACE_DIR})")
     p.add_argument("--tail", type=positive_int, default=40, help="counterexample steps to print")
 
 
@@ -38,7 +39,9 @@ def _targets(args) -> list[tuple[str, type, dict | None]]:
 
     manifest = load_manifest()
     expected = {**manifest.get("designs", {}), **manifest.get("mutants", {})}
-    if args.design:
+    if args.design is not None:
+        if args.mutants:
+            raise UserError("--mutants hunts the whole corpus; it cannot be combined with --design")
         cls = design_class(args.design)
         entry = expected.get(args.design) if (DESIGNS.get(args.design) is cls
                                                or MUTANTS.get(args.design) is cls) else None
@@ -70,6 +73,14 @@ def run(args) -> int:
         profile_name(args.profile)
     except ProfileError as exc:
         raise UserError(str(exc)) from None
+    # a hunt that would check nothing is bad input, not a pass
+    if args.budget is not None and args.budget <= 0:
+        raise UserError("--budget must be at least 1 second (a hunt of no time checks nothing)")
+    if args.examples is not None and args.examples <= 0:
+        raise UserError("--examples must be at least 1 (0 examples check nothing)")
+    if args.tail < 0:
+        raise UserError("--tail must be >= 0")
+    args.trace_dir = str(trace_dir(args))
     targets = _targets(args)
     all_ok = True
     for name, cls, entry in targets:

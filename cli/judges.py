@@ -42,7 +42,7 @@ def counting_verdict(cls) -> tuple[str, str]:
         return "unknown", f"the design's sync cannot be run alone: {describe(exc)}"
 
 
-def hunt_verdict(cls, budget: float, label: str) -> tuple[str, object]:
+def hunt_verdict(cls, budget: float, label: str, trace_dir=None) -> tuple[str, object]:
     """The hunter's verdict for ``cls`` after ``budget`` seconds (progress on stderr each second)
     and its report."""
     from dirtyproof.hunt.runner import hunt
@@ -50,7 +50,8 @@ def hunt_verdict(cls, budget: float, label: str) -> tuple[str, object]:
     def show(stats, elapsed):
         sys.stderr.write(f"check: hunting {label}: {elapsed:4.1f}/{budget:g} s, {stats.get('schedules', 0)} "
                          f"schedules, {stats.get('examples', 0)} examples\n")
-    rep = hunt(cls, budget=budget, seed=0, progress=show)
+    rep = hunt(cls, budget=budget, seed=0, progress=show,
+               trace_dir=None if trace_dir is None else str(trace_dir))
     return rep.verdict, rep
 
 

@@ -7,6 +7,10 @@ from .geometry import Geometry
 
 KVM_MODES = ("legacy", "manual", "initially_set")
 TARGET_PAGE_SIZE = 4096
+# The largest ram_addr space a world may have: the model keeps three int32 versions and several
+# bitmaps per page (about 13 bytes), so 2^30 pages (a 4 TiB guest) already need some 14 GiB.
+# A larger config is bad input, refused before numpy tries (and fails) to allocate it.
+MAX_RAM_PAGES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class Config:
     def __post_init__(self) -> None:
         if not isinstance(self.geometry, Geometry):
             raise ValueError("geometry must be a Geometry")
+        if self.geometry.ram_pages > MAX_RAM_PAGES:
+            raise ValueError(f"the geometry spans {self.geometry.ram_pages} pages; the model handles at most "
+                             f"{MAX_RAM_PAGES} (2^30, about 13 bytes of model state per page)")
         if self.kvm_mode not in KVM_MODES:
             raise ValueError(f"unknown KVM mode {self.kvm_mode!r} (choose from {', '.join(KVM_MODES)})")
         for f in fields(self):

@@ -1,5 +1,10 @@
 """One Z3 query with a time limit: ``unknown`` and timeouts are failures, never passes; every
-query can be written as SMT-LIB 2 for another solver."""
+query can be written as SMT-LIB 2 for another solver.
+
+Z3 takes SIGINT over while it checks (it cancels the query, which then answers ``unknown``
+"interrupted from keyboard" or "canceled"), so Python never sees the Ctrl-C: :meth:`check`
+turns that answer back into ``KeyboardInterrupt`` so an interrupted query stops the program
+instead of becoming an "unknown" obligation (or, worse, being searched around)."""
 from __future__ import annotations
 
 import time
@@ -9,6 +14,15 @@ from pathlib import Path
 import z3
 
 DEFAULT_TIMEOUT_MS = 5000
+
+
+def _interrupted(reason: str, seconds: float, timeout_ms: int) -> bool:
+    """Whether Z3's ``reason_unknown`` says the query was stopped by a signal, not by its limits
+    (a "canceled" well before the time limit is a signal too)."""
+    reason = reason.lower()
+    if "interrupted" in reason:
+        return True
+    return ("canceled" in reason or "cancelled" in reason) and seconds < 0.9 * timeout_ms / 1000
 
 
 @dataclass
@@ -42,6 +56,8 @@ class QueryRunner:
         t = time.perf_counter()
         r = s.check()
         dt = time.perf_counter() - t
+        if r == z3.unknown and _interrupted(s.reason_unknown(), dt, self.timeout_ms):
+            raise KeyboardInterrupt(f"Z3 query {name} interrupted")
         res = QueryResult(name, str(r), dt, s.model() if r == z3.sat else None,
                           s.reason_unknown() if r == z3.unknown else "")
         self.log.append(res)
