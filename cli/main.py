@@ -50,12 +50,25 @@ def geometry_named(name: str, shift: int) -> Geometry:
 
 def config_from_args(args) -> Config:
     """The world's config from ``--config FILE`` and the flags that override it."""
+    from dirtyproof.proofs.runner import config_of, parse_config
+
     data = {}
-    if getattr(args, "config", None):
+    text = getattr(args, "config", None)
+    if text is not None and "/" in text and not Path(text).exists():
+        # KVM_MODE/GEOMETRY, the same --config as prove's
+        try:
+            data = config_of(*parse_config(text)).to_json()
+        except ValueError as exc:
+            raise UserError(f"{exc}; or give a JSON file of Config fields") from None
+    elif text is not None:
         try:
             data = json.loads(Path(args.config).read_text())
         except FileNotFoundError:
             raise UserError(f"no such config file: {args.config}") from None
+        except IsADirectoryError:
+            raise UserError(f"config {args.config} is a folder, not a file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read config {args.config}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise UserError(f"config {args.config} is not JSON: {exc.msg} at line {exc.lineno}") from None
         if not isinstance(data, dict):
@@ -76,7 +89,9 @@ def config_from_args(args) -> Config:
 
 def add_world_arguments(p: argparse.ArgumentParser) -> None:
     """Flags that shape the world: ``--config``, ``--kvm-mode``, ``--geometry``."""
-    p.add_argument("--config", metavar="FILE", help="JSON file of Config fields")
+    p.add_argument("--config", metavar="KVM_MODE/GEOMETRY|FILE",
+                   help="the world: a configuration as prove names them (manual/mixed) or a JSON file "
+                        "of Config fields")
     p.add_argument("--kvm-mode", choices=KVM_MODES, help="KVM dirty-log mode (default: manual)")
     p.add_argument("--geometry", choices=("mixed", "aligned", "unaligned"),
                    help="block layout (default: mixed)")
@@ -100,8 +115,12 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
     """The summary of a run: counts, a verdict per invariant, the violation with its last steps."""
     print(f"design {design_name}: {res.steps} steps, {res.syncs} syncs, {res.pages_sent} pages sent, "
           f"{'completed' if res.completed else 'not completed'}")
+    from dirtyproof.spec import BY_ID
     for inv_id in res.checked:
         verdict = "VIOLATED" if res.violation is not None and res.violation.invariant == inv_id else "ok"
+        inv = BY_ID.get(inv_id)
+        if verdict == "ok" and inv is not None and inv.when == "completion" and not res.completed:
+            verdict = "not checked (the run did not complete)"
         print(f"  {inv_id:24s} {verdict}")
     if res.violation is not None and res.violation.invariant not in res.checked:
         print(f"  {res.violation.invariant:24s} VIOLATED")
@@ -121,8 +140,11 @@ def cmd_run(args) -> int:
     from dirtyproof.impl.trace import Trace
     from dirtyproof.impl.world import World
 
+    from .paths import output_file
+
     cls = design_class(args.design)
     cfg = config_from_args(args)
+    output_file(args.trace, "--trace")
     w = World(cfg, cls)
     res = run(w, RandomScheduler(args.seed, args.steps, cancels=args.cancels))
     print_result(res, args.design)
@@ -145,18 +167,27 @@ def cmd_replay(args) -> int:
         raise UserError(str(exc)) from None
     print_result(res, trace.design, log_tail=args.tail)
     if trace.violation is not None:
-        same = res.violation is not None and res.violation.invariant == trace.violation.get("invariant")
-        print(f"recorded violation {trace.violation.get('invariant')} at step {trace.violation.get('step')}: "
+        recorded = trace.violation.get("invariant") if isinstance(trace.violation, dict) else None
+        same = res.violation is not None and res.violation.invariant == recorded
+        # "no completion after N steps" is the trace ending before completion: replayed, the
+        # same choices end with the migration still not complete
+        same |= recorded == "progress" and res.violation is None and not res.completed
+        print(f"recorded violation {recorded} at step {trace.violation.get('step') if isinstance(trace.violation, dict) else '?'}: "
               f"{'reproduced' if same else 'NOT reproduced'}")
+        return 1     # a violation, reproduced; or a trace that does not replay what it records
     return 0 if res.ok else 1
 
 
 def cmd_spec(args) -> int:
     """Print the invariants as Markdown (the source of docs/invariants.md)."""
     from dirtyproof.spec.docs import invariants_markdown
+    from .paths import output_file
+
+    out = output_file(args.output, "--output")
     text = invariants_markdown()
-    if args.output:
-        Path(args.output).write_text(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     else:
         sys.stdout.write(text)
     return 0

@@ -29,6 +29,9 @@ def selected_configs(args) -> list[str]:
         try:
             parse_config(c)
         except ValueError as exc:
+            if c.endswith(".json"):
+                raise UserError(f"{exc}: prove proves the configurations the per-page abstraction "
+                                f"covers, not a JSON world (dirtyproof run takes one)") from None
             raise UserError(str(exc)) from None
     return cfgs
 

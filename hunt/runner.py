@@ -155,6 +155,15 @@ def _machine_round(machine, settings, stats, seed: int | None) -> HuntViolation 
 
 
 SWEEP_STEPS = 300
+
+
+def sweep_step_limit(steps: int) -> int:
+    """Steps a swarm schedule of ``steps`` free steps may take before it violates ``progress``.
+
+    The shipped designs and the corpus complete 200 sweep schedules of 300 free steps within 1500
+    steps; five times that, plus room for a slow completion, still flags a livelock (a send that
+    never ends) in a fraction of a second instead of the random runner's 35000 steps."""
+    return steps * 25 + 5000
 # Swarm schedules per sweep when a hunt has a time budget: sweeps and machine rounds alternate
 # (about a second each), so a short budget still runs both searches.
 BUDGET_SWEEP_BLOCK = 25
@@ -183,7 +192,8 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
                    stats: dict | None = None) -> SweepResult:
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
     is :func:`strategies.swarm_scheduler` seeded :func:`sweep_seed` on the small world
-    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion. Stop at the first
+    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion, which must come
+    within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop at the first
     violation (after :data:`RUNNERS_UP` more schedules, keeping the failure with the fewest steps),
     or when ``time.perf_counter()`` passes ``deadline``.
 
@@ -207,14 +217,19 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if deadline is not None and time.perf_counter() >= deadline:
             break
         cfg = sweep_config(i)
-        res = run(World(cfg, design_cls), swarm_scheduler(sweep_seed(seed, i), steps), keep_log=False)
+        res = run(World(cfg, design_cls), swarm_scheduler(sweep_seed(seed, i), steps), keep_log=False,
+                  max_steps=sweep_step_limit(steps))
+        if res.violation is None and not res.completed:
+            from dirtyproof.spec import Violation
+            res.violation = Violation("progress", "the migration ended without completing")
+            res.violation_step = max(res.steps - 1, 0)
         total += res.steps
         ran += 1
         stats["steps"] = stats.get("steps", 0) + res.steps
         stats["schedules"] = stats.get("schedules", 0) + 1
         if stats.get("progress") is not None:
             stats["progress"](stats)
-        if res.violation is not None and res.violation.invariant != "progress":
+        if res.violation is not None:
             if not failures:
                 if "first_failure_seconds" not in stats:
                     stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
@@ -230,6 +245,12 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     _, i, cfg, res = min(failures, key=lambda f: f[0])
     exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
                         res.violation, res.violation_step)
-    shrunk = shrink_violation(exc, shrink_seconds, shrink_replays, trace_dir)
+    if res.violation.invariant == "progress":
+        # "no completion after N steps" is a property of the whole schedule: a shorter replay
+        # does not show it, so it is reported unshrunk
+        exc.finalise(trace_dir)
+        shrunk = exc
+    else:
+        shrunk = shrink_violation(exc, shrink_seconds, shrink_replays, trace_dir)
     shrunk.sweep_index, shrunk.sweep_seed = i, seed
     return SweepResult(shrunk, total, ran)

@@ -86,8 +86,12 @@ class Trace:
             if not (isinstance(s, list) and len(s) == 2 and isinstance(s[0], str)
                     and (s[1] is None or isinstance(s[1], (int, str)))):
                 raise TraceError(f"{where}: step {i} is not [actor, argument]: {s!r}")
+        if "config" not in data:
+            # the world a trace ran on is part of it: replaying it on the default world would
+            # replay another run
+            raise TraceError(f"{where}: no 'config' (the world the trace ran on)")
         try:
-            config = Config.from_json(data.get("config", {}))
+            config = Config.from_json(data["config"])
         except (ValueError, TypeError) as exc:
             raise TraceError(f"{where}: bad config: {exc}") from None
         seed = data.get("seed")
