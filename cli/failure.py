@@ -75,6 +75,9 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
         return exc.code, str(exc)
     if isinstance(exc, UserError):
         return BAD_INPUT, str(exc)
+    from dirtyproof.hunt.runner import HuntError
+    if isinstance(exc, HuntError):
+        return BAD_INPUT, str(exc)
     if isinstance(exc, BrokenDesign):
         return BAD_INPUT, f"broken design: {exc}"
     if isinstance(exc, DesignCrash):

@@ -76,6 +76,7 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     the time is spent or a violation is found. ``seed`` fixes the random seed of both (else the
     sweep uses seed 0 and the profile decides for the machine).
     ``progress`` is called with a stats dict about once a second."""
+    _check_budgets(examples, budget, schedules)
     overrides = dict(settings_overrides)
     if examples is not None:
         overrides["max_examples"] = examples
@@ -132,10 +133,27 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
             found = shrunk
     if found is not None and found.report is None:
         found.finalise(trace_dir)
+    if found is None and not stats.get("schedules") and not stats.get("examples"):
+        raise HuntError("the hunt checked nothing: no schedule and no example ran")
     return HuntReport(machine.design_spec, found, stats.get("examples", 0), stats.get("steps", 0),
                       time.perf_counter() - t0, stats.get("first_failure_examples"),
                       stats.get("first_failure_seconds"), stats.get("schedules", 0), found_by,
                       stats.get("first_failure_schedules"))
+
+
+class HuntError(ValueError):
+    """A hunt asked to check nothing (no time, no examples, no schedules): refused, not passed."""
+
+
+def _check_budgets(examples, budget, schedules) -> None:
+    """Refuse budgets that would check nothing, or are not numbers of the right kind."""
+    if examples is not None and (not isinstance(examples, int) or isinstance(examples, bool) or examples < 1):
+        raise HuntError(f"examples must be a whole number >= 1, not {examples!r}")
+    if budget is not None and (not isinstance(budget, (int, float)) or isinstance(budget, bool)
+                               or not budget > 0 or budget == float("inf")):
+        raise HuntError(f"budget must be a positive number of seconds, not {budget!r}")
+    if schedules is not None and (not isinstance(schedules, int) or isinstance(schedules, bool) or schedules < 0):
+        raise HuntError(f"schedules must be a whole number >= 0, not {schedules!r}")
 
 
 def _machine_round(machine, settings, stats, seed: int | None) -> HuntViolation | None:
