@@ -75,8 +75,8 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
         return exc.code, str(exc)
     if isinstance(exc, UserError):
         return BAD_INPUT, str(exc)
-    from dirtyproof.hunt.runner import HuntError
-    if isinstance(exc, HuntError):
+    hunt_runner = sys.modules.get("dirtyproof.hunt.runner")     # not imported: not a HuntError
+    if hunt_runner is not None and isinstance(exc, hunt_runner.HuntError):
         return BAD_INPUT, str(exc)
     if isinstance(exc, BrokenDesign):
         return BAD_INPUT, f"broken design: {exc}"

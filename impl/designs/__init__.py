@@ -35,16 +35,48 @@ def check_interface(cls) -> type[Design]:
     return cls
 
 
+def _load_file(path: str):
+    """The module of a design file ``path/to/file.py``, imported once.
+
+    The module is named by its absolute path, so a class from it is ``/abs/file.py:Class`` to
+    every consumer (traces, reports, worker processes) and resolves again the same way."""
+    import importlib.util
+    import os
+    import sys
+
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise DesignError(f"no such design file: {path}")
+    if full in sys.modules:
+        return sys.modules[full]
+    spec = importlib.util.spec_from_file_location(full, full)
+    if spec is None or spec.loader is None:
+        raise DesignError(f"cannot load {path} as a Python module")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[full] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[full]
+        raise
+    return mod
+
+
 def resolve(spec: str) -> type[Design]:
-    """A design class from a shipped name (``periodic``), ``module:Class``, or a mutant name."""
+    """A design class from a shipped name (``periodic``), ``module:Class`` (found on
+    ``PYTHONPATH``), ``path/to/file.py:Class``, or a mutant name."""
     if spec in DESIGNS:
         return DESIGNS[spec]
     if ":" in spec:
-        module, _, attr = spec.partition(":")
+        module, _, attr = spec.rpartition(":")
+        if not module or not attr:
+            raise DesignError(f"{spec!r}: name a design as module:Class or path/to/file.py:Class")
         try:
-            mod = importlib.import_module(module)
+            mod = _load_file(module) if module.endswith(".py") or "/" in module else importlib.import_module(module)
+        except DesignError:
+            raise
         except Exception as exc:  # any import failure is the user's input problem
-            raise DesignError(f"cannot import module {module!r}: {exc}") from None
+            raise DesignError(f"cannot import module {module!r}: {type(exc).__name__}: {exc}") from None
         obj = getattr(mod, attr, None)
         if obj is None:
             raise DesignError(f"module {module!r} has no attribute {attr!r}")

@@ -1,0 +1,324 @@
+"""Issue 10's cases, scripted: every bad input is one line and exit 2, no vacuous pass, no hang,
+a design's crash names the user's class, file and line, an internal error is exit 3 with a file.
+
+Most run the command line in-process (``dirtyproof.cli.main.main(argv)``) for speed; the ones
+that need a process pool or a fresh interpreter run it as a subprocess."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dirtyproof.cli.main import main
+
+HERE = Path(__file__).parent
+USER = str(HERE / "cli_user_designs.py")
+
+
+def dp(capsys, *argv):
+    """Run the command line in-process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    """The stderr of a bad input: exactly one line, the error."""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dirtyproof: error: "), err
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for var in ("DIRTYPROOF_TRACE_DIR", "DIRTYPROOF_BULK", "DIRTYPROOF_STEP_TIMEOUT", "DIRTYPROOF_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# exit statuses and usage
+
+def test_no_verb_is_usage_on_stderr_exit_2(capsys):
+    code, out, err = dp(capsys)
+    assert code == 2 and out == ""
+    assert "verb" in one_error_line(err)
+
+
+def test_help_documents_the_exit_statuses(capsys):
+    for argv in (["--help"], ["check", "--help"], ["hunt", "--help"]):
+        code, out, _ = dp(capsys, *argv)
+        assert code == 0
+        for status in ("0 ", "1 ", "2 ", "3 ", "130"):
+            assert f"\n  {status}" in out, (argv, status)
+
+
+def test_internal_error_is_exit_3_with_the_traceback_in_a_file(capsys, monkeypatch):
+    import dirtyproof.cli.main as cli
+
+    # a verb that raises from no user code (a builtin: int(args) is a TypeError) is dirtyproof's bug
+    monkeypatch.setattr(cli, "cmd_designs", int)
+    code, _, err = dp(capsys, "designs")
+    assert code == 3
+    line = one_error_line(err)
+    assert "internal error" in line and "TypeError" in line
+    path = line.split("full traceback in ")[1].split(" ")[0]
+    assert "Traceback" in Path(path).read_text()
+    os.unlink(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# a design's own crash: exit 2, naming the user's class, file and line
+
+def test_crash_in_a_subclass_names_the_subclass_file_and_line(capsys):
+    code, _, err = dp(capsys, "run", "--design", f"{USER}:Crashy")
+    assert code == 2
+    line = one_error_line(err)
+    assert "Crashy" in line and "'legacy'" not in line and "design legacy " not in line
+    assert "cli_user_designs.py:" in line and "ZeroDivisionError" in line
+
+
+def test_attach_crash_is_bad_input_naming_the_class(capsys):
+    code, _, err = dp(capsys, "run", "--design", f"{USER}:AttachCrash")
+    assert code == 2
+    line = one_error_line(err)
+    assert "AttachCrash" in line and "in attach" in line and "cli_user_designs.py:" in line
+
+
+@pytest.mark.parametrize("verb", [["run"], ["hunt", "--examples", "3", "--schedules", "2"]])
+def test_a_step_yielding_a_non_step_is_a_broken_design(capsys, verb):
+    code, _, err = dp(capsys, *verb, "--design", f"{USER}:NonString")
+    assert code == 2
+    line = err.splitlines()[-1]
+    assert "broken design" in line and "yielded 42" in line and "ram_save_iterate" in line
+
+
+@pytest.mark.parametrize("verb", [["run"], ["hunt", "--examples", "3", "--schedules", "2"]])
+def test_a_step_that_never_yields_is_stopped(capsys, monkeypatch, verb):
+    monkeypatch.setenv("DIRTYPROOF_STEP_TIMEOUT", "0.4")
+    code, _, err = dp(capsys, *verb, "--design", f"{USER}:Hang")
+    assert code == 2
+    line = err.splitlines()[-1]
+    assert "did not yield within 0.4 s" in line and "ram_save_iterate" in line and "cli_user_designs.py" in line
+
+
+def test_a_livelock_is_a_progress_violation_of_the_sweep(capsys, tmp_path):
+    code, out, _ = dp(capsys, "hunt", "--design", f"{USER}:Livelock", "--trace-dir", str(tmp_path / "t"))
+    assert code == 1
+    assert "caught by progress" in out and "swarm schedule" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# output paths checked before any work
+
+@pytest.fixture
+def a_file(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    return f
+
+
+def test_output_paths_are_checked_first(capsys, monkeypatch, a_file, tmp_path):
+    cases = [
+        ["run", "--trace", str(tmp_path)],                         # a folder where a file goes
+        ["run", "--trace", f"{a_file}/x.json"],                    # a file where a folder goes
+        ["prove", "--design", "legacy", "--smt2", str(a_file)],
+        ["prove", "--design", "legacy", "--trace-dir", str(a_file)],
+        ["prove", "--design", "legacy", "--traces", str(a_file)],  # the old name, still checked
+        ["check", "--trace-dir", str(a_file)],
+        ["check", "--junit", str(tmp_path)],
+        ["check", "--json", f"{a_file}/r.json"],
+        ["hunt", "--design", "legacy", "--trace-dir", str(a_file)],
+        ["spec", "--output", str(tmp_path)],
+        ["spec", "--output", f"{a_file}/inv.md"],
+    ]
+    for argv in cases:
+        code, _, err = dp(capsys, *argv)
+        assert code == 2, argv
+        one_error_line(err)
+    monkeypatch.setenv("DIRTYPROOF_TRACE_DIR", str(a_file))
+    code, _, err = dp(capsys, "hunt", "--design", "legacy")
+    assert code == 2 and "DIRTYPROOF_TRACE_DIR" in one_error_line(err)
+
+
+def test_output_path_check_leaves_nothing_behind(capsys, tmp_path):
+    code, _, _ = dp(capsys, "prove", "--design", "nope", "--smt2", str(tmp_path / "a" / "b"))
+    assert code == 2
+    assert not (tmp_path / "a").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# nothing passes vacuously
+
+@pytest.mark.parametrize("argv", [
+    ["hunt", "--budget", "0"],
+    ["hunt", "--examples", "0"],
+    ["hunt", "--design", ""],
+    ["hunt", "--design", "legacy", "--mutants"],
+    ["check", "--hunt-budget", "0"],
+    ["check", "--hunt-budget", "-1"],
+    ["check", "--hunt-budget", "nan"],
+    ["check", "--design", ""],
+    ["prove", "--design", ""],
+])
+def test_a_budget_or_name_that_checks_nothing_is_bad_input(capsys, argv):
+    code, _, err = dp(capsys, *argv)
+    assert code == 2, argv
+    one_error_line(err)
+
+
+def test_unknown_bulk_path_is_bad_input(capsys, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_BULK", "turbo")
+    code, _, err = dp(capsys, "designs")
+    assert code == 2 and "turbo" in one_error_line(err)
+
+
+def test_bad_step_timeout_is_bad_input(capsys, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_STEP_TIMEOUT", "soon")
+    code, _, err = dp(capsys, "designs")
+    assert code == 2 and "DIRTYPROOF_STEP_TIMEOUT" in one_error_line(err)
+
+
+def test_huge_config_is_bad_input_before_allocation(capsys, tmp_path):
+    cfg = tmp_path / "huge.json"
+    cfg.write_text(json.dumps({"geometry": {"blocks": [{"name": "a", "offset": 0, "pages": 1 << 40}]}}))
+    code, _, err = dp(capsys, "run", "--config", str(cfg))
+    assert code == 2 and "pages" in one_error_line(err)
+
+
+def _trace(tmp_path, capsys, **change):
+    path = tmp_path / "t.json"
+    code, _, _ = dp(capsys, "run", "--steps", "50", "--trace", str(path))
+    assert code == 0
+    data = json.loads(path.read_text())
+    data.update(change)
+    for k, v in list(data.items()):
+        if v is ...:
+            del data[k]
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_replay_of_an_unreproduced_violation_fails(capsys, tmp_path):
+    path = _trace(tmp_path, capsys, violation={"invariant": "coverage", "step": 3, "page": 1, "message": "x"})
+    code, out, _ = dp(capsys, "replay", str(path))
+    assert code == 1 and "NOT reproduced" in out
+
+
+def test_replay_of_a_trace_without_config_is_bad_input(capsys, tmp_path):
+    path = _trace(tmp_path, capsys, config=...)
+    code, _, err = dp(capsys, "replay", str(path))
+    assert code == 2 and "config" in one_error_line(err)
+
+
+def test_replay_of_an_incomplete_run_does_not_say_no_loss_ok(capsys, tmp_path):
+    path = _trace(tmp_path, capsys)
+    data = json.loads(path.read_text())
+    data["steps"] = data["steps"][:10]
+    path.write_text(json.dumps(data))
+    code, out, _ = dp(capsys, "replay", str(path))
+    assert "not completed" in out
+    assert "no-loss                  ok" not in out and "no-loss                  not checked" in out
+
+
+def test_replay_reproduces_a_progress_violation(capsys, tmp_path):
+    path = tmp_path / "live.json"
+    code, out, _ = dp(capsys, "run", "--design", f"{USER}:Livelock", "--steps", "20", "--trace", str(path))
+    assert code == 1 and "progress" in out
+    code, out, _ = dp(capsys, "replay", str(path), "--tail", "1")
+    assert code == 1 and "reproduced" in out and "NOT reproduced" not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# one name and one meaning per concept
+
+def test_config_means_the_same_world_in_run_and_prove(capsys, tmp_path):
+    code, out, _ = dp(capsys, "run", "--config", "legacy/aligned", "--steps", "50")
+    assert code == 0 and "completed" in out
+    cfg = tmp_path / "c.json"
+    cfg.write_text("{}")
+    code, _, err = dp(capsys, "prove", "--config", str(cfg))
+    assert code == 2 and "JSON" in one_error_line(err)
+
+
+def test_design_by_file_path(capsys):
+    code, out, _ = dp(capsys, "run", "--design", f"{USER}:Reorder", "--steps", "50")
+    assert code == 0 and "completed" in out
+    code, _, err = dp(capsys, "run", "--design", f"{HERE}/no_such_file.py:X")
+    assert code == 2 and "no such design file" in one_error_line(err)
+
+
+# ---------------------------------------------------------------------------------------------
+# prove and check on a design without an encoding, and on a user's encoding
+
+def test_prove_says_in_one_line_a_design_has_no_encoding(capsys):
+    code, out, err = dp(capsys, "prove", "--design", f"{USER}:Reorder", "--config", "manual/mixed")
+    assert code == 0
+    lines = [ln for ln in out.splitlines() if "no per-page encoding" in ln]
+    assert len(lines) == 1 and "random runs" in lines[0] and "NOT PROVED" in lines[0]
+
+
+def test_a_mutant_wearing_its_parents_encoding_fails_loudly(capsys):
+    code, out, _ = dp(capsys, "prove", "--design", f"{USER}:WornEncoding", "--config", "manual/mixed")
+    assert code == 1
+    assert "ENCODING MISMATCH" in out and "step" in out and "SAFE" not in out
+
+
+def test_check_a_user_design_in_process_table_legend_junit_json(capsys, tmp_path):
+    junit, js = tmp_path / "r.xml", tmp_path / "r.json"
+    code, out, err = dp(capsys, "check", "--design", f"{USER}:AVeryLongUserDesignNameThatGoesOnAndOn",
+                        "--jobs", "1", "--hunt-budget", "0.5", "--junit", str(junit), "--json", str(js))
+    assert code == 0, out
+    assert "legend:" in out and "no per-page encoding" in out
+    rows = [ln for ln in out.splitlines() if "AVeryLong" in ln and "  prover " in ln]
+    assert len(rows) == 6 and len({ln.index(" prover ") for ln in rows}) == 1
+    assert err.startswith("check: ")           # progress from the start
+    import xml.etree.ElementTree as ET
+    cases = ET.parse(junit).getroot().findall(".//testcase")
+    engines = {c.get("classname").rsplit(".", 1)[1] for c in cases}
+    assert {"prover", "runs", "counting", "hunt", "verdict"} <= engines
+    data = json.loads(js.read_text())
+    assert data["ok"] is True and len(data["results"]) == len(cases)
+
+
+def test_check_worn_encoding_reports_the_mismatch_as_failures(capsys, tmp_path):
+    junit = tmp_path / "r.xml"
+    code, out, _ = dp(capsys, "check", "--design", f"{USER}:WornEncoding", "--jobs", "1",
+                      "--hunt-budget", "0.5", "--junit", str(junit))
+    assert code == 1 and "mismatch" in out
+    text = junit.read_text()
+    assert "<failure" in text and "does not conform" in text
+
+
+def test_check_with_a_process_pool_on_an_override_design():
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", "check", "--design", "cli_user_designs:Reorder",
+                        "--jobs", "2", "--hunt-budget", "0.5"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Z3: an interrupted query is Ctrl-C, never "unknown"
+
+def test_an_interrupted_z3_query_raises_keyboardinterrupt():
+    import signal
+    import threading
+    import time
+
+    import z3
+
+    from dirtyproof.proofs.solver import QueryRunner
+
+    x = [z3.BitVec(f"x{i}", 64) for i in range(6)]
+    hard = [x[0] * x[1] * x[2] == x[3] * x[4] * x[5] + 12345, z3.UDiv(x[0], x[1] + 1) == x[2] * 7 + 3,
+            x[0] * x[0] * x[0] == x[5] * x[5] + 991]
+    threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    t = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        QueryRunner(timeout_ms=20000).check("hard", *hard)
+    assert time.perf_counter() - t < 2.0
