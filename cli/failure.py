@@ -69,7 +69,8 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
 
     from .errors import UserError
 
-    if isinstance(exc, KeyboardInterrupt):
+    from .interrupt import was_interrupted
+    if isinstance(exc, KeyboardInterrupt) or was_interrupted():
         return INTERRUPTED, None
     if isinstance(exc, Reported):
         return exc.code, str(exc)

@@ -262,7 +262,9 @@ def main(argv=None) -> int:
             say("a verb is required: " + ", ".join(sorted(parser.verbs)) + " (dirtyproof --help)")
             return BAD_INPUT
         check_environment()
-        return args.func(args)
+        from .interrupt import ctrl_c_stops
+        with ctrl_c_stops():
+            return args.func(args)
     except BaseException as exc:  # noqa: BLE001 - every exception is reported in one line
         if isinstance(exc, SystemExit):
             return exc.code if isinstance(exc.code, int) else BAD_INPUT

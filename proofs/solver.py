@@ -1,10 +1,13 @@
 """One Z3 query with a time limit: ``unknown`` and timeouts are failures, never passes; every
 query can be written as SMT-LIB 2 for another solver.
 
-Z3 takes SIGINT over while it checks (it cancels the query, which then answers ``unknown``
-"interrupted from keyboard" or "canceled"), so Python never sees the Ctrl-C: :meth:`check`
-turns that answer back into ``KeyboardInterrupt`` so an interrupted query stops the program
-instead of becoming an "unknown" obligation (or, worse, being searched around)."""
+Ctrl-C during a query stops it and raises ``KeyboardInterrupt``, never an ``unknown`` answer.
+Z3's own SIGINT handling is off (``ctrl_c=False``): it swaps the process's SIGINT handler in and
+out around each check, and turned Ctrl-C into an "unknown (interrupted from keyboard)"
+obligation. Python's handler cannot run while the main thread is inside Z3, so the command
+line's watcher thread (:mod:`dirtyproof.cli.interrupt`) calls :func:`interrupt_running`, and an
+answer "interrupted"/"canceled" before the time limit is turned back into ``KeyboardInterrupt``.
+"""
 from __future__ import annotations
 
 import time
@@ -14,6 +17,25 @@ from pathlib import Path
 import z3
 
 DEFAULT_TIMEOUT_MS = 5000
+
+
+_running: list = []     # the context of the query being checked, for interrupt_running()
+
+
+def interrupt_running() -> None:
+    """Stop the query being checked, if any (``Z3_interrupt``: safe from another thread; the
+    command line's Ctrl-C watcher calls it, :mod:`dirtyproof.cli.interrupt`)."""
+    for ctx in list(_running):
+        ctx.interrupt()
+
+
+def _check_interruptibly(s):
+    """``s.check()``, registered so that a Ctrl-C watcher thread can interrupt it."""
+    _running.append(s.ctx)
+    try:
+        return s.check()
+    finally:
+        _running.remove(s.ctx)
 
 
 def _interrupted(reason: str, seconds: float, timeout_ms: int) -> bool:
@@ -48,13 +70,14 @@ class QueryRunner:
         """Check the conjunction of ``assertions``."""
         s = z3.Solver()
         s.set("timeout", self.timeout_ms)
+        s.set("ctrl_c", False)
         s.add(*assertions)
         if self.smt2_dir is not None:
             self.smt2_dir.mkdir(parents=True, exist_ok=True)
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             (self.smt2_dir / f"{len(self.log):04d}-{safe}.smt2").write_text(s.to_smt2())
         t = time.perf_counter()
-        r = s.check()
+        r = _check_interruptibly(s)
         dt = time.perf_counter() - t
         if r == z3.unknown and _interrupted(s.reason_unknown(), dt, self.timeout_ms):
             raise KeyboardInterrupt(f"Z3 query {name} interrupted")

@@ -312,6 +312,7 @@ def test_an_interrupted_z3_query_raises_keyboardinterrupt():
 
     import z3
 
+    from dirtyproof.cli.interrupt import ctrl_c_stops
     from dirtyproof.proofs.solver import QueryRunner
 
     x = [z3.BitVec(f"x{i}", 64) for i in range(6)]
@@ -319,6 +320,6 @@ def test_an_interrupted_z3_query_raises_keyboardinterrupt():
             x[0] * x[0] * x[0] == x[5] * x[5] + 991]
     threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
     t = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), ctrl_c_stops():
         QueryRunner(timeout_ms=20000).check("hard", *hard)
     assert time.perf_counter() - t < 2.0
