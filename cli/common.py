@@ -27,9 +27,18 @@ def design_class(spec: str):
         raise UserError(str(exc)) from None
 
 
+def canonical_spec(spec: str, cls=None) -> str:
+    """How traces and reports name the design ``spec``: as given, except that a design loaded
+    from a file is named by its absolute path, so a trace replays from any folder."""
+    cls = cls if cls is not None else design_class(spec)
+    module, _, attr = spec.rpartition(":")
+    if module and (module.endswith(".py") or "/" in module):
+        return f"{cls.__module__}:{attr}"
+    return spec
+
+
 def design_specs(spec: str | None) -> list[str]:
-    """The design names a verb works on: the one named, or every shipped design."""
+    """The design names a verb works on: the one named (canonical), or every shipped design."""
     if spec is None:
         return list(DESIGNS)
-    design_class(spec)
-    return [spec]
+    return [canonical_spec(spec)]

@@ -57,6 +57,14 @@ def _progress(name: str):
     return show
 
 
+def _examples(rep, args) -> str:
+    """The machine's runs, said so when they are more than the examples asked for (Hypothesis
+    counts only valid examples against ``--examples``; it also runs discarded and shrinking ones)."""
+    if args.examples is not None and rep.examples > args.examples:
+        return f"{rep.examples} machine runs ({args.examples} valid examples asked)"
+    return f"{rep.examples} examples"
+
+
 def _origin(rep) -> str:
     """Which search found the counterexample, so it can be found again."""
     f = rep.found
@@ -91,7 +99,7 @@ def run(args) -> int:
         ok = rep.verdict == want
         all_ok &= ok
         line = (f"{name:28s} {rep.verdict:6s} (expected {want}{'' if entry else ', no manifest entry'}) "
-                f"{rep.schedules} schedules, {rep.examples} examples, {rep.steps} steps, {rep.seconds:.1f} s")
+                f"{rep.schedules} schedules, {_examples(rep, args)}, {rep.steps} steps, {rep.seconds:.1f} s")
         if rep.found is not None:
             line += f"; caught by {rep.found.invariant} in {rep.found.length} steps ({_origin(rep)})"
             if entry and entry.get("catcher") and entry["catcher"] != rep.found.invariant:

@@ -17,7 +17,7 @@ from dirtyproof.impl.config import KVM_MODES
 from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.impl.scheduler import DesignCrash
 
-from .common import design_class, positive_int
+from .common import canonical_spec, design_class, positive_int
 from .errors import UserError
 from .failure import BAD_INPUT, EXIT_CODES_HELP, exit_status, say
 
@@ -149,7 +149,7 @@ def cmd_run(args) -> int:
     res = run(w, RandomScheduler(args.seed, args.steps, cancels=args.cancels))
     print_result(res, args.design)
     if args.trace:
-        path = Trace.from_result(args.design, cfg, res, seed=args.seed).save(args.trace)
+        path = Trace.from_result(canonical_spec(args.design, cls), cfg, res, seed=args.seed).save(args.trace)
         print(f"trace saved to {path} (replay: dirtyproof replay {path})")
     return 0 if res.ok else 1
 

@@ -2,6 +2,7 @@
 unsafe design the counterexample as a step list and the path of its replayable trace."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -136,6 +137,7 @@ def run(args) -> int:
         counting = _counting(cls, runner)
         got, no_encoding = [], False
         for cfg in cfgs:
+            sys.stderr.write(f"prove: {spec} {cfg} ({time.perf_counter() - t0:.0f} s so far) ...\n")
             try:
                 # a corpus mutant's concrete counterexample is the hunter's: stop at the abstract one
                 res = prove_config(spec, cls, cfg, runner, traces, replay=mutant is None)

@@ -87,7 +87,7 @@ def resolve(spec: str) -> type[Design]:
         MUTANTS = {}
     if spec in MUTANTS:
         return MUTANTS[spec]
-    raise DesignError(f"unknown design {spec!r} (shipped: {', '.join(DESIGNS)}; or module:Class)")
+    raise DesignError(f"unknown design {spec!r} (shipped: {', '.join(DESIGNS)}; or module:Class, or path/to/file.py:Class)")
 
 
 __all__ = ["DESIGNS", "Design", "DesignError", "Legacy", "Periodic", "BackgroundV1", "IterateSync",
