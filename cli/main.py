@@ -54,7 +54,7 @@ def config_from_args(args) -> Config:
 
     data = {}
     text = getattr(args, "config", None)
-    if text is not None and "/" in text and not Path(text).exists():
+    if text is not None and text.count("/") == 1 and not text.endswith(".json") and not Path(text).exists():
         # KVM_MODE/GEOMETRY, the same --config as prove's
         try:
             data = config_of(*parse_config(text)).to_json()
