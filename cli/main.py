@@ -269,6 +269,9 @@ def main(argv=None) -> int:
         if isinstance(exc, SystemExit):
             return exc.code if isinstance(exc.code, int) else BAD_INPUT
         return exit_status(exc)
+    finally:
+        from dirtyproof.impl.watchdog import disarm
+        disarm()            # no step runs any more: no step timer either
 
 
 if __name__ == "__main__":

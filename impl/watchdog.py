@@ -16,6 +16,7 @@ unlimited, as they did before.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import threading
@@ -100,6 +101,8 @@ class _Alarm:
 
     def arm(self, limit: float) -> None:
         """(Re)start the interval timer for ``limit`` seconds per step."""
+        if self.pid != os.getpid():
+            atexit.register(disarm)
         self.seconds, self.pid = limit, os.getpid()
         signal.setitimer(signal.ITIMER_REAL, limit / 2, limit / 2)
 
@@ -122,6 +125,14 @@ _alarm = _Alarm()
 _installed: bool | None = None
 
 
+def disarm() -> None:
+    """Stop the interval timer (before the interpreter exits: a tick after Python restored the
+    default SIGALRM action would kill the process with "Alarm clock")."""
+    if _alarm.pid == os.getpid() and hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _alarm.seconds, _alarm.pid = 0.0, 0
+
+
 def _can_time() -> bool:
     """Whether this process can time steps: main thread, and SIGALRM ours or unused."""
     global _installed
@@ -134,6 +145,9 @@ def _can_time() -> bool:
             _installed = True
         else:
             _installed = False
+    if _installed and signal.getsignal(signal.SIGALRM) is not _alarm:
+        # someone took SIGALRM over since (pytest-timeout, say): the timer is theirs now
+        _installed, _alarm.pid = False, 0
     return _installed
 
 
@@ -164,5 +178,5 @@ def next_step(actor):
     return value
 
 
-__all__ = ["BadYield", "BrokenDesign", "DEFAULT_TIMEOUT_S", "STEP_TYPES", "StepTimeout", "TIMEOUT_ENV",
+__all__ = ["BadYield", "BrokenDesign", "DEFAULT_TIMEOUT_S", "disarm", "STEP_TYPES", "StepTimeout", "TIMEOUT_ENV",
            "next_step", "register_step_type", "step_timeout"]
