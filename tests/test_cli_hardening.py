@@ -323,3 +323,12 @@ def test_an_interrupted_z3_query_raises_keyboardinterrupt():
     with pytest.raises(KeyboardInterrupt), ctrl_c_stops():
         QueryRunner(timeout_ms=20000).check("hard", *hard)
     assert time.perf_counter() - t < 2.0
+
+
+def test_the_step_timer_does_not_outlive_the_command():
+    """A fresh interpreter that timed steps exits with its own status, not "Alarm clock" (142)."""
+    env = {**os.environ, "DIRTYPROOF_STEP_TIMEOUT": "0.3"}
+    r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", "hunt", "--design", f"{USER}:Crashy",
+                        "--schedules", "0", "--examples", "3"], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Crashy" in r.stderr.splitlines()[-1]
