@@ -33,7 +33,7 @@ LEGEND = f"""legend:
 
 def add_arguments(p) -> None:
     """Flags of ``check``."""
-    p.add_argument("--design", help="design name or module:Class (default: every shipped design)")
+    p.add_argument("--design", help="design name, module:Class or path/to/file.py:Class (default: every shipped design)")
     p.add_argument("--jobs", type=int, default=2, help="processes for the proofs (default 2)")
     add_trace_dir_argument(p)
     p.add_argument("--hunt-budget", type=float, default=4.0, help="seconds of hunting per design (> 0)")

@@ -15,7 +15,7 @@ from .paths import DEFAULT_TRACE_DIR, TRACE_DIR_ENV, trace_dir
 
 def add_arguments(p) -> None:
     """The hunt verb's flags."""
-    p.add_argument("--design", metavar="NAME|module:Class",
+    p.add_argument("--design", metavar="NAME|module:Class|file.py:Class",
                    help="one design, mutant or user class (default: every shipped design)")
     p.add_argument("--mutants", action="store_true", help="also hunt every mutant of the corpus")
     size = p.add_mutually_exclusive_group()

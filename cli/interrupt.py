@@ -53,8 +53,9 @@ def _watch(sock) -> None:
         try:
             data = sock.recv(64)
         except OSError:
-            return
+            data = b""
         if not data:
+            sock.close()
             return
         if signal.SIGINT in data:
             _interrupted.set()

@@ -206,7 +206,7 @@ def build_parser() -> Parser:
     sp.add_argument("--mutants", action="store_true", help="also list the mutant corpus")
     sp.set_defaults(func=cmd_designs)
     sp = sub.add_parser("run", help="run one random schedule with every invariant checked")
-    sp.add_argument("--design", default="legacy", help="design name or module:Class")
+    sp.add_argument("--design", default="legacy", help="design name, module:Class or path/to/file.py:Class")
     sp.add_argument("--seed", type=positive_int, default=0)
     sp.add_argument("--steps", type=positive_int, default=2000, help="free-running steps before switchover")
     sp.add_argument("--cancels", type=positive_int, default=1, help="at most this many cancel-and-restart")

@@ -13,7 +13,7 @@ from .paths import add_trace_dir_argument, output_dir, trace_dir
 
 def add_arguments(p) -> None:
     """Flags of ``prove``."""
-    p.add_argument("--design", help="design name or module:Class (default: every shipped design)")
+    p.add_argument("--design", help="design name, module:Class or path/to/file.py:Class (default: every shipped design)")
     p.add_argument("--config", action="append", metavar="KVM_MODE/GEOMETRY",
                    help="configuration, repeatable (default: all six, e.g. manual/mixed)")
     p.add_argument("--smt2", metavar="DIR", help="write every Z3 query as SMT-LIB 2 into DIR")
