@@ -26,7 +26,7 @@ EXIT_CODES_HELP = """exit status:
   2    bad input (one line on stderr), including a design's own crash, a step that yields
        a non-step or does not yield within $DIRTYPROOF_STEP_TIMEOUT seconds (default 10)
   3    internal error of dirtyproof (one line, and the file holding the traceback)
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C, or the output was closed)"""
 
 
 def one_line(text: str) -> str:
@@ -72,6 +72,15 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
     from .interrupt import was_interrupted
     if isinstance(exc, KeyboardInterrupt) or was_interrupted():
         return INTERRUPTED, None
+    if isinstance(exc, BrokenPipeError):
+        # the reader of our output went away (``dirtyproof check | head``): stop, as if
+        # interrupted; stdout goes to /dev/null so the interpreter's last flush does not fail
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return INTERRUPTED, "output closed"
     if isinstance(exc, Reported):
         return exc.code, str(exc)
     if isinstance(exc, UserError):
@@ -104,8 +113,8 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
 def exit_status(exc: BaseException) -> int:
     """Report ``exc`` in one line on stderr and return the exit status it means."""
     code, line = classify(exc)
-    if line is None:
-        sys.stderr.write("dirtyproof: interrupted\n")
+    if code == INTERRUPTED:
+        sys.stderr.write(f"dirtyproof: interrupted{'' if line is None else f' ({line})'}\n")
     else:
         say(line)
     return code
