@@ -134,6 +134,41 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
                 print(f"  #{r.index:<5d} {r.choice[0]:10s} {r.label}")
 
 
+class _Ticker:
+    """A line on stderr about once a second after the first: ``run: 120000 steps, 3 s``."""
+
+    def __init__(self, what: str) -> None:
+        import time
+        self.what, self.clock, self.n = what, time.perf_counter, 0
+        self.next = self.clock() + 1.0
+
+    def tick(self) -> None:
+        self.n += 1
+        if self.n % 1024 == 0 and self.clock() >= self.next:
+            self.next += 1.0
+            sys.stderr.write(f"{self.what}: {self.n} steps ...\n")
+
+
+def with_progress(sched, what: str):
+    """``sched`` (a RandomScheduler) reporting progress on stderr during long runs."""
+    ticker = _Ticker(what)
+    inner = sched.next_choice
+
+    def next_choice(w):
+        ticker.tick()
+        return inner(w)
+    sched.next_choice = next_choice
+    return sched
+
+
+def steps_with_progress(steps, what: str):
+    """The choices of a trace, reporting progress on stderr during a long replay."""
+    ticker = _Ticker(what)
+    for s in steps:
+        ticker.tick()
+        yield s
+
+
 def cmd_run(args) -> int:
     """Run one random schedule to completion with every invariant checked after every step."""
     from dirtyproof.impl.scheduler import RandomScheduler, run
@@ -146,7 +181,7 @@ def cmd_run(args) -> int:
     cfg = config_from_args(args)
     output_file(args.trace, "--trace")
     w = World(cfg, cls)
-    res = run(w, RandomScheduler(args.seed, args.steps, cancels=args.cancels))
+    res = run(w, with_progress(RandomScheduler(args.seed, args.steps, cancels=args.cancels), "run"))
     print_result(res, args.design)
     if args.trace:
         path = Trace.from_result(canonical_spec(args.design, cls), cfg, res, seed=args.seed).save(args.trace)
@@ -162,7 +197,7 @@ def cmd_replay(args) -> int:
     try:
         trace = Trace.load(args.trace)
         cls = design_class(trace.design)
-        _, res = trace.replay(cls)
+        _, res = trace.replay(cls, progress=lambda steps: steps_with_progress(steps, "replay"))
     except (TraceError, DesignError) as exc:
         raise UserError(str(exc)) from None
     print_result(res, trace.design, log_tail=args.tail)

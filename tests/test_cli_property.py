@@ -52,7 +52,7 @@ NO_VALUE = {"--mutants"}
 SMALL = {"--steps": ["0", "1", "30", "abc", "-1"], "--examples": ["0", "1", "2", "-1", "x"],
          "--budget": ["0", "-1", "x"], "--schedules": ["0", "1", "-1"], "--cancels": ["0", "1", "-2"],
          "--timeout-ms": ["0", "-5", "100", "x"], "--jobs": ["0", "1", "-1", "x"]}
-PROGRESS = ("hunting ", "  [", "check: ", "prove: ")
+PROGRESS = ("hunting ", "  [", "check: ", "prove: ", "run: ", "replay: ")
 
 
 @st.composite
