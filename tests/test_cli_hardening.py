@@ -135,6 +135,8 @@ def test_output_paths_are_checked_first(capsys, monkeypatch, a_file, tmp_path):
         ["hunt", "--design", "legacy", "--trace-dir", str(a_file)],
         ["spec", "--output", str(tmp_path)],
         ["spec", "--output", f"{a_file}/inv.md"],
+        ["prove", "--design", "legacy", "--smt2", "/proc/dirtyproof-no/q"],   # cannot be created
+        ["run", "--trace", "/proc/dirtyproof-no.json"],
     ]
     for argv in cases:
         code, _, err = dp(capsys, *argv)
@@ -332,3 +334,12 @@ def test_the_step_timer_does_not_outlive_the_command():
                         "--schedules", "0", "--examples", "3"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "Crashy" in r.stderr.splitlines()[-1]
+
+
+def test_hunt_says_machine_runs_when_hypothesis_ran_more_than_asked():
+    from types import SimpleNamespace
+
+    from dirtyproof.cli.hunt_cmd import _examples
+    assert _examples(SimpleNamespace(examples=693), SimpleNamespace(examples=500)) == \
+        "693 machine runs (500 valid examples asked)"
+    assert _examples(SimpleNamespace(examples=12), SimpleNamespace(examples=None)) == "12 examples"
