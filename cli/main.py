@@ -103,6 +103,10 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
         print(f"  {inv_id:24s} {verdict}")
     if res.violation is not None and res.violation.invariant not in res.checked:
         print(f"  {res.violation.invariant:24s} VIOLATED")
+    for rv in res.rule_violations:
+        print(f"RULE {rv.rule} broken at step {rv.step}"
+              f"{'' if rv.violation.page is None else f' page {rv.violation.page}'}: {rv.violation.message} "
+              f"(a rule of QEMU's, not a verdict: no lost write shown by itself)")
     if res.violation is not None:
         v = res.violation
         where = f" page {v.page}" if v.page is not None else ""
@@ -111,6 +115,12 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
             print("last steps:")
             for r in res.log[-log_tail:]:
                 print(f"  #{r.index:<5d} {r.choice[0]:10s} {r.label}")
+        if v.invariant == "coverage" and res.extension is not None:
+            if res.lost_write is not None:
+                print(f"lost write (driven on {len(res.extension)} steps to completion, no more writes): "
+                      f"{res.lost_write.message}")
+            else:
+                print(f"lost write: none shown (driven on {len(res.extension)} steps with no more writes)")
 
 
 def cmd_run(args) -> int:
@@ -122,7 +132,7 @@ def cmd_run(args) -> int:
     cls = design_class(args.design)
     cfg = config_from_args(args)
     w = World(cfg, cls)
-    res = run(w, RandomScheduler(args.seed, args.steps, cancels=args.cancels))
+    res = run(w, RandomScheduler(args.seed, args.steps, cancels=args.cancels), extend=True)
     print_result(res, args.design)
     if args.trace:
         path = Trace.from_result(args.design, cfg, res, seed=args.seed).save(args.trace)
@@ -138,12 +148,14 @@ def cmd_replay(args) -> int:
     try:
         trace = Trace.load(args.trace)
         cls = design_class(trace.design)
-        _, res = trace.replay(cls)
+        _, res = trace.replay(cls, extend=True)
     except (TraceError, DesignError) as exc:
         raise UserError(str(exc)) from None
     print_result(res, trace.design, log_tail=args.tail)
     if trace.violation is not None:
-        same = res.violation is not None and res.violation.invariant == trace.violation.get("invariant")
+        want = trace.violation.get("invariant")
+        same = (res.violation is not None and res.violation.invariant == want) or any(
+            rv.rule == want for rv in res.rule_violations)
         print(f"recorded violation {trace.violation.get('invariant')} at step {trace.violation.get('step')}: "
               f"{'reproduced' if same else 'NOT reproduced'}")
     return 0 if res.ok else 1

@@ -19,9 +19,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from dirtyproof.impl import World
 from dirtyproof.impl.scheduler import DesignCrash
 from dirtyproof.impl.world import BadChoice, ModelError
-from dirtyproof.spec import Violation, applicable, check_step
+from dirtyproof.spec import Checker, Violation
 
-from .report import HuntViolation, design_spec_of, is_final_run
+from .report import HuntViolation, design_spec_of, is_final_run, note_rule
 from .strategies import clock_steps, configs, hot_pages, page_selectors, thread_bursts, thread_events
 
 # Steps the teardown (or a cancel) may take to finish a migration before it counts as no progress.
@@ -96,7 +96,10 @@ class DesignMachine(RuleBasedStateMachine):
             if ev[0] == "read":
                 self.last_read = ev[1]
         self.stats["steps"] = self.stats.get("steps", 0) + 1
-        v = check_step(w, self.invs)
+        seen = len(self.checker.rule_violations)
+        v = self.checker.after_step(w, idx)
+        for rv in self.checker.rule_violations[seen:]:
+            note_rule(self.stats, self.design_cls, self.design_spec, self.cfg, self.choices, rv)
         if v is not None:
             self._fail(v, idx)
         cycle = w.deadlock()
@@ -156,7 +159,7 @@ class DesignMachine(RuleBasedStateMachine):
         """Build the world Hypothesis drew and start the migration."""
         self.cfg = cfg
         self.w = World(cfg, self.design_cls)
-        self.invs = applicable(self.w.design)
+        self.checker = Checker(self.w.design)
         self.hot = hot_pages(cfg.geometry)
         self.guest = self.w.guest_pages
         self._apply(["mgmt", "start"])
@@ -250,14 +253,11 @@ class DesignMachine(RuleBasedStateMachine):
 
     @invariant()
     def spec_invariants(self) -> None:
-        """Every applicable invariant holds (also checked after each atomic step inside a rule)."""
+        """Steer the search (invariants themselves are checked after every atomic step in ``_apply``)."""
         w = self.w
         if w is None or self.failed:
             return
-        v = check_step(w, self.invs)
-        if v is not None:
-            self._fail(v, len(self.choices) - 1)
-        if w.mig is not None and w.mig.bitmaps_ready:
+        if w.coverage_owed():
             # steer toward states with stale pages marked in several layers at once
             layers = sum(bool(bm.any()) for bm in (w.kvm.L1, w.L2)) + sum(
                 bool(bm.any()) for rb in w.blocks for bm in rb.extra_bitmaps.values())

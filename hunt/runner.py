@@ -51,11 +51,18 @@ class HuntReport:
     schedules: int = 0                  # swarm schedules run
     found_by: str | None = None         # "sweep" or "machine"
     first_failure_schedules: int | None = None
+    rules: tuple = ()                   # RuleFinding per rule broken in some run, shortest first found
 
     @property
     def verdict(self) -> str:
-        """``unsafe`` when a violation was found, else ``safe`` (no violation within the budget)."""
+        """``unsafe`` when a property was violated, else ``safe`` (none within the budget); rules
+        broken on the way are in :attr:`rules` and do not change it."""
         return "unsafe" if self.found is not None else "safe"
+
+    @property
+    def rules_broken(self) -> tuple[str, ...]:
+        """Ids of the rules some run of the hunt broke."""
+        return tuple(r.rule for r in self.rules)
 
 
 def hunt(design_cls, examples: int | None = None, budget: float | None = None, profile: str | None = None,
@@ -132,10 +139,13 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
             found = shrunk
     if found is not None and found.report is None:
         found.finalise(trace_dir)
+    rules = tuple(sorted(stats.get("rules", {}).values(), key=lambda r: (r.length, r.rule)))
+    for r in rules:
+        r.save(trace_dir)
     return HuntReport(machine.design_spec, found, stats.get("examples", 0), stats.get("steps", 0),
                       time.perf_counter() - t0, stats.get("first_failure_examples"),
                       stats.get("first_failure_seconds"), stats.get("schedules", 0), found_by,
-                      stats.get("first_failure_schedules"))
+                      stats.get("first_failure_schedules"), rules)
 
 
 def _machine_round(machine, settings, stats, seed: int | None) -> HuntViolation | None:
@@ -183,7 +193,8 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
                    stats: dict | None = None) -> SweepResult:
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
     is :func:`strategies.swarm_scheduler` seeded :func:`sweep_seed` on the small world
-    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion. Stop at the first
+    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion, or every fourth the
+    plain random scheduler on the default world (:func:`strategies.sweep_arm`). Stop at the first
     violation (after :data:`RUNNERS_UP` more schedules, keeping the failure with the fewest steps),
     or when ``time.perf_counter()`` passes ``deadline``.
 
@@ -196,8 +207,8 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     from dirtyproof.impl import World
     from dirtyproof.impl.scheduler import run
 
-    from .report import design_spec_of
-    from .strategies import swarm_scheduler, sweep_config
+    from .report import design_spec_of, note_rule
+    from .strategies import sweep_arm
 
     stats = {} if stats is None else stats
     total = ran = 0
@@ -206,8 +217,10 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     for i in range(start, start + count):
         if deadline is not None and time.perf_counter() >= deadline:
             break
-        cfg = sweep_config(i)
-        res = run(World(cfg, design_cls), swarm_scheduler(sweep_seed(seed, i), steps), keep_log=False)
+        cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
+        res = run(World(cfg, design_cls), scheduler, keep_log=False)
+        for rv in res.rule_violations:
+            note_rule(stats, design_cls, design_spec_of(design_cls), cfg, res.choices, rv)
         total += res.steps
         ran += 1
         stats["steps"] = stats.get("steps", 0) + res.steps

@@ -19,7 +19,6 @@ class ReadBeforeClear(Legacy):
         ret = rb.bmap.test_and_clear(page)
         if ret:
             w.mig.migration_dirty_pages -= 1
-            w.mig.sending_unread = rb.offset + page
         yield f"{rb.idstr}: bmap test-and-clear page {rb.offset + page} ({'was set' if ret else 'clean'})"
         return ret
 

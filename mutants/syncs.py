@@ -60,8 +60,6 @@ class SkipSlotOr(Legacy):
             yield f"KVM_GET_DIRTY_LOG slot {s.index}"
             if s.index < last:
                 w.kvm_slot_sync_dirty_pages(s)
-            else:
-                w.kvm.unsynced[s.index] = False
             w.release("slots_lock")
             yield f"slot {s.index}: L1c OR-ed into L2" + (" (skipped)" if s.index == last else "")
 

@@ -53,7 +53,7 @@ def sync_word(design_cls, old: int, bits: int) -> WordSync:
     rb.bmap.set_word(0, old)
     w.L2.words[0] = bits
     mig.migration_dirty_pages = old.bit_count()
-    mig.num_dirty_pages_period = mig.period_new_bits = 0
+    mig.num_dirty_pages_period = w.ghost.period_new_bits = 0
     before = {c: getattr(mig, c) for c in COUNTERS}
     for _ in range(1000):
         if w.step(["migration", None]).startswith("migration_bitmap_sync done"):

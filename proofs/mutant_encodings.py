@@ -139,7 +139,9 @@ class SkipSlotOrEncoding(BaseEncoding):
         R = super().sync_rules(owner, actor)
         old = next(r for r in R if r.name == "sync_or")
         return _replace(R, "sync_or", Rule(old.actor, old.name, old.yields, ("last_slot",), lambda s, f: (
-            old.fn(s, f)[0], {**old.fn(s, f)[1], "L2": OR(s["L2"], AND(NOT(f["last_slot"]), s["L1c"]))})))
+            old.fn(s, f)[0], {**old.fn(s, f)[1], "L2": OR(s["L2"], AND(NOT(f["last_slot"]), s["L1c"])),
+                              # the skipped slot's fetched bits stay un-synced in L1c
+                              "uns": ITE(f["last_slot"], s["uns"], old.fn(s, f)[1].get("uns", s["uns"]))})))
 
 
 class NoFinalSyncEncoding(BaseEncoding):

@@ -219,14 +219,13 @@ def project(w, q: int, hooks=()) -> dict:
               L1=kvm.L1.test(q), L1c=kvm.L1c.test(q), uns=bool(kvm.unsynced[_slot_index(w, q)]),
               WP=kvm.protected.test(q), L2=w.L2.test(q), bmap=rb.bmap.test(rel),
               cb=rb.clear_bmap.test(rb.chunk_of(rel)),
-              carry=mig is not None and q in mig.sync_carry,
-              su=mig is not None and mig.sending_unread == q,
-              sr=mig is not None and mig.sending_read is not None and mig.sending_read[0] == q,
+              carry=False, su=False,
+              sr=q in w.ghost.in_flight.get("migration", {}),
               iter=("iter_bmap" in rb.extra_bitmaps and rb.iter_bmap.test(rel)),
               shadow=("shadow_bmap" in rb.extra_bitmaps and rb.shadow_bmap.test(rel)),
               bss=bool(getattr(rb, "background_sync_shown_up", False)),
               modern=getattr(d, "sync_mode", "LEGACY") == "MODERN",
-              log=kvm.logging, ready=mig is not None and mig.bitmaps_ready, vm=w.vm_running,
+              log=kvm.logging, ready=w.coverage_owed(), vm=w.vm_running,
               creq=mig is not None and mig.cancel_requested, wquit=bool(getattr(d, "watcher_quit", False)),
               err=False, pq=False, pc=False, cpend=False,
               mpc=M_NONE, mk=0, sy=Y_NONE, syo=0, syf=0, ss=0, tpc=T_NONE, wpc=W_NONE,
@@ -235,6 +234,14 @@ def project(w, q: int, hooks=()) -> dict:
     migration_pc(w, q, w.actors.get("migration"), st, hooks)
     helper_pc(w, q, "timer", st, hooks)
     helper_pc(w, q, "watcher", st, hooks)
+    # the ghost's hands, read where the encoding has a variable for them: a slow-path sync between
+    # q's L2 test-and-clear and its store (syncs hold the BQL: one at a time), a send between
+    # taking q's bmap bit and reading it
+    if st["sy"] in (Y_CT, Y_CC):
+        st["carry"] = any(q in h.fetched for h in w.ghost.hands.values())
+    if st["mpc"] == M_SEND:
+        h = w.ghost.hands.get("migration")
+        st["su"] = h is not None and q in h.taken
     if st["sy"] in (Y_BLK, Y_BLK2, Y_CT, Y_CC, Y_QDONE, Y_CBD, Y_FOLD):
         fl = getattr(d, "flavour", "LEGACY_ITER")
         st["syf"] = {"LEGACY_ITER": F_LEGACY, "MODERN_ITER": F_MITER, "MODERN_BACKGROUND": F_MBG}[fl]

@@ -154,8 +154,8 @@ def test_shrink_is_deterministic_and_keeps_the_invariant():
 
 def test_shrink_budget_is_reported():
     """A shrink cut by its replay budget still returns a failing schedule and says it stopped early."""
-    cls = MUTANTS["bg-sync-takes-legacy-path"]
-    cfg, choices, inv = _sweep_failure(cls, 6)
+    cls = MUTANTS["read-before-clear"]
+    cfg, choices, inv = _sweep_failure(cls, 9)
     r = shrink(cls, cfg, choices, inv, max_replays=10)
     assert not r.fixpoint and r.replays <= 10 and r.length <= len(choices)
     assert "budget spent" in r.summary()
@@ -164,8 +164,8 @@ def test_shrink_budget_is_reported():
 
 def test_shrunk_sweep_trace_replays_from_the_cli(tmp_path):
     """The shrunk counterexample's trace reproduces with ``dirtyproof replay`` (exit 1: violation)."""
-    cls = MUTANTS["bg-sync-takes-legacy-path"]
-    cfg, choices, inv = _sweep_failure(cls, 6)
+    cls = MUTANTS["read-before-clear"]
+    cfg, choices, inv = _sweep_failure(cls, 9)
     found = shrink_violation(_as_violation(cls, cfg, choices), trace_dir=str(tmp_path))
     assert found.invariant == inv and found.report and "counterexample" in str(found)
     assert main(["replay", str(found.trace_path)]) == 1

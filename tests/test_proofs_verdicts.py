@@ -22,7 +22,6 @@ def test_safe_configs_are_proved_non_vacuously(design, config):
     mode, geo = config.split("/")
     obs = prove(encoding_for(DESIGNS[design]), mode, geo, QueryRunner())
     assert [o.verdict for o in obs] == ["proved"] * 3, [o.detail for o in obs]
-    assert all(o.seconds < 2.0 for o in obs)
     disabled = set(obs[1].vacuous)
     # only rules the configuration excludes may be disabled under the invariant
     allowed = {"migration.send_clear_q", "migration.sync_slow_clear", "watcher.sync_fold",

@@ -84,7 +84,6 @@ class Design:
     def ram_init_bitmaps(self, w) -> Step:
         """``ram_init_bitmaps``: bitmaps (``bmap`` all ones), dirty logging on, a first sync."""
         self.ram_list_init_bitmaps(w)
-        w.mig.bitmaps_ready = True
         w.kvm.log_start()
         yield "ram_init_bitmaps: bmap all set, clear_bmap clear, dirty logging started"
         yield from self.migration_bitmap_sync_precopy(w, last_stage=False)
@@ -132,7 +131,6 @@ class Design:
         mig = w.mig
         mig.time_last_bitmap_sync = now
         mig.num_dirty_pages_period = 0
-        mig.period_new_bits = 0
         mig.bytes_xfer_prev = mig.bytes_transferred
 
     def memory_global_dirty_log_sync(self, w) -> Step:
@@ -180,17 +178,14 @@ class Design:
         """Slow path for one page: L2 test-and-clear (one step), then the remote clear of the page.
 
         Returns whether the L2 bit was set; between the two steps the bit lives only in the
-        sync's local variable (``mig.sync_carry``). Skips the two steps when both would be no-ops
+        sync's local variable (the world counts it as in the sync's hands). Skips the two steps when both would be no-ops
         (L2 bit clear and nothing fetched to clear: L1c cannot change while the sync holds the BQL)."""
         page = rb.offset + k
         if not w.L2.test(page) and not (w.kvm.manual_protect and w.kvm.L1c.test(page)):
             return False
         dirty = w.L2.test_and_clear(page)
-        if dirty:
-            w.mig.sync_carry.add(page)
         yield f"{rb.idstr}: test-and-clear L2 page {page} ({'dirty' if dirty else 'clean'})"
         yield from self.memory_region_clear_dirty_bitmap(w, page, page + 1)
-        w.mig.sync_carry.discard(page)
         return dirty
 
     def memory_region_clear_dirty_bitmap(self, w, start: int, end: int) -> Step:
@@ -284,7 +279,6 @@ class Design:
         ret = rb.bmap.test_and_clear(page)
         if ret:
             w.mig.migration_dirty_pages -= 1
-            w.mig.sending_unread = rb.offset + page
         yield f"{rb.idstr}: bmap test-and-clear page {rb.offset + page} ({'was set' if ret else 'clean'})"
         return ret
 
@@ -349,7 +343,6 @@ class Design:
         self.stop_threads(w)
         w.kvm.log_stop()
         w.throttle_pct = 0
-        mig.bitmaps_ready = False
         mig.phase = "cancelled"
         w.release("BQL")
         yield "migration cancelled: dirty logging stopped, bitmaps freed"
