@@ -163,8 +163,8 @@ def cmd_replay(args) -> int:
 
 def cmd_spec(args) -> int:
     """Print the invariants as Markdown (the source of docs/invariants.md)."""
-    from dirtyproof.spec.docs import invariants_markdown
-    text = invariants_markdown()
+    from .docs import full_markdown
+    text = full_markdown()
     if args.output:
         Path(args.output).write_text(text)
     else:

@@ -171,6 +171,7 @@ BUDGET_SWEEP_BLOCK = 25
 # Schedules a sweep still runs after its first failing one (one per other sweep geometry), so
 # that the counterexample it shrinks is the earliest failure of a few.
 RUNNERS_UP = 3
+PLAIN_RUNNERS_UP = 20
 
 
 @dataclass
@@ -208,7 +209,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     from dirtyproof.impl.scheduler import run
 
     from .report import design_spec_of, note_rule
-    from .strategies import sweep_arm
+    from .strategies import is_plain, sweep_arm
 
     stats = {} if stats is None else stats
     total = ran = 0
@@ -232,7 +233,9 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
                 if "first_failure_seconds" not in stats:
                     stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
                     stats["first_failure_schedules"] = stats["schedules"]
-                last = i + RUNNERS_UP            # a few more schedules: one may fail sooner
+                # a few more schedules: one may fail sooner (many more after a plain run's failure:
+                # its long default-world schedule shrinks poorly, a swarm one is far shorter)
+                last = i + (PLAIN_RUNNERS_UP if is_plain(i) else RUNNERS_UP)
             failures.append((res.violation_step, i, cfg, res))
         if failures and i >= last:
             break

@@ -112,12 +112,17 @@ PLAIN_EVERY = 4
 PLAIN_STEPS = 2000
 
 
+def is_plain(i: int) -> bool:
+    """Whether sweep schedule ``i`` is a plain random run on the default world."""
+    return i % PLAIN_EVERY == PLAIN_EVERY - 1
+
+
 def sweep_arm(i: int, seed: int, steps: int):
     """Sweep schedule ``i``'s world and scheduler: a swarm schedule on :func:`sweep_config(i)`, or
     (every :data:`PLAIN_EVERY`-th) the plain :class:`RandomScheduler` on the default world."""
     from dirtyproof.impl.scheduler import RandomScheduler
 
-    if i % PLAIN_EVERY == PLAIN_EVERY - 1:
+    if is_plain(i):
         return Config(kvm_mode=KVM_MODES[(i // PLAIN_EVERY) % len(KVM_MODES)]), RandomScheduler(seed, PLAIN_STEPS)
     return sweep_config(i), swarm_scheduler(seed, steps)
 

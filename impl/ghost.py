@@ -56,7 +56,6 @@ class Ghost:
     period_new_bits: int = 0
     period_start_ms: int | None = None   # QEMU's time_last_bitmap_sync when the period began
     bmap_pop_at_lock: int = 0
-    setup_checked: int = 0         # attempt whose bmap-after-setup rule was evaluated
 
     def hands_of(self, actor: str) -> Hands:
         """The (possibly empty) hands of ``actor``."""

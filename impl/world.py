@@ -128,6 +128,20 @@ class World:
         self.total_sent = 0
         self.sync_begin = None
         design.attach(self)
+        self._observe_returns(design, ("ram_list_init_bitmaps",))
+
+    def _observe_returns(self, design, names) -> None:
+        """Record a ``("returned", name)`` event whenever the design's method ``name`` returns
+        (rules that state a QEMU function's postcondition are evaluated at that step)."""
+        for name in names:
+            method = getattr(design, name)
+
+            def observed(*args, _method=method, _name=name, **kw):
+                out = _method(*args, **kw)
+                self.events.append(("returned", _name))
+                return out
+            observed.__doc__ = method.__doc__
+            setattr(design, name, observed)
 
     # ------------------------------------------------------------------------------------------
     # locks and waiting (used from inside actor generators)

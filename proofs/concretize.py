@@ -468,7 +468,7 @@ def concretize(design_spec: str, design_cls, kvm_mode: str, states: list, out: P
     trace, q, moves, notes, method = None, None, 0, [], "guided"
     if path is not None:
         if enc is None:
-            from .designs import encoding_for
+            from .registry import encoding_for
             enc = encoding_for(design_cls)
         trace, q, moves, notes = concretize_guided(design_spec, design_cls, enc, kvm_mode, path, states, seconds)
     if trace is None:

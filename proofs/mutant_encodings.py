@@ -11,7 +11,7 @@ reason (docs/proofs.md).
 from __future__ import annotations
 
 from dirtyproof.mutants import MUTANTS
-from dirtyproof.spec.inductive import BY_ID, marked
+from .inductive import BY_ID, marked
 
 from .designs import BackgroundV1Encoding, BaseEncoding
 from .dual import AND, ITE, NOT, OR

@@ -9,7 +9,7 @@ from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.impl.trace import Trace
 from dirtyproof.proofs.bmc import search
 from dirtyproof.proofs.concretize import ConcretizationError, concretize
-from dirtyproof.proofs.designs import encoding_for
+from dirtyproof.proofs.registry import encoding_for
 
 BG = DESIGNS["background-v1"]
 MODES = ["legacy", "manual", "initially_set"]

@@ -10,7 +10,7 @@ from dirtyproof.impl import Config, World
 from dirtyproof.impl.scheduler import RandomScheduler, run
 from dirtyproof.mutants import MUTANTS, load_manifest
 from dirtyproof.proofs.conformance import check_run
-from dirtyproof.proofs.designs import encoding_for
+from dirtyproof.proofs.registry import encoding_for
 from dirtyproof.proofs.mutant_encodings import MUTANT_ENCODINGS, NOT_EXPRESSIBLE, violated_property
 from dirtyproof.proofs.runner import prove_config
 from dirtyproof.proofs.solver import QueryRunner

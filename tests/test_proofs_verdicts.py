@@ -8,7 +8,7 @@ from dirtyproof.impl.scheduler import RandomScheduler, run
 from dirtyproof.impl.trace import Trace
 from dirtyproof.proofs.broken import BROKEN, EXPECTED
 from dirtyproof.proofs.counting import broken_counting, broken_period_counter, prove_counting
-from dirtyproof.proofs.designs import encoding_for
+from dirtyproof.proofs.registry import encoding_for
 from dirtyproof.proofs.obligations import prove
 from dirtyproof.proofs.runner import CONFIGS, expected_verdicts, prove_config
 from dirtyproof.proofs.solver import QueryRunner
