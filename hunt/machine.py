@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from dirtyproof.impl import World
 from dirtyproof.impl.scheduler import DesignCrash
+from dirtyproof.impl.steps import FETCHES
 from dirtyproof.impl.world import BadChoice, ModelError
 from dirtyproof.spec import Checker, Violation
 
@@ -30,10 +31,11 @@ MAX_ATTEMPTS = 2
 UNTIL_LIMIT = 400
 
 
-def _event_seen(w, label: str, event: str) -> bool:
-    """Whether the step just taken did ``event`` (see ``strategies.THREAD_EVENTS``)."""
+def _event_seen(w, event: str) -> bool:
+    """Whether the step just taken did ``event`` (see ``strategies.THREAD_EVENTS``), from its
+    record and the world's events."""
     if event == "fetch":
-        return "L2 word" in label or "L2 page" in label
+        return w.last_step is not None and w.last_step.kind in FETCHES
     return any(ev[0] == event for ev in w.events)
 
 
@@ -200,8 +202,8 @@ class DesignMachine(RuleBasedStateMachine):
             a = w.actors.get(name)
             if a is None or not w.runnable(a):
                 break
-            label = self._apply([name, None])
-            if _event_seen(w, label, event):
+            self._apply([name, None])
+            if _event_seen(w, event):
                 break
 
     @precondition(lambda self: _has_world(self) and self.w.migration_active())

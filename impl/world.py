@@ -13,15 +13,19 @@ from typing import Generator, Iterator
 
 import numpy as np
 
+from . import regions
 from .bitmap import Bitmap
 from .config import TARGET_PAGE_SIZE, Config
 from .ghost import Ghost
 from .kvm import KVM, ClearEvent
 from .ramblock import RAMBlock
+from .steps import EXIT, JOIN, SLEEP, WAIT
+from .steps import Step as StepRecord
+from .steps import as_step
 
 LOCK_ORDER = {"BQL": 0, "bitmap_mutex": 1, "slots_lock": 2}
 
-Step = Generator[str, None, None]
+Step = Generator[StepRecord, None, None]
 
 
 class ModelError(Exception):
@@ -41,13 +45,15 @@ class Actor:
     """A thread of the model: a generator plus what it waits for (a lock or a time)."""
 
     name: str
-    gen: Iterator[str]
+    gen: Iterator[StepRecord]
     blocked_on: str | None = None
     joining: str | None = None
     wake_at_ms: int = 0
     held: list[str] = field(default_factory=list)
     done: bool = False
-    label: str = ""
+    label: str = ""                       # the last step's label, rendered from ``step``
+    step: StepRecord | None = None        # the last step's record
+    regions: list = field(default_factory=list)   # design methods it is inside (impl/regions.py)
 
 
 @dataclass
@@ -69,6 +75,7 @@ class MigrationState:
     pages_sent: int = 0
     syncs: int = 0
     last_sync_end_ms: int = 0
+    iteration_count: int = 0             # the seed series' RAMState.iteration_count (ordinary syncs)
     # sender position (PageSearchStatus): block index and block-relative page
     pss_block: int = 0
     pss_page: int = 0
@@ -127,7 +134,9 @@ class World:
         self.total_syncs = 0
         self.total_sent = 0
         self.sync_begin = None
+        self.last_step: StepRecord | None = None   # the record of the last thread step
         design.attach(self)
+        regions.install(self, design)
         self._observe_returns(design, ("ram_list_init_bitmaps",))
 
     def _observe_returns(self, design, names) -> None:
@@ -156,7 +165,7 @@ class World:
             raise ModelError("lock-order", f"{actor.name} takes {lock} twice (self-deadlock)")
         if self.lock_owner[lock] is not None:
             actor.blocked_on = lock
-            yield f"wait for {lock}"
+            yield StepRecord(WAIT, lock=lock)
             actor.blocked_on = None
         self.lock_owner[lock] = actor.name
         actor.held.append(lock)
@@ -182,13 +191,13 @@ class World:
         if target is None or target.done:
             return
         self.current.joining = name
-        yield f"join {name}"
+        yield StepRecord(JOIN, thread=name)
         self.current.joining = None
 
     def sleep_until(self, ms: int) -> Step:
         """End the step; the actor is not runnable before the logical clock reaches ``ms``."""
         self.current.wake_at_ms = ms
-        yield f"sleep until {ms} ms"
+        yield StepRecord(SLEEP, value=ms)
 
     # ------------------------------------------------------------------------------------------
     # layer operations shared by designs (each is part of one atomic step)
@@ -392,16 +401,18 @@ class World:
         held_before = "bitmap_mutex" in actor.held
         marks = self._mark_layers()
         try:
-            label = next(actor.gen)
+            rec = as_step(next(actor.gen))
         except StopIteration:
-            label = "exits"
+            rec = StepRecord(EXIT)
             actor.done = True
             if actor.held:
                 raise ModelError("lock-order", f"{name} exits holding {', '.join(actor.held)}")
         finally:
             self.current = None
         self._track_hands(actor, held_before, marks)
-        actor.label = label
+        actor.step = rec
+        actor.label = label = rec.render(self)
+        self.last_step = rec
         return label
 
     def _mark_layers(self) -> list:
@@ -440,6 +451,7 @@ class World:
             raise BadChoice(f"a step is [actor, argument], not {choice!r}")
         who, arg = choice
         self.events = []
+        self.last_step = None
         if who.startswith("vcpu"):
             if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
                 raise BadChoice(f"page {arg!r} out of range")
