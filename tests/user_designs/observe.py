@@ -52,11 +52,42 @@ def seeds_of(text: str) -> list[int]:
     return out
 
 
-def one(cls, mode: str, geo: str, seed: int, steps: int, props_only: bool, cancels: int = 1):
+class AvoidPage(RandomScheduler):
+    """The seeded schedule, except that once ``avoid`` is set, guest and device writes to that
+    page become 10 ms clock steps: a lost write is then not healed by a later write."""
+
+    avoid: int | None = None
+
+    def next_choice(self, w):
+        ch = super().next_choice(w)
+        if (self.avoid is not None and ch is not None and ch[1] == self.avoid
+                and (ch[0] == "device" or ch[0].startswith("vcpu"))):
+            return ["clock", 10]
+        return ch
+
+
+def extend(cls, mode: str, geo: str, seed: int, steps: int, cancels: int = 1):
+    """Run every check until the first violation on a page (say ``coverage``); then go on to
+    completion with only ``no-loss`` checked and no more writes to that page. Returns
+    (first violation, its step, the no-loss violation or None, the steps in all)."""
+    cfg = Config(geometry=GEOMETRIES[geo](), kvm_mode=mode)
+    w = World(cfg, cls)
+    sched = AvoidPage(seed, steps, cancels=cancels)
+    first = run(w, sched, keep_log=False)
+    v = first.violation
+    if v is None or v.page is None or w.migration_done():
+        return v, first.violation_step, None, first.steps
+    sched.avoid = v.page
+    rest = run(w, sched, invariants=[BY_ID["no-loss"]], keep_log=False)
+    return v, first.violation_step, rest.violation, first.steps + rest.steps
+
+
+def one(cls, mode: str, geo: str, seed: int, steps: int, props_only: bool, cancels: int = 1,
+        props: tuple = PROPERTIES):
     """One run; returns (invariant or None, step, message, completed)."""
     cfg = Config(geometry=GEOMETRIES[geo](), kvm_mode=mode)
     w = World(cfg, cls)
-    invs = [BY_ID[i] for i in PROPERTIES if BY_ID[i] in applicable(w.design)] if props_only else None
+    invs = [BY_ID[i] for i in props if BY_ID[i] in applicable(w.design)] if props_only else None
     res = run(w, RandomScheduler(seed, steps, cancels=cancels), invariants=invs, keep_log=False)
     v = res.violation
     return (v.invariant if v else None, res.violation_step, v.message if v else "", res.completed)
@@ -71,9 +102,31 @@ def main(argv=None) -> int:
     p.add_argument("--modes", default="legacy,manual,initially_set")
     p.add_argument("--geometries", default="mixed,aligned,unaligned")
     p.add_argument("--only", choices=("all", "prop", "both"), default="both")
+    p.add_argument("--props", default=",".join(PROPERTIES), help="the properties of the 'prop' runs")
+    p.add_argument("--extend", action="store_true",
+                   help="after the first violation on a page, run on to completion without writes to "
+                        "that page, checking no-loss only (shows whether the write is really lost)")
     args = p.parse_args(argv)
     seeds = seeds_of(args.seeds)
     designs = [c for c in ALL if not args.design or c.name in args.design]
+    props_checked = tuple(args.props.split(","))
+    if args.extend:
+        for cls in designs:
+            print(f"== {cls.name}  expected {cls.expected}", flush=True)
+            for mode in args.modes.split(","):
+                for geo in args.geometries.split(","):
+                    for seed in seeds:
+                        v, step, loss, total = extend(cls, mode, geo, seed, args.steps, args.cancels)
+                        if v is None:
+                            continue
+                        print(f"  {mode:13s} {geo:9s} seed {seed:<4d} first {v.invariant} at step {step}: "
+                              f"{v.message}", flush=True)
+                        if v.invariant == "no-loss":
+                            print("      (already at completion: the write is lost)", flush=True)
+                        else:
+                            print(f"      extended to step {total}: "
+                                  f"{loss if loss is not None else 'no lost write at completion'}", flush=True)
+        return 0
     for cls in designs:
         t0 = time.perf_counter()
         want = cls.expected + (f" ({cls.breaks})" if cls.expected == "unsafe" else "")
@@ -86,7 +139,7 @@ def main(argv=None) -> int:
                     hits = defaultdict(list)
                     example = {}
                     for seed in seeds:
-                        inv, step, msg, _ = one(cls, mode, geo, seed, args.steps, props, args.cancels)
+                        inv, step, msg, _ = one(cls, mode, geo, seed, args.steps, props, args.cancels, props_checked)
                         key = inv or "ok"
                         hits[key].append(seed)
                         if inv and key not in example:

@@ -18,6 +18,9 @@ class StaleCleanupAfterRestart(Legacy):
     ``memory_global_dirty_log_stop(GLOBAL_DIRTY_MIGRATION)`` then hits the new attempt's flag.
     Layer: cancel and restart.
 
+    The bottom half runs at the main loop's next iteration (modelled as 1 ms later), by which
+    time a ``migrate`` command may have been handled.
+
     Scenario: cancel; the management restarts at once; the new attempt starts dirty logging and
     sends page P; the stale bottom half takes the BQL and stops dirty logging; the guest writes P,
     which nothing logs (KVM is not logging, so no fault, no L1 bit); no sync ever sees it:
@@ -35,7 +38,7 @@ class StaleCleanupAfterRestart(Legacy):
 
     def migrate_fd_cleanup_bh(self, w) -> Step:
         """The bottom half: under the BQL, stop dirty logging (whoever turned it on)."""
-        yield "cleanup bottom half scheduled"
+        yield from w.sleep_until(w.clock_ms + 1)      # the main loop's next iteration
         yield from w.acquire("BQL")
         w.kvm.log_stop()
         w.release("BQL")

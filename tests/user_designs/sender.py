@@ -128,7 +128,8 @@ class SkipClearInLastStage(Legacy):
 
 class MultifdNoFlushAtSync(Legacy):
     """Pages go out on two multifd channels (round robin), each a thread that delivers its queue
-    in order, with no flush between sync rounds: only ``ram_save_complete`` waits for the channels.
+    in order and takes ``LATENCY_MS`` per page on the wire, with no flush between sync rounds:
+    only ``ram_save_complete`` waits for the channels.
 
     Modelled on multifd (migration/multifd.c, ``multifd_queue_page`` / ``multifd_send_thread``)
     and on why QEMU flushes the channels at every sync round: ``multifd_send_sync_main`` and the
@@ -137,7 +138,7 @@ class MultifdNoFlushAtSync(Legacy):
     round but kept it). Without a flush, an old copy of a page still queued on one channel can
     land after a newer copy sent on the other. Layer: the sender.
 
-    Scenario: page P is read at v1 and queued on channel 0, which is slow; the guest writes P (v2);
+    Scenario: page P is read at v1 and queued on channel 0, which is on the wire; the guest writes P (v2);
     a sync puts P in ``bmap`` again; P is read at v2 and queued on channel 1, which delivers it;
     channel 0 then delivers v1 over it. P is not dirty again, so the destination keeps v1:
     ``no-loss`` fails at completion."""
@@ -147,6 +148,7 @@ class MultifdNoFlushAtSync(Legacy):
     expected = "unsafe"
     breaks = "no-loss"
     CHANNELS = 2
+    LATENCY_MS = 10                          # the time a channel's write takes on the wire
 
     def attach(self, w) -> None:
         """Channel queues and the round-robin position."""
@@ -173,6 +175,10 @@ class MultifdNoFlushAtSync(Legacy):
                 return
             if q:
                 addr, version = q.pop(0)
+                yield from w.sleep_until(w.clock_ms + self.LATENCY_MS)   # on the wire
+                if self.channels_quit:
+                    q.clear()
+                    return
                 w.deliver(addr, version)
                 yield f"multifd{i}: deliver page {addr} v{version}"
             elif self.channels_flush:

@@ -3,7 +3,7 @@ sync clears KVM's log, how long it holds ``slots_lock``, and how it is stopped."
 from __future__ import annotations
 
 from dirtyproof.impl.bitmap import WORD_MASK
-from dirtyproof.impl.designs import Periodic
+from dirtyproof.impl.designs import Legacy, Periodic
 from dirtyproof.impl.designs.base import Step
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +86,59 @@ class EagerClearAfterUnlock(Periodic):
                 rb.bmap.set_word(k, old | bits)
                 yield f"{rb.idstr}: xchg L2 word {base + k} into bmap word {k}"
         self._eager.append(rb)
+        return num_dirty
+
+
+class ClearAtNextSync(Legacy):
+    """Fast-path blocks owe no chunk clear; instead each log sync first CLEARs, per memslot, what
+    the previous GET fetched (the slot copy L1c), then GETs: one CLEAR per slot per sync.
+
+    Modelled on ``kvm_physical_sync_dirty_bitmap`` and ``kvm_log_clear_one_slot``
+    (accel/kvm/kvm-all.c) and the clear-log design of QEMU 4.2 (Peter Xu's series "kvm: support
+    KVM_CLEAR_DIRTY_LOG", 2019), which made the clear lazy and per chunk, issued by the sender
+    *before* it reads a page (``migration_bitmap_clear_dirty``: "Clearing it earlier won't be a
+    problem, but too late will"). The bug batches the clears at the next sync, which is always
+    too late: it re-creates the old get-and-clear with the clear half one round behind.
+    Layer: KVM dirty log / CLEAR.
+
+    Scenario (manual-protect KVM, a fast-path block): sync N fetches page P (L1[P] stays set and
+    P writable); the sender reads P; the guest writes P, which does not fault; sync N+1 CLEARs the
+    slot with the mask fetched by GET N, which holds P, so L1[P] is cleared, and its GET no longer
+    reports P. The write is in no layer. When it is the last write before the stop (the last-stage
+    sync starts with such a CLEAR), ``no-loss`` fails at completion. The CLEAR's mask was fetched
+    and no chunk clear was owed, so no rule sees it."""
+
+    name = "user-clear-at-next-sync"
+    summary = "broken: fast-path blocks are CLEARed with the previous GET's bits at the next sync"
+    expected = "unsafe"
+    breaks = "no-loss"
+
+    def memory_global_dirty_log_sync(self, w) -> Step:
+        """Per slot, under ``slots_lock``: CLEAR what the previous GET fetched, GET, then OR."""
+        fast = {s.index for s in w.slots if w.blocks[s.block].fast_path}
+        for s in w.slots:
+            yield from w.acquire("slots_lock")
+            if s.index in fast:
+                w.remote_clear(s.start, s.end)            # mask: L1c, the previous GET's bits
+            w.kvm.get_dirty_log(s)
+            yield f"KVM_CLEAR_DIRTY_LOG (previous bits) + KVM_GET_DIRTY_LOG slot {s.index}"
+            w.kvm_slot_sync_dirty_pages(s)
+            w.release("slots_lock")
+            yield f"slot {s.index}: L1c OR-ed into L2"
+
+    def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:
+        """Fast path without ``clear_bmap``: the next log sync does the clear."""
+        if not rb.fast_path:
+            return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
+        num_dirty = 0
+        base = rb.offset >> 6
+        for k in range(rb.words()):
+            if w.L2.word(base + k):
+                bits = w.L2.xchg_word(base + k, 0)
+                old = rb.bmap.word(k)
+                num_dirty += (bits & ~old & WORD_MASK).bit_count()
+                rb.bmap.set_word(k, old | bits)
+                yield f"{rb.idstr}: xchg L2 word {base + k} into bmap word {k}"
         return num_dirty
 
 
