@@ -23,6 +23,7 @@ class InitCountsLastRamPage(Legacy):
     name = "user-init-counts-last-ram-page"
     summary = "broken: migration_dirty_pages starts at last_ram_page() (gaps counted)"
     expected = "unsafe"
+    layer = "counters"
     breaks = "dirty-pages-count"
 
     def ram_save_setup(self, w) -> Step:

@@ -87,7 +87,7 @@ def one(cls, mode: str, geo: str, seed: int, steps: int, props_only: bool, cance
     """One run; returns (invariant or None, step, message, completed)."""
     cfg = Config(geometry=GEOMETRIES[geo](), kvm_mode=mode)
     w = World(cfg, cls)
-    invs = [BY_ID[i] for i in props if BY_ID[i] in applicable(w.design)] if props_only else None
+    invs = [BY_ID[i] for i in props if i in BY_ID and BY_ID[i] in applicable(w.design)] if props_only else None
     res = run(w, RandomScheduler(seed, steps, cancels=cancels), invariants=invs, keep_log=False)
     v = res.violation
     return (v.invariant if v else None, res.violation_step, v.message if v else "", res.completed)

@@ -29,6 +29,7 @@ class StaleCleanupAfterRestart(Legacy):
     name = "user-stale-cleanup-after-restart"
     summary = "broken: cancel's dirty-log stop runs as a bottom half that can run after a restart"
     expected = "unsafe"
+    layer = "cancel and restart"
     breaks = "no-loss"
 
     def migration_cancel(self, w) -> Step:

@@ -21,6 +21,7 @@ class SyncTwiceAtCompletion(Legacy):
     name = "user-sync-twice-at-completion"
     summary = "ram_save_complete syncs twice before the last send loop"
     expected = "safe"
+    layer = "completion"
 
     def ram_save_complete(self, w) -> Step:
         """One more last-stage sync, then the base (its own sync, then the send loop)."""
@@ -43,6 +44,7 @@ class SkipClearOfUnfetchedChunk(Legacy):
     name = "user-skip-clear-unfetched-chunk"
     summary = "no KVM_CLEAR_DIRTY_LOG when L1c has no bit in the range (empty mask)"
     expected = "safe"
+    layer = "KVM dirty log / CLEAR"
 
     def kvm_log_clear_one_slot(self, w, slot, start: int, end: int) -> Step:
         """As the base, but skip the ioctl when L1c is empty over [start, end)."""
@@ -72,6 +74,7 @@ class ClearRangeBeforeBurst(Legacy):
     name = "user-clear-range-before-burst"
     summary = "take the owed chunk clears of the next burst's pages before the send loop"
     expected = "safe"
+    layer = "clear_bmap / the sender"
 
     def ram_save_burst(self, w) -> Step:
         """Clear the chunks of [pss_page, pss_page + burst) of the current block, then the base loop."""
@@ -104,6 +107,7 @@ class SkipClearInLastStage(Legacy):
     name = "user-skip-clear-in-last-stage"
     summary = "QEMU 10.1 (fd0377150d5d): no owed chunk clear once the VM is stopped for the last stage"
     expected = "safe"
+    layer = "clear_bmap / the sender"
 
     def ram_save_setup(self, w) -> Step:
         """``ram_state_init``: ``last_stage`` starts false."""
@@ -146,6 +150,7 @@ class MultifdNoFlushAtSync(Legacy):
     name = "user-multifd-no-flush-at-sync"
     summary = "broken: two multifd channels, no flush between sync rounds (old copy can land last)"
     expected = "unsafe"
+    layer = "the sender"
     breaks = "no-loss"
     CHANNELS = 2
     LATENCY_MS = 10                          # the time a channel's write takes on the wire

@@ -42,6 +42,7 @@ class FastPathLateStore(Legacy):
     name = "user-fast-path-late-store"
     summary = "fast path stores each xchg-ed L2 word into bmap one step later, under bitmap_mutex"
     expected = "safe"
+    layer = "L2 fetch (fast path)"
 
     def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:
         """Fast path with the store of word k's bits deferred to the next step; slow path unchanged."""
@@ -91,6 +92,7 @@ class SlowPathLocalSet(Legacy):
     name = "user-slow-path-local-set"
     summary = "slow path gathers the block's dirty pages in a local set, stored into bmap at the end"
     expected = "safe"
+    layer = "L2 fetch (slow path)"
 
     def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:
         """Slow path gathers, then one store step; fast path unchanged."""
@@ -127,6 +129,7 @@ class SlowPathOneClearAtEnd(Legacy):
     name = "user-slow-path-one-clear-at-end"
     summary = "slow path: L2 test-and-clear + bmap set per page, one remote clear of the block at the end"
     expected = "safe"
+    layer = "L2 fetch (slow path) / CLEAR"
 
     def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:
         """Master's slow path; fast path unchanged."""
@@ -159,6 +162,7 @@ class EagerClearNoClearBmap(Legacy):
     name = "user-eager-clear-no-clear-bmap"
     summary = "fast path clears the whole block eagerly under bitmap_mutex instead of setting clear_bmap"
     expected = "safe"
+    layer = "clear_bmap / CLEAR"
 
     def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:
         """Fast path with the eager clear; slow path unchanged (it clears per page anyway)."""
@@ -196,6 +200,7 @@ class SkipSetupSync(Legacy):
     name = "user-skip-setup-sync"
     summary = "ram_init_bitmaps skips the first sync (bmap is all ones anyway)"
     expected = "safe"
+    layer = "setup"
 
     def ram_init_bitmaps(self, w) -> Step:
         """The base setup minus the first sync: take the base's steps up to its sync."""
@@ -226,6 +231,7 @@ class BlockRelativeL2Index(Legacy):
     name = "user-l2-block-relative-index"
     summary = "broken: fast path reads L2 word k instead of (offset/64)+k"
     expected = "unsafe"
+    layer = "L2 fetch"
     breaks = "no-loss"
 
     def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:
@@ -263,6 +269,7 @@ class BmapWordOverwrite(Legacy):
     name = "user-bmap-word-overwrite"
     summary = "broken: fast path does bmap[k] = bits instead of bmap[k] |= bits"
     expected = "unsafe"
+    layer = "bmap"
     breaks = "no-loss"
 
     def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:

@@ -25,6 +25,7 @@ class TimerAlsoSyncsWhenIdle(Periodic):
     name = "user-timer-also-syncs-when-idle"
     summary = "periodic timer also syncs when the last sync ended more than one period ago"
     expected = "safe"
+    layer = "helper threads (timer)"
 
     def cpu_throttle_dirty_sync_timer_tick(self, w) -> Step:
         """Sync when the count is stuck (QEMU) or the last sync is older than the period (new)."""
@@ -62,6 +63,7 @@ class EagerClearAfterUnlock(Periodic):
     name = "user-eager-clear-after-unlock"
     summary = "broken: the sync's eager remote clear of fast-path blocks runs after bitmap_mutex is dropped"
     expected = "unsafe"
+    layer = "KVM dirty log / CLEAR (race with the timer)"
     breaks = "no-loss"
 
     def migration_bitmap_sync(self, w, last_stage: bool = False) -> Step:
@@ -94,9 +96,9 @@ class ClearAtNextSync(Legacy):
     the previous GET fetched (the slot copy L1c), then GETs: one CLEAR per slot per sync.
 
     Modelled on ``kvm_physical_sync_dirty_bitmap`` and ``kvm_log_clear_one_slot``
-    (accel/kvm/kvm-all.c) and the clear-log design of QEMU 4.2 (Peter Xu's series "kvm: support
-    KVM_CLEAR_DIRTY_LOG", 2019), which made the clear lazy and per chunk, issued by the sender
-    *before* it reads a page (``migration_bitmap_clear_dirty``: "Clearing it earlier won't be a
+    (accel/kvm/kvm-all.c) and the clear-log design of Peter Xu's 2019 series (commits ff4aa11419
+    "kvm: Support KVM_CLEAR_DIRTY_LOG" and 002cad6b16 "migration: Split log_clear() into smaller
+    chunks"), which made the clear lazy and per chunk, issued by the sender *before* it reads a page (``migration_bitmap_clear_dirty``: "Clearing it earlier won't be a
     problem, but too late will"). The bug batches the clears at the next sync, which is always
     too late: it re-creates the old get-and-clear with the clear half one round behind.
     Layer: KVM dirty log / CLEAR.
@@ -111,6 +113,7 @@ class ClearAtNextSync(Legacy):
     name = "user-clear-at-next-sync"
     summary = "broken: fast-path blocks are CLEARed with the previous GET's bits at the next sync"
     expected = "unsafe"
+    layer = "KVM dirty log / CLEAR"
     breaks = "no-loss"
 
     def memory_global_dirty_log_sync(self, w) -> Step:
@@ -161,6 +164,7 @@ class SlotsLockDroppedBetweenGetAndOr(Periodic):
     name = "user-slots-lock-dropped-get-or"
     summary = "broken: slots_lock released between a slot's GET and its OR into L2"
     expected = "unsafe"
+    layer = "lock held too briefly"
     breaks = "no-loss"
 
     def memory_global_dirty_log_sync(self, w) -> Step:
@@ -182,8 +186,9 @@ class TimerJoinedUnderBql(Periodic):
 
     Modelled on ``migration_iteration_finish`` / ``cpu_throttle_stop`` (migration/migration.c,
     migration/cpu-throttle.c, which only ``timer_del`` the main-loop timer) and on what QEMU does
-    whenever it joins a thread that takes the BQL: ``migrate_fd_cleanup`` drops the BQL around
-    ``qemu_thread_join(&s->thread)``, and the background-sync series' cleanup is called without
+    whenever it joins a thread that takes the BQL: ``migrate_fd_cleanup`` wraps
+    ``qemu_thread_join(&s->thread)`` in ``bql_unlock()`` / ``bql_lock()`` (the
+    ``migration_thread_join`` helper of 2024 keeps that), and the background-sync series' cleanup is called without
     the BQL (docs/qemu-semantics.md section 12, patch 3/7). Layer: helper threads.
 
     Scenario: at the end of the migration, ``migration_iteration_finish`` takes the BQL and joins
@@ -193,6 +198,7 @@ class TimerJoinedUnderBql(Periodic):
     name = "user-timer-joined-under-bql"
     summary = "broken: cleanup joins the timer thread while holding the BQL the thread needs"
     expected = "unsafe"
+    layer = "helper threads"
     breaks = "progress"
 
     def migration_iteration_finish(self, w) -> Step:
