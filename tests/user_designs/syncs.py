@@ -151,9 +151,11 @@ class EagerClearNoClearBmap(Legacy):
     after the ``xchg`` loop instead of setting ``clear_bmap`` (so the sender owes no chunk clear).
 
     Modelled on the ``else`` branch after the fast-path loop of
-    ``cpu_physical_memory_sync_dirty_bitmap`` (include/exec/ram_addr.h): "if (rb->clear_bmap)
-    clear_bmap_set(...) else memory_region_clear_dirty_bitmap(rb->mr, start, length)", which QEMU
-    takes when the block has no clear bitmap (the pre-4.2 behaviour of clearing at sync time).
+    ``cpu_physical_memory_sync_dirty_bitmap`` (include/exec/ram_addr.h): ``if (rb->clear_bmap)
+    clear_bmap_set(...)``, else, commented "Slow path - still do that in a huge chunk",
+    ``memory_region_clear_dirty_bitmap(rb->mr, start, length)``. The branch came with commit
+    002cad6b16 "migration: Split log_clear() into smaller chunks" (Peter Xu, 2019) for blocks
+    without a clear bitmap; before that commit every block was cleared this way.
 
     Why it is safe: the clear is done before ``bitmap_mutex`` is released, so every fetched page
     is re-protected before the sender can read it; its mask is L1c, all of it fetched and in
