@@ -15,7 +15,8 @@ its own operations (``read_page``, ``deliver``, ``kvm.log_start``):
   not in anybody's hands: such bitmaps are moved into ``bmap`` within one step, and a bit
   cleared there without being in another marked layer is dropped at once.
 - **in flight**: a page's content read by a send and not yet delivered, with the version read;
-  ``deliver`` accepts only such a read, so a design cannot deliver a version it never read.
+  ``deliver`` (by any thread: multifd channels deliver what the migration thread read) accepts
+  only such a read, so a design cannot deliver a version nobody read.
 - **coverage owed**: from the step that starts dirty logging for the current attempt; over once
   logging stops, unless the attempt completed (then the destination holds the guest).
 - **period truth**: ``bmap`` bits newly set while ``bitmap_mutex`` was held, since QEMU's rate
@@ -51,7 +52,7 @@ class Ghost:
     """The checker's state of one world; see the module docstring."""
 
     hands: dict = field(default_factory=dict)        # actor name -> Hands
-    in_flight: dict = field(default_factory=dict)    # actor name -> {page: version read}
+    in_flight: dict = field(default_factory=dict)    # page -> versions read, not yet delivered
     armed_attempt: int = 0         # attempt whose dirty-log start made coverage owed
     period_new_bits: int = 0
     period_start_ms: int | None = None   # QEMU's time_last_bitmap_sync when the period began
@@ -71,15 +72,21 @@ class Ghost:
             out |= h.all()
         return out
 
-    def reading(self, actor: str | None, page: int, version: int) -> None:
-        """A send of ``actor`` read ``page`` at ``version``."""
-        self.in_flight.setdefault(actor, {})[page] = version
+    def reading(self, page: int, version: int) -> None:
+        """A send read ``page`` at ``version``."""
+        self.in_flight.setdefault(page, []).append(version)
         for h in self.hands.values():
             h.discard(page)
 
-    def in_flight_pages(self) -> set:
-        """Pages read by some send and not yet delivered."""
-        return {p for d in self.in_flight.values() for p in d}
+    def delivering(self, page: int, version: int) -> bool:
+        """A send delivers ``page`` at ``version``: False unless some send read exactly that."""
+        read = self.in_flight.get(page)
+        if not read or version not in read:
+            return False
+        read.remove(version)
+        if not read:
+            del self.in_flight[page]
+        return True
 
     def new_attempt(self) -> None:
         """A new migration: nothing in anybody's hands or in flight, a fresh rate period."""

@@ -228,19 +228,17 @@ class World:
         v = int(self._src[page])
         self._read[page] = v
         self.events.append(("read", page))
-        self.ghost.reading(self._actor_name(), page, v)
+        self.ghost.reading(page, v)
         return v
 
     def deliver(self, page: int, version: int) -> None:
-        """The destination receives ``page`` at ``version``, which must be what this actor's
-        :meth:`read_page` of it returned; the send is over and counted."""
-        flight = self.ghost.in_flight.get(self._actor_name(), {})
-        if flight.get(page) != version:
+        """The destination receives ``page`` at ``version``, which must be what a
+        :meth:`read_page` of it returned and no delivery used yet; the send is over and counted."""
+        read = list(self.ghost.in_flight.get(page, ()))
+        if not self.ghost.delivering(page, version):
             raise ModelError("send-integrity", f"{self._actor_name() or 'a caller'} delivers "
-                             f"{self.page_name(page) if isinstance(page, int) else page} at "
-                             f"v{version}, but its send read "
-                             + (f"v{flight[page]}" if page in flight else "no such page"))
-        del flight[page]
+                             f"{self.page_name(page) if isinstance(page, int) else page} at v{version}, "
+                             f"but the reads in flight of it are {read or 'none'}")
         self._dest[page] = version
         if self.mig is not None:
             self.mig.pages_sent += 1
@@ -363,24 +361,37 @@ class World:
         return [n for n, a in self.actors.items() if self.runnable(a)]
 
     def lock_waiters(self) -> bool:
-        """Whether some live thread waits for a lock (a deadlock needs one)."""
+        """Whether some live thread waits for a lock or a join (a deadlock needs one)."""
         for a in self.actors.values():
-            if a.blocked_on is not None and not a.done:
+            if (a.blocked_on is not None or a.joining is not None) and not a.done:
                 return True
         return False
 
+    def _waits_for(self, a: Actor) -> tuple[str, str] | None:
+        """(what, whom) ``a`` waits for: the holder of the lock it wants, or the thread it joins."""
+        if a.done:
+            return None
+        if a.blocked_on is not None:
+            owner = self.lock_owner[a.blocked_on]
+            return None if owner is None else (f"waits for {a.blocked_on} held by {owner}", owner)
+        if a.joining is not None:
+            t = self.actors.get(a.joining)
+            return None if t is None or t.done else (f"joins {a.joining}", a.joining)
+        return None
+
     def deadlock(self) -> str | None:
-        """A cycle of threads each waiting for a lock the next one holds, described; else ``None``."""
+        """A cycle of threads each waiting for the next one (a lock it holds, or its exit),
+        described; else ``None``."""
         for start in self.actors.values():
             seen, a = [], start
-            while a is not None and not a.done and a.blocked_on is not None:
-                owner = self.lock_owner[a.blocked_on]
-                if owner is None:
+            while a is not None:
+                edge = self._waits_for(a)
+                if edge is None:
                     break
-                seen.append(f"{a.name} waits for {a.blocked_on} held by {owner}")
-                if owner == start.name:
+                seen.append(f"{a.name} {edge[0]}")
+                if edge[1] == start.name:
                     return "; ".join(seen)
-                a = self.actors.get(owner)
+                a = self.actors.get(edge[1])
                 if len(seen) > len(self.actors):
                     break
         return None

@@ -210,7 +210,7 @@ def project(w, q: int, hooks=()) -> dict:
               WP=kvm.protected.test(q), L2=w.L2.test(q), bmap=rb.bmap.test(rel),
               cb=rb.clear_bmap.test(rb.chunk_of(rel)),
               carry=False, su=False,
-              sr=q in w.ghost.in_flight.get("migration", {}),
+              sr=q in w.ghost.in_flight,
               iter=("iter_bmap" in rb.extra_bitmaps and rb.iter_bmap.test(rel)),
               shadow=("shadow_bmap" in rb.extra_bitmaps and rb.shadow_bmap.test(rel)),
               bss=bg and rb.background_sync_shown_up,

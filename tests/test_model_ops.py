@@ -261,10 +261,10 @@ def test_owed_chunk_clear_happens_before_the_read():
     assert w.step(["migration", None]) == "a: bmap test-and-clear page 0 (was set)"
     assert w.mig.migration_dirty_pages == TOTAL - 1 and w.ghost.hands["migration"].taken == {0}
     assert w.step(["migration", None]) == "read page 0 (v0)"
-    assert w.last_read[0] == 0 and w.ghost.in_flight["migration"] == {0: 0}
+    assert w.last_read[0] == 0 and w.ghost.in_flight == {0: [0]}
     assert not w.ghost.hands["migration"].taken
     assert w.step(["migration", None]) == "deliver page 0 v0"
-    assert w.dest_version[0] == 0 and w.ghost.in_flight["migration"] == {}
+    assert w.dest_version[0] == 0 and w.ghost.in_flight == {}
     # page 1, same chunk: no second clear
     assert w.step(["migration", None]) == "a: bmap test-and-clear page 1 (was set)"
     assert w.step(["migration", None]) == "read page 1 (v1)"
