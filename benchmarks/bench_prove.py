@@ -9,7 +9,7 @@ import time
 from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.proofs.bmc import search
 from dirtyproof.proofs.counting import prove_counting
-from dirtyproof.proofs.designs import encoding_for
+from dirtyproof.proofs.registry import encoding_for
 from dirtyproof.proofs.obligations import prove
 from dirtyproof.proofs.runner import CONFIGS
 from dirtyproof.proofs.solver import QueryRunner

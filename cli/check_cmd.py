@@ -58,7 +58,7 @@ def _prove_one(job):
         from pathlib import Path
 
         from dirtyproof.impl.designs import resolve
-        from dirtyproof.proofs.designs import NoEncoding
+        from dirtyproof.proofs.registry import NoEncoding
         from dirtyproof.proofs.runner import EncodingBug, EncodingMismatch, prove_config
         from dirtyproof.proofs.solver import QueryRunner
         cls = resolve(spec)

@@ -105,6 +105,8 @@ def run(args) -> int:
             if entry and entry.get("catcher") and entry["catcher"] != rep.found.invariant:
                 line += f" (manifest expects {entry['catcher']})"
         print(("ok   " if ok else "FAIL ") + line)
+        for r in rep.rules:
+            print(f"     {r}")
         f = rep.found
         if f is not None and (not ok or args.design):
             text = str(f).splitlines()

@@ -124,6 +124,10 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
         print(f"  {inv_id:24s} {verdict}")
     if res.violation is not None and res.violation.invariant not in res.checked:
         print(f"  {res.violation.invariant:24s} VIOLATED")
+    for rv in res.rule_violations:
+        print(f"RULE {rv.rule} broken at step {rv.step}"
+              f"{'' if rv.violation.page is None else f' page {rv.violation.page}'}: {rv.violation.message} "
+              f"(a rule of QEMU's, not a verdict: no lost write shown by itself)")
     if res.violation is not None:
         v = res.violation
         where = f" page {v.page}" if v.page is not None else ""
@@ -132,6 +136,12 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
             print("last steps:")
             for r in res.log[-log_tail:]:
                 print(f"  #{r.index:<5d} {r.choice[0]:10s} {r.label}")
+        if v.invariant == "coverage" and res.extension is not None:
+            if res.lost_write is not None:
+                print(f"lost write (driven on {len(res.extension)} steps to completion, no more writes): "
+                      f"{res.lost_write.message}")
+            else:
+                print(f"lost write: none shown (driven on {len(res.extension)} steps with no more writes)")
 
 
 class _Ticker:
@@ -181,7 +191,7 @@ def cmd_run(args) -> int:
     cfg = config_from_args(args)
     output_file(args.trace, "--trace")
     w = World(cfg, cls)
-    res = run(w, with_progress(RandomScheduler(args.seed, args.steps, cancels=args.cancels), "run"))
+    res = run(w, with_progress(RandomScheduler(args.seed, args.steps, cancels=args.cancels), "run"), extend=True)
     print_result(res, args.design)
     if args.trace:
         path = Trace.from_result(canonical_spec(args.design, cls), cfg, res, seed=args.seed).save(args.trace)
@@ -197,13 +207,14 @@ def cmd_replay(args) -> int:
     try:
         trace = Trace.load(args.trace)
         cls = design_class(trace.design)
-        _, res = trace.replay(cls, progress=lambda steps: steps_with_progress(steps, "replay"))
+        _, res = trace.replay(cls, extend=True, progress=lambda steps: steps_with_progress(steps, "replay"))
     except (TraceError, DesignError) as exc:
         raise UserError(str(exc)) from None
     print_result(res, trace.design, log_tail=args.tail)
     if trace.violation is not None:
         recorded = trace.violation.get("invariant") if isinstance(trace.violation, dict) else None
-        same = res.violation is not None and res.violation.invariant == recorded
+        same = (res.violation is not None and res.violation.invariant == recorded) or any(
+            rv.rule == recorded for rv in res.rule_violations)
         # "no completion after N steps" is the trace ending before completion: replayed, the
         # same choices end with the migration still not complete
         same |= recorded == "progress" and res.violation is None and not res.completed
@@ -215,11 +226,11 @@ def cmd_replay(args) -> int:
 
 def cmd_spec(args) -> int:
     """Print the invariants as Markdown (the source of docs/invariants.md)."""
-    from dirtyproof.spec.docs import invariants_markdown
+    from .docs import full_markdown
     from .paths import output_file
 
     out = output_file(args.output, "--output")
-    text = invariants_markdown()
+    text = full_markdown()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)

@@ -115,7 +115,7 @@ def run(args) -> int:
     """Prove the selected designs; exit 0 iff each verdict matches the recorded expectation
     (a design without one must be proved safe; a corpus mutant must get the manifest's verdict,
     i.e. unsafe in at least one selected configuration, and never ``unknown``)."""
-    from dirtyproof.proofs.designs import NoEncoding
+    from dirtyproof.proofs.registry import NoEncoding
     from dirtyproof.proofs.runner import EncodingBug, EncodingMismatch, expected_verdicts, prove_config
     from dirtyproof.proofs.solver import QueryRunner
 
@@ -158,7 +158,7 @@ def run(args) -> int:
             got.append(res.verdict)
             if mutant is not None:
                 if res.verdict == "unsafe":
-                    from dirtyproof.proofs.designs import encoding_for
+                    from dirtyproof.proofs.registry import encoding_for
                     from dirtyproof.proofs.mutant_encodings import violated_property
                     broken = violated_property(res.bmc.states[-1], encoding_for(cls))
                     print(f"  counterexample breaks {broken} at q; abstract only (corpus mutant; the "

@@ -18,10 +18,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from dirtyproof.impl import World
 from dirtyproof.impl.scheduler import DesignCrash
+from dirtyproof.impl.steps import FETCHES
 from dirtyproof.impl.world import BadChoice, ModelError
-from dirtyproof.spec import Violation, applicable, check_step
+from dirtyproof.spec import Checker, Violation
 
-from .report import HuntViolation, design_spec_of, is_final_run
+from .report import HuntViolation, design_spec_of, is_final_run, note_rule
 from .strategies import clock_steps, configs, hot_pages, page_selectors, thread_bursts, thread_events
 
 # Steps the teardown (or a cancel) may take to finish a migration before it counts as no progress.
@@ -30,10 +31,11 @@ MAX_ATTEMPTS = 2
 UNTIL_LIMIT = 400
 
 
-def _event_seen(w, label: str, event: str) -> bool:
-    """Whether the step just taken did ``event`` (see ``strategies.THREAD_EVENTS``)."""
+def _event_seen(w, event: str) -> bool:
+    """Whether the step just taken did ``event`` (see ``strategies.THREAD_EVENTS``), from its
+    record and the world's events."""
     if event == "fetch":
-        return "L2 word" in label or "L2 page" in label
+        return w.last_step is not None and w.last_step.kind in FETCHES
     return any(ev[0] == event for ev in w.events)
 
 
@@ -96,7 +98,10 @@ class DesignMachine(RuleBasedStateMachine):
             if ev[0] == "read":
                 self.last_read = ev[1]
         self.stats["steps"] = self.stats.get("steps", 0) + 1
-        v = check_step(w, self.invs)
+        seen = len(self.checker.rule_violations)
+        v = self.checker.after_step(w, idx)
+        for rv in self.checker.rule_violations[seen:]:
+            note_rule(self.stats, self.design_cls, self.design_spec, self.cfg, self.choices, rv)
         if v is not None:
             self._fail(v, idx)
         cycle = w.deadlock()
@@ -156,7 +161,7 @@ class DesignMachine(RuleBasedStateMachine):
         """Build the world Hypothesis drew and start the migration."""
         self.cfg = cfg
         self.w = World(cfg, self.design_cls)
-        self.invs = applicable(self.w.design)
+        self.checker = Checker(self.w.design)
         self.hot = hot_pages(cfg.geometry)
         self.guest = self.w.guest_pages
         self._apply(["mgmt", "start"])
@@ -197,8 +202,8 @@ class DesignMachine(RuleBasedStateMachine):
             a = w.actors.get(name)
             if a is None or not w.runnable(a):
                 break
-            label = self._apply([name, None])
-            if _event_seen(w, label, event):
+            self._apply([name, None])
+            if _event_seen(w, event):
                 break
 
     @precondition(lambda self: _has_world(self) and self.w.migration_active())
@@ -250,14 +255,11 @@ class DesignMachine(RuleBasedStateMachine):
 
     @invariant()
     def spec_invariants(self) -> None:
-        """Every applicable invariant holds (also checked after each atomic step inside a rule)."""
+        """Steer the search (invariants themselves are checked after every atomic step in ``_apply``)."""
         w = self.w
         if w is None or self.failed:
             return
-        v = check_step(w, self.invs)
-        if v is not None:
-            self._fail(v, len(self.choices) - 1)
-        if w.mig is not None and w.mig.bitmaps_ready:
+        if w.coverage_owed():
             # steer toward states with stale pages marked in several layers at once
             layers = sum(bool(bm.any()) for bm in (w.kvm.L1, w.L2)) + sum(
                 bool(bm.any()) for rb in w.blocks for bm in rb.extra_bitmaps.values())

@@ -60,6 +60,60 @@ def step_list(design_cls, config, choices) -> list[str]:
     return lines
 
 
+class RuleFinding:
+    """A rule of QEMU's broken in some run of a hunt, with the schedule up to that step: a rule
+    violation, not a verdict (no lost write shown by itself)."""
+
+    def __init__(self, design_cls, design_spec: str, config, choices, violation, step: int):
+        self.design_cls, self.design_spec, self.config = design_cls, design_spec, config
+        self.choices = [list(c) for c in choices]
+        self.violation, self.step = violation, step
+        self.trace_path: Path | None = None
+
+    @property
+    def rule(self) -> str:
+        """The rule's id."""
+        return self.violation.invariant
+
+    @property
+    def length(self) -> int:
+        """Steps up to and including the one that broke the rule."""
+        return len(self.choices)
+
+    def save(self, trace_dir: str | None = None) -> Path:
+        """Save the schedule as a trace whose recorded violation is the rule's."""
+        v = self.violation
+        tr = Trace(self.design_spec, self.config, self.choices, None, None,
+                   {"invariant": v.invariant, "step": self.step, "page": v.page, "message": v.message,
+                    "kind": "rule"})
+        self.trace_path = _save_trace(tr, self.design_spec, f"rule-{v.invariant}", self.length, trace_dir)
+        return self.trace_path
+
+    def __str__(self) -> str:
+        v = self.violation
+        out = (f"rule {v.invariant} broken at step {self.step}"
+               f"{'' if v.page is None else f' (page {v.page})'}: {v.message} (a rule, no lost write shown)")
+        if self.trace_path is not None:
+            out += f"; trace {self.trace_path}"
+        return out
+
+
+def note_rule(stats: dict, design_cls, design_spec: str, config, choices, rv) -> None:
+    """Record in a hunt's ``stats`` the first (shortest) run that broke rule ``rv.rule``."""
+    rules = stats.setdefault("rules", {})
+    old = rules.get(rv.rule)
+    if old is None or rv.step + 1 < old.length:
+        rules[rv.rule] = RuleFinding(design_cls, design_spec, config, list(choices)[:rv.step + 1],
+                                     rv.violation, rv.step)
+
+
+def _save_trace(tr: Trace, design_spec: str, what: str, length: int, trace_dir: str | None) -> Path:
+    digest = hashlib.sha1(json.dumps(tr.to_json(), sort_keys=True).encode()).hexdigest()[:8]
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in design_spec)
+    folder = Path(trace_dir or os.environ.get(TRACE_DIR_ENV) or DEFAULT_TRACE_DIR)
+    return tr.save(folder / f"{safe}-{what}-{length}steps-{digest}.json")
+
+
 class HuntViolation(AssertionError):
     """A hunt found an invariant violation. On the final (shrunk) run it also carries the readable
     step list (:attr:`report`) and the saved trace (:attr:`trace_path`)."""
@@ -75,6 +129,9 @@ class HuntViolation(AssertionError):
         self.step = step
         self.report: list[str] | None = None
         self.trace_path: Path | None = None
+        self.rule_violations: list = []     # rules broken on the way (spec.RuleViolation)
+        self.lost_write = None              # after a coverage violation: the write lost at completion
+        self.extension_steps = 0
 
     @property
     def invariant(self) -> str:
@@ -93,13 +150,20 @@ class HuntViolation(AssertionError):
                      {"invariant": v.invariant, "step": self.step, "page": v.page, "message": v.message})
 
     def finalise(self, trace_dir: str | None = None) -> None:
-        """Build the readable step list and save the trace (done once, for the reported example)."""
+        """Build the readable step list, replay the counterexample for the rules it breaks and,
+        after a coverage violation, drive it on to completion to show the lost write; save the
+        trace (done once, for the reported example)."""
+        from dirtyproof.impl.scheduler import run
+
         self.report = step_list(self.design_cls, self.config, self.choices)
-        tr = self.trace()
-        digest = hashlib.sha1(json.dumps(tr.to_json(), sort_keys=True).encode()).hexdigest()[:8]
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in self.design_spec)
-        folder = Path(trace_dir or os.environ.get(TRACE_DIR_ENV) or DEFAULT_TRACE_DIR)
-        self.trace_path = tr.save(folder / f"{safe}-{self.invariant}-{self.length}steps-{digest}.json")
+        try:
+            res = run(World(self.config, self.design_cls), self.choices, keep_log=False, extend=True)
+            self.rule_violations = res.rule_violations
+            self.lost_write = res.lost_write
+            self.extension_steps = len(res.extension or ())
+        except Exception:  # the report must not hide the counterexample it is about
+            pass
+        self.trace_path = _save_trace(self.trace(), self.design_spec, self.invariant, self.length, trace_dir)
         self.args = (str(self),)
 
     def __str__(self) -> str:
@@ -114,6 +178,15 @@ class HuntViolation(AssertionError):
         lines = [head, f"world: kvm_mode={self.config.kvm_mode}, blocks {blocks}, "
                        f"clear_bmap_shift={geo.clear_bmap_shift}, switchover_pages={self.config.switchover_pages}",
                  f"counterexample ({self.length} steps):", *self.report]
+        for rv in self.rule_violations:
+            lines.append(f"on the way: rule {rv.violation} at step {rv.step}")
+        if v.invariant == "coverage":
+            if self.lost_write is not None:
+                lines.append(f"lost write: driven on to completion ({self.extension_steps} more steps, no "
+                             f"more writes), {self.lost_write.message}")
+            else:
+                lines.append(f"lost write: none shown (driven on {self.extension_steps} steps without "
+                             f"more writes; the attempt did not complete or the page was sent after all)")
         if self.trace_path is not None:
             lines.append(f"trace saved to {self.trace_path} (replay: dirtyproof replay {self.trace_path})")
         return "\n".join(lines)

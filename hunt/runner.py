@@ -51,11 +51,18 @@ class HuntReport:
     schedules: int = 0                  # swarm schedules run
     found_by: str | None = None         # "sweep" or "machine"
     first_failure_schedules: int | None = None
+    rules: tuple = ()                   # RuleFinding per rule broken in some run, shortest first found
 
     @property
     def verdict(self) -> str:
-        """``unsafe`` when a violation was found, else ``safe`` (no violation within the budget)."""
+        """``unsafe`` when a property was violated, else ``safe`` (none within the budget); rules
+        broken on the way are in :attr:`rules` and do not change it."""
         return "unsafe" if self.found is not None else "safe"
+
+    @property
+    def rules_broken(self) -> tuple[str, ...]:
+        """Ids of the rules some run of the hunt broke."""
+        return tuple(r.rule for r in self.rules)
 
 
 def hunt(design_cls, examples: int | None = None, budget: float | None = None, profile: str | None = None,
@@ -133,12 +140,15 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
             found = shrunk
     if found is not None and found.report is None:
         found.finalise(trace_dir)
+    rules = tuple(sorted(stats.get("rules", {}).values(), key=lambda r: (r.length, r.rule)))
+    for r in rules:
+        r.save(trace_dir)
     if found is None and not stats.get("schedules") and not stats.get("examples"):
         raise HuntError("the hunt checked nothing: no schedule and no example ran")
     return HuntReport(machine.design_spec, found, stats.get("examples", 0), stats.get("steps", 0),
                       time.perf_counter() - t0, stats.get("first_failure_examples"),
                       stats.get("first_failure_seconds"), stats.get("schedules", 0), found_by,
-                      stats.get("first_failure_schedules"))
+                      stats.get("first_failure_schedules"), rules)
 
 
 class HuntError(ValueError):
@@ -188,6 +198,7 @@ BUDGET_SWEEP_BLOCK = 25
 # Schedules a sweep still runs after its first failing one (one per other sweep geometry), so
 # that the counterexample it shrinks is the earliest failure of a few.
 RUNNERS_UP = 3
+PLAIN_RUNNERS_UP = 20
 
 
 @dataclass
@@ -210,8 +221,9 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
                    stats: dict | None = None) -> SweepResult:
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
     is :func:`strategies.swarm_scheduler` seeded :func:`sweep_seed` on the small world
-    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion, which must come
-    within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop at the first
+    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion, or every fourth the
+    plain random scheduler on the default world (:func:`strategies.sweep_arm`); completion must
+    come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop at the first
     violation (after :data:`RUNNERS_UP` more schedules, keeping the failure with the fewest steps),
     or when ``time.perf_counter()`` passes ``deadline``.
 
@@ -224,8 +236,8 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     from dirtyproof.impl import World
     from dirtyproof.impl.scheduler import run
 
-    from .report import design_spec_of
-    from .strategies import swarm_scheduler, sweep_config
+    from .report import design_spec_of, note_rule
+    from .strategies import is_plain, sweep_arm
 
     stats = {} if stats is None else stats
     total = ran = 0
@@ -234,13 +246,14 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     for i in range(start, start + count):
         if deadline is not None and time.perf_counter() >= deadline:
             break
-        cfg = sweep_config(i)
-        res = run(World(cfg, design_cls), swarm_scheduler(sweep_seed(seed, i), steps), keep_log=False,
-                  max_steps=sweep_step_limit(steps))
+        cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
+        res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
         if res.violation is None and not res.completed:
             from dirtyproof.spec import Violation
             res.violation = Violation("progress", "the migration ended without completing")
             res.violation_step = max(res.steps - 1, 0)
+        for rv in res.rule_violations:
+            note_rule(stats, design_cls, design_spec_of(design_cls), cfg, res.choices, rv)
         total += res.steps
         ran += 1
         stats["steps"] = stats.get("steps", 0) + res.steps
@@ -252,7 +265,9 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
                 if "first_failure_seconds" not in stats:
                     stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
                     stats["first_failure_schedules"] = stats["schedules"]
-                last = i + RUNNERS_UP            # a few more schedules: one may fail sooner
+                # a few more schedules: one may fail sooner (many more after a plain run's failure:
+                # its long default-world schedule shrinks poorly, a swarm one is far shorter)
+                last = i + (PLAIN_RUNNERS_UP if is_plain(i) else RUNNERS_UP)
             failures.append((res.violation_step, i, cfg, res))
         if failures and i >= last:
             break

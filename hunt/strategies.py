@@ -104,6 +104,29 @@ def sweep_config(i: int) -> Config:
                   switchover_pages=switchover)
 
 
+# Every PLAIN_EVERY-th sweep schedule is the plain random scheduler of ``dirtyproof run`` on the
+# default world (one KVM mode after another): the swarm's small worlds and drawn weights must not
+# make the sweep narrower than the naive scheduler (the corpus mutant clear-mask-range loses a
+# write in every plain default-world run, and in none of 200 swarm schedules).
+PLAIN_EVERY = 4
+PLAIN_STEPS = 2000
+
+
+def is_plain(i: int) -> bool:
+    """Whether sweep schedule ``i`` is a plain random run on the default world."""
+    return i % PLAIN_EVERY == PLAIN_EVERY - 1
+
+
+def sweep_arm(i: int, seed: int, steps: int):
+    """Sweep schedule ``i``'s world and scheduler: a swarm schedule on :func:`sweep_config(i)`, or
+    (every :data:`PLAIN_EVERY`-th) the plain :class:`RandomScheduler` on the default world."""
+    from dirtyproof.impl.scheduler import RandomScheduler
+
+    if is_plain(i):
+        return Config(kvm_mode=KVM_MODES[(i // PLAIN_EVERY) % len(KVM_MODES)]), RandomScheduler(seed, PLAIN_STEPS)
+    return sweep_config(i), swarm_scheduler(seed, steps)
+
+
 # Extra weight of a device write while a fast-path sync is between fetching an L2 word and
 # clearing it (see ``_fetch_window``): the window is one atomic step wide.
 FETCH_WINDOW_WEIGHT = 4.0

@@ -59,7 +59,7 @@ def check_bulk_applicable(w) -> None:
     for lock in ("bitmap_mutex", "slots_lock"):
         if w.lock_owner[lock] is not None:
             raise ValueError(f"bulk sync while {w.lock_owner[lock]} holds {lock}")
-    if w.mig.sync_carry:
+    if w.ghost.held_pages():
         raise ValueError("bulk sync while another sync is half-way through a slow-path page")
 
 
@@ -186,6 +186,7 @@ def migration_bitmap_sync_bulk(w, last_stage: bool = False, path: str | None = N
     check_bulk_applicable(w)
     path = bulk_path(path)
     mig = w.mig
+    w.note_period(mig)          # as the end of the step before this sync would have
     mig.dirty_sync_count += 1
     total = 0
     for rb in w.blocks:
@@ -194,8 +195,10 @@ def migration_bitmap_sync_bulk(w, last_stage: bool = False, path: str | None = N
         mig.num_dirty_pages_period += n
         total += n
     w.kvm.unsynced = [False] * len(w.slots)
-    mig.period_new_bits += total                      # bmap only grows during a sync
+    w.ghost.period_new_bits += total                  # bmap only grows during a sync
     w.design.after_sync(w)
+    w.note_period(mig)
+
     return total
 
 

@@ -14,7 +14,8 @@ from .geometry import SlotSpec
 
 @dataclass
 class ClearEvent:
-    """What one KVM_CLEAR_DIRTY_LOG did: the pages in its mask, and those of them not fetched into L1c."""
+    """What one KVM_CLEAR_DIRTY_LOG did: the pages in its mask, and those of them whose dirty bit
+    it cleared without QEMU having fetched it into L1c."""
 
     slot: int
     start: int
@@ -30,6 +31,7 @@ class KVM:
         self.slots = slots
         self.mode = mode
         self.logging = False
+        self.log_starts = 0          # how many times logging was started (the world's ghost reads it)
         self.L1 = Bitmap(ram_pages)
         self.L1c = Bitmap(ram_pages)
         self.protected = Bitmap(ram_pages)
@@ -56,6 +58,7 @@ class KVM:
     def log_start(self) -> None:
         """Start dirty logging: every page armed (protected, bit clear), or with initially-set every bit set."""
         self.logging = True
+        self.log_starts += 1
         self.L1c.fill(False)
         self.unsynced = [False] * len(self.slots)
         if self.mode == "initially_set":
@@ -111,7 +114,8 @@ class KVM:
             return None
         rng = self.L1c._range_mask_words(start, end)
         m = (mask.words if mask is not None else self.L1c.words) & rng
-        unfetched = m & ~self.L1c.words
+        # dirty bits the CLEAR throws away that QEMU never fetched (a clean bit in the mask is harmless)
+        unfetched = m & ~self.L1c.words & self.L1.words
         self.L1.words &= ~m
         self.protected.words |= m
         self.L1c.words &= ~rng

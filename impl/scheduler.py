@@ -116,7 +116,9 @@ class StepRecord:
 
 @dataclass
 class RunResult:
-    """The outcome of a run: the choices applied, counters, and the first violation if any."""
+    """The outcome of a run: the choices applied, counters, the first property violation if any,
+    the rule violations seen on the way, and (after a coverage violation) the lost write that
+    driving the run on to completion shows."""
 
     design: str
     choices: list = field(default_factory=list)
@@ -127,6 +129,9 @@ class RunResult:
     completed: bool = False
     syncs: int = 0
     pages_sent: int = 0
+    rule_violations: list = field(default_factory=list)
+    extension: list | None = None       # choices that drove the run on after a coverage violation
+    lost_write: object = None           # the no-loss violation the extension showed, or None
 
     @property
     def steps(self) -> int:
@@ -139,16 +144,54 @@ class RunResult:
         return self.violation is None
 
 
+def extend_to_completion(w: World, limit: int = 20000):
+    """Drive ``w`` on after a coverage violation, with no more guest or device writes: switch
+    over, then the migration thread first, other threads next, else the clock to the next
+    wake-up, until the attempt ends. Returns ``(choices, lost)``: ``lost`` is the ``no-loss``
+    violation at completion (the lost write, with source and destination versions), or ``None``
+    when none shows (the attempt did not complete, or the page was sent after all)."""
+    from dirtyproof.spec.invariants import check_no_loss
+
+    out: list = []
+
+    def take(choice) -> bool:
+        out.append(choice)
+        try:
+            w.step(choice)
+        except (ModelError, BadChoice):
+            return False
+        return True
+
+    if w.migration_active() and not w.mig.downtime_raised and w.mig.phase in ("setup", "active"):
+        if not take(["mgmt", "switchover"]):
+            return out, None
+    while w.migration_active() and len(out) < limit:
+        threads = w.runnable_threads()
+        if threads:
+            ok = take(["migration" if "migration" in threads else threads[0], None])
+        else:
+            wake = w.next_wakeup()
+            if wake is None:
+                break
+            ok = take(["clock", wake - w.clock_ms])
+        if not ok:
+            break
+    return out, (check_no_loss(w) if w.migration_done() else None)
+
+
 def run(w: World, choices, check: bool = True, invariants=None, max_steps: int | None = None,
-        keep_log: bool = True) -> RunResult:
+        keep_log: bool = True, extend: bool = False) -> RunResult:
     """Apply ``choices`` (a list, or a :class:`RandomScheduler`) to ``w`` and check invariants.
 
-    Stops at the first violation; a :class:`ModelError` (lock order) counts as a violation of its
-    check, and a random run that never completes violates ``progress``."""
-    from dirtyproof.spec import Violation, applicable, check_step
+    Stops at the first property violation; a :class:`ModelError` (lock order) counts as a
+    violation of its check, and a random run that never completes violates ``progress``. Rule
+    violations are collected in ``rule_violations`` and the run goes on. After a coverage
+    violation, ``extend`` drives the world on to completion (:func:`extend_to_completion`) to show
+    the lost write."""
+    from dirtyproof.spec import Checker, Violation
 
-    invs = tuple(invariants) if invariants is not None else applicable(w.design)
-    res = RunResult(design=w.design.name, checked=tuple(i.id for i in invs))
+    checker = Checker(w.design, invariants)
+    res = RunResult(design=w.design.name, checked=checker.checked)
     sched = choices if isinstance(choices, RandomScheduler) else None
     it = iter(choices) if sched is None else None
     limit = max_steps if max_steps is not None else (
@@ -185,19 +228,22 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
         if keep_log:
             res.log.append(StepRecord(idx, list(choice), label))
         if check:
-            v = check_step(w, invs)
+            v = checker.after_step(w, idx)
             if v is not None:
                 res.violation, res.violation_step = v, idx
+                if extend and v.invariant == "coverage":
+                    res.extension, res.lost_write = extend_to_completion(w)
                 break
         cycle = w.deadlock() if w.lock_waiters() else None
         if cycle:
             res.violation = Violation("progress", f"deadlock: {cycle}")
             res.violation_step = idx
             break
+    res.rule_violations = list(checker.rule_violations)
     res.completed = w.migration_done()
     res.syncs = w.total_syncs
     res.pages_sent = w.total_sent
     return res
 
 
-__all__ = ["RandomScheduler", "RunResult", "StepRecord", "run", "BadChoice", "DesignCrash"]
+__all__ = ["RandomScheduler", "RunResult", "StepRecord", "run", "extend_to_completion", "BadChoice", "DesignCrash"]

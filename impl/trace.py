@@ -98,8 +98,10 @@ class Trace:
         return cls(design, config, steps, seed if isinstance(seed, int) else None,
                    data.get("labels"), data.get("violation"))
 
-    def replay(self, design_cls=None, keep_log: bool = True, progress=None) -> tuple[World, RunResult]:
-        """Re-run the trace on a fresh world (design resolved from its name unless given).
+    def replay(self, design_cls=None, keep_log: bool = True, extend: bool = False,
+               progress=None) -> tuple[World, RunResult]:
+        """Re-run the trace on a fresh world (design resolved from its name unless given);
+        ``extend``: after a coverage violation, drive on to completion to show the lost write.
         ``progress``, if given, wraps the list of choices (to report on a long replay).
 
         A step that is not enabled in the replayed world raises :class:`TraceError`."""
@@ -108,7 +110,8 @@ class Trace:
             design_cls = resolve(self.design)
         w = World(self.config, design_cls)
         try:
-            res = run(w, self.steps if progress is None else progress(self.steps), keep_log=keep_log)
+            res = run(w, self.steps if progress is None else progress(self.steps), keep_log=keep_log,
+                      extend=extend)
         except BadChoice as exc:
             raise TraceError(f"trace does not replay: step {w.steps}: {exc}") from None
         return w, res

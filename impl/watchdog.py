@@ -27,6 +27,11 @@ DEFAULT_TIMEOUT_S = 10.0
 # What a step may yield. Structured step records (one class per kind) register here, so that
 # this check and the world's consumers agree on what a step is.
 STEP_TYPES: list[type] = [str]
+try:
+    from .steps import Step as _StepRecord
+    STEP_TYPES.append(_StepRecord)
+except ImportError:  # pragma: no cover - a model without structured steps
+    pass
 
 
 class BrokenDesign(BaseException):
@@ -174,7 +179,7 @@ def next_step(actor):
     if not isinstance(value, tuple(STEP_TYPES)):
         at = where(innermost_frame(actor.gen))
         raise BadYield(f"step of thread {actor.name!r} yielded {value!r} ({type(value).__name__}), "
-                       f"not a step label" + (f", in {at}" if at else ""), at)
+                       f"not a step (a dirtyproof.impl.steps.Step or a str)" + (f", in {at}" if at else ""), at)
     return value
 
 

@@ -13,15 +13,20 @@ from typing import Generator, Iterator
 
 import numpy as np
 
+from . import regions
 from .bitmap import Bitmap
 from .config import TARGET_PAGE_SIZE, Config
+from .ghost import Ghost
 from .kvm import KVM, ClearEvent
 from .ramblock import RAMBlock
+from .steps import EXIT, JOIN, SLEEP, WAIT
+from .steps import Step as StepRecord
+from .steps import as_step
 from .watchdog import next_step
 
 LOCK_ORDER = {"BQL": 0, "bitmap_mutex": 1, "slots_lock": 2}
 
-Step = Generator[str, None, None]
+Step = Generator[StepRecord, None, None]
 
 
 class ModelError(Exception):
@@ -41,26 +46,29 @@ class Actor:
     """A thread of the model: a generator plus what it waits for (a lock or a time)."""
 
     name: str
-    gen: Iterator[str]
+    gen: Iterator[StepRecord]
     blocked_on: str | None = None
     joining: str | None = None
     wake_at_ms: int = 0
     held: list[str] = field(default_factory=list)
     done: bool = False
-    label: str = ""
+    label: str = ""                       # the last step's label, rendered from ``step``
+    step: StepRecord | None = None        # the last step's record
+    regions: list = field(default_factory=list)   # design methods it is inside (impl/regions.py)
 
 
 @dataclass
 class MigrationState:
-    """One migration attempt: QEMU's RAMState plus the mig_stats counters it uses."""
+    """One migration attempt: QEMU's RAMState plus the mig_stats counters it uses.
+
+    Every field is QEMU's state: a design may change it. The checker's bookkeeping lives in
+    :class:`~dirtyproof.impl.ghost.Ghost` (``World.ghost``), which only the world writes."""
 
     attempt: int
     phase: str = "setup"                 # setup, active, completing, completed, cancelled
-    bitmaps_ready: bool = False          # bmap initialised: coverage is owed from here on
     migration_dirty_pages: int = 0
     dirty_sync_count: int = 0
     num_dirty_pages_period: int = 0
-    period_new_bits: int = 0             # truth for the period counter, kept by the world
     time_last_bitmap_sync: int = 0
     bytes_transferred: int = 0
     bytes_xfer_prev: int = 0
@@ -68,15 +76,10 @@ class MigrationState:
     pages_sent: int = 0
     syncs: int = 0
     last_sync_end_ms: int = 0
+    iteration_count: int = 0             # the seed series' RAMState.iteration_count (ordinary syncs)
     # sender position (PageSearchStatus): block index and block-relative page
     pss_block: int = 0
     pss_page: int = 0
-    # a send in flight: page whose bmap bit was taken but whose content is not read yet,
-    # then the (page, version) read and not yet delivered
-    sending_unread: int | None = None
-    sending_read: tuple[int, int] | None = None
-    # a sync's pages taken out of a layer into a local variable (slow path) and not yet stored
-    sync_carry: set = field(default_factory=set)
     cancel_requested: bool = False
     downtime_raised: bool = False
 
@@ -108,12 +111,17 @@ class World:
         # RAMBlock creation marks every page dirty in L2 for every client, long before migration
         for rb in self.blocks:
             self.L2.set_range(rb.offset, rb.offset + rb.pages)
-        # the truth
+        # the truth: a version per page, bumped by every write, recorded by every read, held by
+        # the destination. Only the world writes it; designs and checks get read-only views.
         # int32: 2^31 writes to one page is far beyond any run, and a 2^28-page world then
         # needs 3 GiB for the truth instead of 6
-        self.src_version = np.zeros(self.ram_pages, dtype=np.int32)
-        self.last_read = np.full(self.ram_pages, -1, dtype=np.int32)
-        self.dest_version = np.full(self.ram_pages, -1, dtype=np.int32)
+        self._src = np.zeros(self.ram_pages, dtype=np.int32)
+        self._read = np.full(self.ram_pages, -1, dtype=np.int32)
+        self._dest = np.full(self.ram_pages, -1, dtype=np.int32)
+        self.src_version, self.last_read, self.dest_version = (_read_only(a) for a in
+                                                               (self._src, self._read, self._dest))
+        self.ghost = Ghost()
+        self._log_starts_at_attempt = 0
         self.clock_ms = 0
         self.vm_running = True
         self.throttle_pct = 0
@@ -126,9 +134,24 @@ class World:
         self.events: list = []          # what the current step did that invariants look at
         self.total_syncs = 0
         self.total_sent = 0
-        self._bmap_pop_at_lock = 0
         self.sync_begin = None
+        self.last_step: StepRecord | None = None   # the record of the last thread step
         design.attach(self)
+        regions.install(self, design)
+        self._observe_returns(design, ("ram_list_init_bitmaps",))
+
+    def _observe_returns(self, design, names) -> None:
+        """Record a ``("returned", name)`` event whenever the design's method ``name`` returns
+        (rules that state a QEMU function's postcondition are evaluated at that step)."""
+        for name in names:
+            method = getattr(design, name)
+
+            def observed(*args, _method=method, _name=name, **kw):
+                out = _method(*args, **kw)
+                self.events.append(("returned", _name))
+                return out
+            observed.__doc__ = method.__doc__
+            setattr(design, name, observed)
 
     # ------------------------------------------------------------------------------------------
     # locks and waiting (used from inside actor generators)
@@ -143,12 +166,12 @@ class World:
             raise ModelError("lock-order", f"{actor.name} takes {lock} twice (self-deadlock)")
         if self.lock_owner[lock] is not None:
             actor.blocked_on = lock
-            yield f"wait for {lock}"
+            yield StepRecord(WAIT, lock=lock)
             actor.blocked_on = None
         self.lock_owner[lock] = actor.name
         actor.held.append(lock)
         if lock == "bitmap_mutex":
-            self._bmap_pop_at_lock = self.bmap_popcount()
+            self.ghost.bmap_pop_at_lock = self.bmap_popcount()
 
     def release(self, lock: str) -> None:
         """Release ``lock`` held by the current actor."""
@@ -159,9 +182,9 @@ class World:
         actor.held.remove(lock)
         if lock == "bitmap_mutex" and self.mig is not None:
             # Truth for the period counter: bits that appeared in bmap while the mutex was held.
-            grown = self.bmap_popcount() - self._bmap_pop_at_lock
+            grown = self.bmap_popcount() - self.ghost.bmap_pop_at_lock
             if grown > 0:
-                self.mig.period_new_bits += grown
+                self.ghost.period_new_bits += grown
 
     def join(self, name: str) -> Step:
         """Wait until thread ``name`` has exited (``qemu_thread_join``); no step if it already has."""
@@ -169,13 +192,13 @@ class World:
         if target is None or target.done:
             return
         self.current.joining = name
-        yield f"join {name}"
+        yield StepRecord(JOIN, thread=name)
         self.current.joining = None
 
     def sleep_until(self, ms: int) -> Step:
         """End the step; the actor is not runnable before the logical clock reaches ``ms``."""
         self.current.wake_at_ms = ms
-        yield f"sleep until {ms} ms"
+        yield StepRecord(SLEEP, value=ms)
 
     # ------------------------------------------------------------------------------------------
     # layer operations shared by designs (each is part of one atomic step)
@@ -199,24 +222,40 @@ class World:
         return out
 
     def read_page(self, page: int) -> int:
-        """The sender reads ``page``'s content: returns the version read, records the read, and
-        moves the send in flight from "bit taken, not read" to "read, not delivered"."""
-        v = int(self.src_version[page])
-        self.last_read[page] = v
+        """The sender reads ``page``'s content: returns the version read and records the read
+        (the page is in flight, read and not yet delivered, until :meth:`deliver`)."""
+        if not isinstance(page, int) or isinstance(page, bool) or not 0 <= page < self.ram_pages:
+            raise BadChoice(f"read of page {page!r}: not a page of this world")
+        v = int(self._src[page])
+        self._read[page] = v
         self.events.append(("read", page))
-        if self.mig is not None:
-            self.mig.sending_unread = None
-            self.mig.sending_read = (page, v)
+        self.ghost.reading(page, v)
         return v
 
     def deliver(self, page: int, version: int) -> None:
-        """The destination receives ``page`` at ``version``; the send is over and counted."""
-        self.dest_version[page] = version
+        """The destination receives ``page`` at ``version``, which must be what a
+        :meth:`read_page` of it returned and no delivery used yet; the send is over and counted."""
+        read = list(self.ghost.in_flight.get(page, ()))
+        if not self.ghost.delivering(page, version):
+            raise ModelError("send-integrity", f"{self._actor_name() or 'a caller'} delivers "
+                             f"{self.page_name(page) if isinstance(page, int) else page} at v{version}, "
+                             f"but the reads in flight of it are {read or 'none'}")
+        self._dest[page] = version
         if self.mig is not None:
-            self.mig.sending_read = None
             self.mig.pages_sent += 1
             self.mig.bytes_transferred += TARGET_PAGE_SIZE
         self.total_sent += 1
+
+    def _actor_name(self) -> str | None:
+        return self.current.name if self.current is not None else None
+
+    def coverage_owed(self) -> bool:
+        """Whether the current attempt owes coverage: it started dirty logging, and logging is
+        still on or the attempt is completing (then the destination takes over)."""
+        mig = self.mig
+        if mig is None or self.kvm.log_starts <= self._log_starts_at_attempt:
+            return False
+        return self.kvm.logging or mig.phase in ("completing", "completed")
 
     def note_sync_begin(self, background: bool) -> None:
         """A sync took ``bitmap_mutex``: remember ``bmap`` and the counter for the background checks."""
@@ -246,18 +285,18 @@ class World:
         if not self.vm_running:
             raise BadChoice("the VM is stopped: vCPUs do not write")
         self.block_of(page)
-        self.src_version[page] += 1
+        self._src[page] += 1
         logged = self.kvm.guest_write(page)
-        return f"write page {page} -> v{int(self.src_version[page])}" + (" (fault: L1 set)" if logged else "")
+        return f"write page {page} -> v{int(self._src[page])}" + (" (fault: L1 set)" if logged else "")
 
     def device_write(self, page: int) -> str:
         """A QEMU-side write (device DMA): bumps the version and sets L2 directly."""
         if not self.vm_running:
             raise BadChoice("the VM is stopped: devices do not write")
         self.block_of(page)
-        self.src_version[page] += 1
+        self._src[page] += 1
         self.L2.set(page)
-        return f"device writes page {page} -> v{int(self.src_version[page])}, L2 set"
+        return f"device writes page {page} -> v{int(self._src[page])}, L2 set"
 
     def advance_clock(self, ms: int) -> str:
         """The logical clock moves on by ``ms`` milliseconds."""
@@ -273,8 +312,11 @@ class World:
                 raise BadChoice("a migration is already running")
             self.attempts += 1
             self.mig = MigrationState(attempt=self.attempts)
-            self.dest_version[:] = -1      # a new destination: the old one was thrown away
-            self.last_read[:] = -1
+            self._dest[:] = -1      # a new destination: the old one was thrown away
+            self._read[:] = -1
+            self.ghost.new_attempt()
+            self.ghost.period_start_ms = self.mig.time_last_bitmap_sync
+            self._log_starts_at_attempt = self.kvm.log_starts
             self.actors = {k: a for k, a in self.actors.items() if not a.done}
             self.spawn("migration", self.design.migration_thread(self))
             return f"migrate (attempt {self.attempts})"
@@ -320,24 +362,37 @@ class World:
         return [n for n, a in self.actors.items() if self.runnable(a)]
 
     def lock_waiters(self) -> bool:
-        """Whether some live thread waits for a lock (a deadlock needs one)."""
+        """Whether some live thread waits for a lock or a join (a deadlock needs one)."""
         for a in self.actors.values():
-            if a.blocked_on is not None and not a.done:
+            if (a.blocked_on is not None or a.joining is not None) and not a.done:
                 return True
         return False
 
+    def _waits_for(self, a: Actor) -> tuple[str, str] | None:
+        """(what, whom) ``a`` waits for: the holder of the lock it wants, or the thread it joins."""
+        if a.done:
+            return None
+        if a.blocked_on is not None:
+            owner = self.lock_owner[a.blocked_on]
+            return None if owner is None else (f"waits for {a.blocked_on} held by {owner}", owner)
+        if a.joining is not None:
+            t = self.actors.get(a.joining)
+            return None if t is None or t.done else (f"joins {a.joining}", a.joining)
+        return None
+
     def deadlock(self) -> str | None:
-        """A cycle of threads each waiting for a lock the next one holds, described; else ``None``."""
+        """A cycle of threads each waiting for the next one (a lock it holds, or its exit),
+        described; else ``None``."""
         for start in self.actors.values():
             seen, a = [], start
-            while a is not None and not a.done and a.blocked_on is not None:
-                owner = self.lock_owner[a.blocked_on]
-                if owner is None:
+            while a is not None:
+                edge = self._waits_for(a)
+                if edge is None:
                     break
-                seen.append(f"{a.name} waits for {a.blocked_on} held by {owner}")
-                if owner == start.name:
+                seen.append(f"{a.name} {edge[0]}")
+                if edge[1] == start.name:
                     return "; ".join(seen)
-                a = self.actors.get(owner)
+                a = self.actors.get(edge[1])
                 if len(seen) > len(self.actors):
                     break
         return None
@@ -355,17 +410,50 @@ class World:
         if actor is None or not self.runnable(actor):
             raise BadChoice(f"thread {name!r} cannot step now")
         self.current = actor
+        held_before = "bitmap_mutex" in actor.held
+        marks = self._mark_layers()
         try:
-            label = next_step(actor)    # next(actor.gen), with a time limit and a type check
+            rec = as_step(next_step(actor))   # next(actor.gen), with a time limit and a type check
         except StopIteration:
-            label = "exits"
+            rec = StepRecord(EXIT)
             actor.done = True
             if actor.held:
                 raise ModelError("lock-order", f"{name} exits holding {', '.join(actor.held)}")
         finally:
             self.current = None
-        actor.label = label
+        self._track_hands(actor, held_before, marks)
+        actor.step = rec
+        actor.label = label = rec.render(self)
+        self.last_step = rec
         return label
+
+    def _mark_layers(self) -> list:
+        """The shared layers whose cleared bits go into the stepping actor's hands, with a copy
+        of their words: L2 (a sync's fetch) and ``bmap`` (a send's take)."""
+        out = [("fetched", 0, self.L2, self.L2.words.copy())]
+        for rb in self.blocks:
+            out.append(("taken", rb.offset, rb.bmap, rb.bmap.words.copy()))
+        return out
+
+    def _track_hands(self, actor: Actor, held_before: bool, marks: list) -> None:
+        """After ``actor``'s step: marks it cleared inside a ``bitmap_mutex`` section go into its
+        hands (minus pages it read in the step); leaving the section empties them."""
+        holds = "bitmap_mutex" in actor.held
+        if held_before or holds:
+            hands = self.ghost.hands_of(actor.name)
+            for kind, off, bm, before in marks:
+                now = bm.words
+                if now.shape != before.shape:
+                    continue
+                gone = before & ~now
+                if gone.any():
+                    pages = np.flatnonzero(np.unpackbits(gone.view(np.uint8), bitorder="little")) + off
+                    getattr(hands, kind).update(int(p) for p in pages)
+            for ev in self.events:
+                if ev[0] == "read":
+                    hands.discard(ev[1])
+        if not holds:
+            self.ghost.hands.pop(actor.name, None)
 
     # ------------------------------------------------------------------------------------------
     # one step of the schedule
@@ -375,6 +463,7 @@ class World:
             raise BadChoice(f"a step is [actor, argument], not {choice!r}")
         who, arg = choice
         self.events = []
+        self.last_step = None
         if who.startswith("vcpu"):
             if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
                 raise BadChoice(f"page {arg!r} out of range")
@@ -390,7 +479,15 @@ class World:
         else:
             label = self.step_thread(who)
         self.steps += 1
+        self.note_period(self.mig)
         return label
+
+    def note_period(self, mig) -> None:
+        """After a step: if QEMU's rate period restarted (``time_last_bitmap_sync`` moved), the
+        period truth counts from zero again."""
+        if mig is not None and mig.time_last_bitmap_sync != self.ghost.period_start_ms:
+            self.ghost.period_start_ms = mig.time_last_bitmap_sync
+            self.ghost.period_new_bits = 0
 
     # ------------------------------------------------------------------------------------------
     # helpers for invariants and reports
@@ -436,6 +533,13 @@ class World:
     def bytes_per_page(self) -> int:
         """Target page size in bytes."""
         return TARGET_PAGE_SIZE
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A view of ``a`` that cannot be written through (the world writes ``a`` itself)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def diff_snapshots(before: dict, after: dict) -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dirtyproof.impl.bitmap import Bitmap
 from dirtyproof.impl.designs.base import Step
 from dirtyproof.impl.designs.legacy import Legacy
+from dirtyproof.impl.steps import BMAP_TAKE, CHUNK_TAKEN, DELIVER, KVM_CLEAR, READ
+from dirtyproof.impl.steps import Step as S
 
 
 class ReadBeforeClear(Legacy):
@@ -19,18 +21,17 @@ class ReadBeforeClear(Legacy):
         ret = rb.bmap.test_and_clear(page)
         if ret:
             w.mig.migration_dirty_pages -= 1
-            w.mig.sending_unread = rb.offset + page
-        yield f"{rb.idstr}: bmap test-and-clear page {rb.offset + page} ({'was set' if ret else 'clean'})"
+        yield S(BMAP_TAKE, block=rb.index, page=rb.offset + page, value=ret)
         return ret
 
     def ram_save_page(self, w, rb, page: int) -> Step:
         """Read, then the owed chunk clear, then deliver."""
         addr = rb.offset + page
         version = w.read_page(addr)
-        yield f"read page {addr} (v{version})"
+        yield S(READ, block=rb.index, page=addr, value=version)
         yield from self.migration_clear_memory_region_dirty_bitmap(w, rb, page)
         w.deliver(addr, version)
-        yield f"deliver page {addr} v{version}"
+        yield S(DELIVER, block=rb.index, page=addr, value=version)
 
 
 class ClearPreviousChunk(Legacy):
@@ -45,7 +46,7 @@ class ClearPreviousChunk(Legacy):
         """Take ``page``'s clear_bmap bit, but CLEAR the chunk holding ``page - 1``."""
         chunk = rb.chunk_of(page)
         if rb.clear_bmap.test_and_clear(chunk):
-            yield f"{rb.idstr}: clear_bmap chunk {chunk} taken"
+            yield S(CHUNK_TAKEN, block=rb.index, chunk=chunk)
             start, end = rb.chunk_range(rb.chunk_of(max(page - 1, 0)))
             yield from self.memory_region_clear_dirty_bitmap(w, rb.offset + start, rb.offset + end)
 
@@ -65,7 +66,7 @@ class ClearMaskRange(Legacy):
         mask.set_range(start, end)
         w.remote_clear(start, end, mask=mask)
         w.release("slots_lock")
-        yield f"KVM_CLEAR_DIRTY_LOG slot {slot.index} pages [{start}, {end}) (mask: whole range)"
+        yield S(KVM_CLEAR, slot=slot.index, start=start, end=end, note="(mask: whole range)")
 
 
 class ClearNoReprotect(Legacy):
@@ -83,4 +84,4 @@ class ClearNoReprotect(Legacy):
             for p in ev.mask:
                 w.kvm.protected.clear(p)
         w.release("slots_lock")
-        yield f"KVM_CLEAR_DIRTY_LOG slot {slot.index} pages [{start}, {end}) (not re-protected)"
+        yield S(KVM_CLEAR, slot=slot.index, start=start, end=end, note="(not re-protected)")

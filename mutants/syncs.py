@@ -4,6 +4,9 @@ from __future__ import annotations
 from dirtyproof.impl.bitmap import WORD_MASK
 from dirtyproof.impl.designs.base import Step
 from dirtyproof.impl.designs.legacy import Legacy
+from dirtyproof.impl.steps import (CLEAR_BMAP_SET, COMPLETE_DRAINED, KVM_GET, KVM_OR, L2_READ_WORD, L2_XCHG,
+                                   L2_ZERO_WORD, NOTE, SYNC_DONE)
+from dirtyproof.impl.steps import Step as S
 
 
 def _fast_path_word(w, rb, k: int) -> tuple[int, int]:
@@ -32,14 +35,14 @@ class NonAtomicXchg(Legacy):
         for k in range(rb.words()):
             if w.L2.word(base + k):
                 bits = w.L2.word(base + k)
-                yield f"{rb.idstr}: read L2 word {base + k}"
+                yield S(L2_READ_WORD, block=rb.index, word=base + k, value=bits)
                 w.L2.set_word(base + k, 0)
                 old = rb.bmap.word(k)
                 num_dirty += (bits & ~old & WORD_MASK).bit_count()
                 rb.bmap.set_word(k, old | bits)
-                yield f"{rb.idstr}: zero L2 word {base + k}, bits into bmap word {k}"
+                yield S(L2_ZERO_WORD, block=rb.index, word=base + k)
         rb.clear_bmap.fill(True)
-        yield f"{rb.idstr}: clear_bmap all set (remote clear owed)"
+        yield S(CLEAR_BMAP_SET, block=rb.index)
         return num_dirty
 
 
@@ -51,19 +54,16 @@ class SkipSlotOr(Legacy):
     name = "skip-slot-or"
     summary = "mutant: log sync drops the last memslot's fetched bits"
 
-    def memory_global_dirty_log_sync(self, w) -> Step:
+    def kvm_physical_sync_dirty_bitmap(self, w, slot) -> Step:
         """As the base, except the last slot's L1c is never OR-ed into L2."""
-        last = len(w.slots) - 1
-        for s in w.slots:
-            yield from w.acquire("slots_lock")
-            w.kvm.get_dirty_log(s)
-            yield f"KVM_GET_DIRTY_LOG slot {s.index}"
-            if s.index < last:
-                w.kvm_slot_sync_dirty_pages(s)
-            else:
-                w.kvm.unsynced[s.index] = False
-            w.release("slots_lock")
-            yield f"slot {s.index}: L1c OR-ed into L2" + (" (skipped)" if s.index == last else "")
+        last = slot.index == len(w.slots) - 1
+        yield from w.acquire("slots_lock")
+        w.kvm.get_dirty_log(slot)
+        yield S(KVM_GET, slot=slot.index)
+        if not last:
+            w.kvm_slot_sync_dirty_pages(slot)
+        w.release("slots_lock")
+        yield S(KVM_OR, slot=slot.index, note="(skipped)" if last else "")
 
 
 class CountOutsideMutex(Legacy):
@@ -86,11 +86,11 @@ class CountOutsideMutex(Legacy):
             total += yield from self.cpu_physical_memory_sync_dirty_bitmap(w, rb)
         w.note_sync_end()
         w.release("bitmap_mutex")
-        yield "bitmap_mutex released"
+        yield S(NOTE, text="bitmap_mutex released, counters not yet updated")
         mig.migration_dirty_pages += total
         mig.num_dirty_pages_period += total
         self.after_sync(w)
-        yield "migration_bitmap_sync done, counters updated"
+        yield S(SYNC_DONE, text="migration_bitmap_sync done, counters updated")
 
 
 class DirtyCountRawBits(Legacy):
@@ -109,9 +109,9 @@ class DirtyCountRawBits(Legacy):
         for k in range(rb.words()):
             if w.L2.word((rb.offset >> 6) + k):
                 num += _fast_path_word(w, rb, k)[1]
-                yield f"{rb.idstr}: xchg L2 word {(rb.offset >> 6) + k} into bmap word {k}"
+                yield S(L2_XCHG, block=rb.index, word=(rb.offset >> 6) + k)
         rb.clear_bmap.fill(True)
-        yield f"{rb.idstr}: clear_bmap all set (remote clear owed)"
+        yield S(CLEAR_BMAP_SET, block=rb.index)
         return num
 
 
@@ -139,9 +139,9 @@ class PeriodPopcount(Legacy):
                     new, raw = _fast_path_word(w, rb, k)
                     num += new
                     self._raw += raw
-                    yield f"{rb.idstr}: xchg L2 word {(rb.offset >> 6) + k} into bmap word {k}"
+                    yield S(L2_XCHG, block=rb.index, word=(rb.offset >> 6) + k)
             rb.clear_bmap.fill(True)
-            yield f"{rb.idstr}: clear_bmap all set (remote clear owed)"
+            yield S(CLEAR_BMAP_SET, block=rb.index)
             return num
         for k in range(rb.pages):
             dirty = yield from self.sync_one_page(w, rb, k)
@@ -165,7 +165,7 @@ class NoFinalSync(Legacy):
         while (yield from self.ram_find_and_save_block(w)):
             pass
         w.release("bitmap_mutex")
-        yield "ram_save_complete: bmap empty, bitmap_mutex released"
+        yield S(COMPLETE_DRAINED)
 
 
 class BmapReusedOnRestart(Legacy):
@@ -175,18 +175,19 @@ class BmapReusedOnRestart(Legacy):
 
     name = "bmap-reused-on-restart"
     summary = "mutant: a restarted migration reuses the cancelled attempt's bmap and counter"
+    _bitmaps_allocated = False          # set once the first attempt has allocated the bitmaps
 
     def ram_save_setup(self, w) -> Step:
         """``ram_state_init`` only the first time; later the old counter (bmap's popcount) is kept."""
         mig = w.mig
-        reused = getattr(self, "_bitmaps_allocated", False)
+        reused = self._bitmaps_allocated
         mig.migration_dirty_pages = w.bmap_popcount() if reused else w.geometry.total_pages
         mig.time_last_bitmap_sync = w.clock_ms
         yield from self.ram_init_bitmaps(w)
 
     def ram_list_init_bitmaps(self, w) -> None:
         """Initialise the bitmaps only the first time."""
-        if getattr(self, "_bitmaps_allocated", False):
+        if self._bitmaps_allocated:
             return
         self._bitmaps_allocated = True
         super().ram_list_init_bitmaps(w)

@@ -5,6 +5,8 @@ from dirtyproof.impl.designs.background_v1 import LEGACY_ITER, MODERN_ITER, Back
 from dirtyproof.impl.designs.base import Step
 from dirtyproof.impl.designs.iterate_sync import IterateSync
 from dirtyproof.impl.designs.periodic import CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS, Periodic
+from dirtyproof.impl.steps import ITER_FOLD, ITERATE_DONE, TIMER_RETURN
+from dirtyproof.impl.steps import Step as S
 
 
 class TimerMutexBeforeBql(Periodic):
@@ -25,7 +27,7 @@ class TimerMutexBeforeBql(Periodic):
             w.release("bitmap_mutex")
             yield from self.cpu_throttle_dirty_sync_timer_tick(w)
             w.release("BQL")
-            yield "timer callback returns, BQL released"
+            yield S(TIMER_RETURN)
 
 
 class IterateSyncInMutex(IterateSync):
@@ -47,7 +49,7 @@ class IterateSyncInMutex(IterateSync):
             w.release("BQL")
         sent = yield from self.ram_save_burst(w)
         w.release("bitmap_mutex")
-        yield f"ram_save_iterate: {sent} page(s), bitmap_mutex released"
+        yield S(ITERATE_DONE, value=sent)
 
 
 class ForgetIterFold(BackgroundV1):
@@ -65,14 +67,14 @@ class ForgetIterFold(BackgroundV1):
             return (yield from gen)
         prev = rb.bmap.words.copy()
         try:
-            label = next(gen)
+            step = next(gen)
             while True:
-                if label.endswith("iter_bmap folded into bmap"):
+                if step.kind == ITER_FOLD:
                     rb.bmap.words[:] = prev
-                    label = f"{rb.idstr}: iter_bmap counted, fold forgotten"
+                    step = S(ITER_FOLD, block=rb.index, text=f"{rb.idstr}: iter_bmap counted, fold forgotten")
                 prev = rb.bmap.words.copy()
-                yield label
-                label = next(gen)
+                yield step
+                step = next(gen)
         except StopIteration as stop:
             return stop.value
 
@@ -87,7 +89,7 @@ class BgSyncTakesLegacyPath(BackgroundV1):
 
     def ramblock_sync_dirty_bitmap(self, w, rb) -> Step:
         """A background sync of a block runs the legacy body; others as the series."""
-        if not getattr(self, "background", False):
+        if not self.background:
             return (yield from super().ramblock_sync_dirty_bitmap(w, rb))
         self.flavour = LEGACY_ITER
         n = yield from self.cpu_physical_memory_sync_dirty_bitmap(w, rb)

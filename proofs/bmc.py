@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import z3
 from z3 import z3util
 
-from dirtyproof.spec.inductive import BY_ID, marked
+from .inductive import BY_ID, marked
 
 from .dual import AND, IMP, NOT
 from .encoding import successor

@@ -209,8 +209,11 @@ def fingerprint(w: World) -> tuple:
     parts.append((w.dest_version == w.src_version).tobytes())
     mig = w.mig
     if mig is not None:
-        parts.append((mig.phase, mig.bitmaps_ready, mig.migration_dirty_pages, mig.pss_block, mig.pss_page,
-                      mig.sending_unread, mig.sending_read and mig.sending_read[0], tuple(sorted(mig.sync_carry)),
+        g = w.ghost
+        parts.append((mig.phase, w.coverage_owed(), mig.migration_dirty_pages, mig.pss_block, mig.pss_page,
+                      tuple(sorted((a, tuple(sorted(h.fetched)), tuple(sorted(h.taken)))
+                                   for a, h in g.hands.items())),
+                      tuple(sorted((p, tuple(v)) for p, v in g.in_flight.items())),
                       mig.cancel_requested, mig.downtime_raised, getattr(mig, "iteration_count", None),
                       w.clock_ms - mig.time_last_bitmap_sync, mig.dirty_rate_high_cnt))
     parts.append((w.vm_running, w.throttle_pct, tuple(w.lock_owner.values())))
@@ -349,7 +352,7 @@ class GuidedSearch:
                 stut.append((["vcpu0", p], False))
         if w.migration_active() and not w.mig.downtime_raised:
             stut.append((["mgmt", "switchover"], False))
-        if self.eager and w.vm_running and w.mig is not None and w.mig.bitmaps_ready:
+        if self.eager and w.vm_running and w.mig is not None and w.coverage_owed():
             # keep the other pages dirty: a clean one is written before anything else, so syncs
             # find pages to add and the pending count stays above the switchover threshold
             marked = marked_pages(w)
@@ -465,7 +468,7 @@ def concretize(design_spec: str, design_cls, kvm_mode: str, states: list, out: P
     trace, q, moves, notes, method = None, None, 0, [], "guided"
     if path is not None:
         if enc is None:
-            from .designs import encoding_for
+            from .registry import encoding_for
             enc = encoding_for(design_cls)
         trace, q, moves, notes = concretize_guided(design_spec, design_cls, enc, kvm_mode, path, states, seconds)
     if trace is None:

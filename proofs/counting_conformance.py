@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from dirtyproof.impl import BlockSpec, Config, Geometry, World
 from dirtyproof.impl.bitmap import WORD_MASK
+from dirtyproof.impl.steps import SYNC_DONE
 from dirtyproof.spec import BY_ID
 
 from .counting import broken_count_query
@@ -53,10 +54,11 @@ def sync_word(design_cls, old: int, bits: int) -> WordSync:
     rb.bmap.set_word(0, old)
     w.L2.words[0] = bits
     mig.migration_dirty_pages = old.bit_count()
-    mig.num_dirty_pages_period = mig.period_new_bits = 0
+    mig.num_dirty_pages_period = w.ghost.period_new_bits = 0
     before = {c: getattr(mig, c) for c in COUNTERS}
     for _ in range(1000):
-        if w.step(["migration", None]).startswith("migration_bitmap_sync done"):
+        w.step(["migration", None])
+        if w.last_step.kind == SYNC_DONE:
             break
     else:
         raise RuntimeError(f"{design_cls.__name__}: the first sync did not end in 1000 steps")

@@ -11,12 +11,14 @@ reason (docs/proofs.md).
 from __future__ import annotations
 
 from dirtyproof.mutants import MUTANTS
-from dirtyproof.spec.inductive import BY_ID, marked
+from .inductive import BY_ID, marked
 
 from .designs import BackgroundV1Encoding, BaseEncoding
 from .dual import AND, ITE, NOT, OR
 from .encoding import Rule
-from .project import _frame, frames, project
+from dirtyproof.impl.steps import L2_READ_WORD, L2_ZERO_WORD
+
+from .project import project
 from .state import (M_SEND, M_VMSTOPPED, MK_LAST, P_COMPLETED, S_CBT, S_ENTER, S_PICK, S_READ, S_TAKEN, Y_BLK2, Y_CT, Y_FOLD,
                     Y_LS_MID, Y_QDONE)
 
@@ -78,15 +80,15 @@ class ClearNoReprotectEncoding(BaseEncoding):
 
 
 # -- the syncs ---------------------------------------------------------------------------------------
-def _nonatomic_position(w, q, fr, label, rel):
+def _nonatomic_position(w, q, actor, step, rel):
     """nonatomic-xchg's two fast-path steps: before q's word, between read and zero of q's word
     (``Y_CT``), after it."""
-    if ": read L2 word " not in label and ": zero L2 word " not in label:
+    if step.kind not in (L2_READ_WORD, L2_ZERO_WORD):
         return None
-    k = _frame(fr, "cpu_physical_memory_sync_dirty_bitmap")["k"]
+    k = step.word - (w.block_of(q).offset >> 6)
     if k != rel >> 6:
         return Y_BLK2 if k < rel >> 6 else Y_QDONE
-    return Y_CT if ": read L2 word " in label else Y_QDONE
+    return Y_CT if step.kind == L2_READ_WORD else Y_QDONE
 
 
 class NonAtomicXchgEncoding(BaseEncoding):
@@ -101,10 +103,10 @@ class NonAtomicXchgEncoding(BaseEncoding):
         """The base projection; between read and zero of q's word, ``carry`` is q's bit of ``bits``."""
         st = project(w, q, self.position_hooks)
         if st["sy"] == Y_CT and w.block_of(q).fast_path:
+            # the read step's record carries the word it read: q's bit of it is in the sync's hands
             actor = w.actors[{0: "migration", 1: "timer", 2: "watcher"}[st["syo"]]]
-            loc = _frame(frames(actor), "cpu_physical_memory_sync_dirty_bitmap")
             rel = q - w.block_of(q).offset
-            st["carry"] = bool((loc["bits"] >> (rel & 63)) & 1)
+            st["carry"] = bool((actor.step.value >> (rel & 63)) & 1)
         return st
 
     def sync_rules(self, owner, actor) -> list[Rule]:
@@ -139,7 +141,9 @@ class SkipSlotOrEncoding(BaseEncoding):
         R = super().sync_rules(owner, actor)
         old = next(r for r in R if r.name == "sync_or")
         return _replace(R, "sync_or", Rule(old.actor, old.name, old.yields, ("last_slot",), lambda s, f: (
-            old.fn(s, f)[0], {**old.fn(s, f)[1], "L2": OR(s["L2"], AND(NOT(f["last_slot"]), s["L1c"]))})))
+            old.fn(s, f)[0], {**old.fn(s, f)[1], "L2": OR(s["L2"], AND(NOT(f["last_slot"]), s["L1c"])),
+                              # the skipped slot's fetched bits stay un-synced in L1c
+                              "uns": ITE(f["last_slot"], s["uns"], old.fn(s, f)[1].get("uns", s["uns"]))})))
 
 
 class NoFinalSyncEncoding(BaseEncoding):
@@ -195,20 +199,10 @@ class BmapReusedOnRestartEncoding(_SetupFactEncoding):
 
 
 # -- background-v1 -------------------------------------------------------------------------------------
-def _forget_fold_position(w, q, fr, label, rel):
-    """forget-iter-fold's relabelled fold step."""
-    return Y_FOLD if label.endswith("fold forgotten") else None
-
-
 class ForgetIterFoldEncoding(BackgroundV1Encoding):
     """forget-iter-fold: the MODERN_ITER fold step leaves bmap as it was."""
 
     design = "forget-iter-fold"
-    position_hooks = (_forget_fold_position,)
-
-    def project(self, w, q) -> dict:
-        """The base projection with the relabelled fold step."""
-        return project(w, q, self.position_hooks)
 
     def tail_rules(self, rule, at) -> None:
         """``sync_fold`` moves on without ``bmap |= iter``."""

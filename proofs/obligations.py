@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import z3
 
-from dirtyproof.spec.inductive import CONJUNCTS, invariant
+from .inductive import CONJUNCTS, invariant
 
 from .encoding import successor
 from .solver import QueryRunner

@@ -1,9 +1,17 @@
 """Projection of a concrete reference-model world onto one page ``q``: the abstract state the
-encoding talks about, read from the world's fields and from the suspended generator frames of
-its threads (function names, locals and the label of the last yield)."""
+encoding talks about, read from the world's fields, the ghost, each thread's declared regions
+(the design-interface methods it is inside, with their arguments: impl/regions.py) and the record
+of its last step (impl/steps.py). Never from a label's wording, a frame's function name or a
+local variable."""
 from __future__ import annotations
 
-import inspect
+from dirtyproof.impl.designs.background_v1 import (LEGACY_ITER, MODERN_BACKGROUND, MODERN_ITER,
+                                                   RAMBLOCK_SYN_MODERN, BackgroundV1)
+from dirtyproof.impl.regions import innermost, names
+from dirtyproof.impl.steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED,
+                                   DELIVER, INIT_BITMAPS, ITER_FOLD, ITER_PROLOGUE, ITER_TAIL, ITERATE_DONE, JOIN,
+                                   KVM_CLEAR, KVM_GET, KVM_OR, L2_XCHG, READ, SETUP_DONE, STREAM_COMPLETE,
+                                   SYNC_DONE, VM_STOP, WAIT, WATCHER_FLIP)
 
 from .state import (F_LEGACY, F_MBG, F_MITER, M_CDONE, M_CSTART, M_EXIT, M_FINISH, M_INIT, M_NONE, M_POSTSYNC,
                     M_SEND, M_SYNC, M_TOP, M_VMSTOPPED, MK_EXACT, MK_ITERS, MK_LAST, MK_SETUP, O_MIG,
@@ -14,129 +22,110 @@ from .state import (F_LEGACY, F_MBG, F_MITER, M_CDONE, M_CSTART, M_EXIT, M_FINIS
 
 PHASES = {"setup": P_SETUP, "active": P_ACTIVE, "completing": P_COMPLETING, "completed": P_COMPLETED,
           "cancelled": P_CANCELLED}
-SYNC_DONE = "migration_bitmap_sync done"
 
 
 class ProjectionError(Exception):
     """A thread position the projection does not know: the encoding is out of date."""
 
 
-def frames(actor) -> list:
-    """The suspended frames of an actor's generator stack, outermost first: (name, locals)."""
-    out, g = [], actor.gen
-    while g is not None and inspect.isgenerator(g):
-        f = g.gi_frame
-        if f is None:
-            break
-        out.append((f.f_code.co_name, f.f_locals))
-        inner = g.gi_yieldfrom
-        if inner is None:
-            # a step that drives another step by hand (``next(gen)``, as a wrapper that edits
-            # what each inner step did): follow it through its local ``gen``
-            inner = f.f_locals.get("gen")
-            if not (inspect.isgenerator(inner) and inner.gi_frame is not None):
-                inner = None
-        g = inner
-    return out
-
-
-def _frame(fr, name):
-    for n, loc in reversed(fr):
-        if n == name:
-            return loc
-    return None
-
-
 def _slot_index(w, page):
     return w.kvm.slot_of(page).index
 
 
-def sync_position(w, q, fr, label, hooks=()) -> int:
-    """Where a thread inside ``migration_bitmap_sync`` is, relative to q. ``hooks`` (a design
-    encoding's ``position_hooks``) map step labels of q's block the base does not know:
-    ``hook(w, q, fr, label, rel) -> position or None``."""
+def _region(actor, name):
+    return innermost(actor, name)
+
+
+def sync_position(w, q, actor, hooks=()) -> int:
+    """Where a thread inside ``migration_bitmap_sync`` is, relative to q, from its regions and its
+    last step's record. ``hooks`` (a design encoding's ``position_hooks``) place steps of q's block
+    the base does not know: ``hook(w, q, actor, step, rel) -> position or None``."""
+    step = actor.step
+    kind = step.kind if step is not None else None
     qs = _slot_index(w, q)
     qb = int(w.page_block[q])
-    log = _frame(fr, "memory_global_dirty_log_sync")
+    log = _region(actor, "kvm_physical_sync_dirty_bitmap")
     if log is not None:
-        s = log["s"].index
+        s = log.args[0].index
         if s != qs:
             return Y_LS_PRE if s < qs else Y_LS_POST
-        if label.startswith("KVM_GET_DIRTY_LOG"):
+        if kind == KVM_GET:
             return Y_LS_MID
-        if "OR-ed" in label:
+        if kind == KVM_OR:
             return Y_LS_POST
         return Y_LS_PRE
-    blk = _frame(fr, "ramblock_sync_dirty_bitmap")
+    blk = _region(actor, "ramblock_sync_dirty_bitmap")
     if blk is None:
-        if label.startswith("ram_init_bitmaps"):
+        if kind == INIT_BITMAPS:
             return Y_BEGIN
         return Y_LS_POST                         # waiting for bitmap_mutex after the log sync
-    rb = blk["rb"]
+    rb = blk.args[0]
     if rb.index != qb:
         return Y_L3_PRE if rb.index < qb else Y_POSTBLK
     rel = q - rb.offset
     for hook in hooks:
-        pos = hook(w, q, fr, label, rel)
+        pos = hook(w, q, actor, step, rel)
         if pos is not None:
             return pos
-    if "&= ~(shadow_bmap" in label:
+    if kind == ITER_PROLOGUE:
         return Y_BLK2
-    if "xchg L2 word" in label:
-        k = _frame(fr, "cpu_physical_memory_sync_dirty_bitmap")["k"]
+    if kind == L2_XCHG:
+        k = step.word - (rb.offset >> 6)
         return Y_BLK2 if k < rel >> 6 else Y_QDONE
-    if "clear_bmap all set" in label:
+    if kind == CLEAR_BMAP_SET:
         return Y_CBD
-    if "folded into bmap" in label:
+    if kind == ITER_FOLD:
         return Y_FOLD
-    if "iter_dirty_pages" in label:
+    if kind == ITER_TAIL:
         return Y_POSTBLK
-    one = _frame(fr, "sync_one_page")
+    one = _region(actor, "sync_one_page")
     if one is not None:
-        page = one["page"]
+        orb, k = one.args[0], one.args[1]
+        page = orb.offset + k
         if page != q:
             return Y_BLK2 if page < q else Y_QDONE
-        if label.startswith("KVM_CLEAR_DIRTY_LOG"):
+        if kind == KVM_CLEAR:
             return Y_CC
         return Y_CT
-    raise ProjectionError(f"unknown sync position: {label!r} in {[n for n, _ in fr]}")
+    raise ProjectionError(f"unknown sync position: {step} in {names(actor)}")
 
 
-def send_position(w, q, fr, label) -> dict:
+def send_position(w, q, actor) -> dict:
     """Where the sender is inside one page send (``ram_find_and_save_block``), relative to q."""
-    find = _frame(fr, "ram_find_and_save_block")
+    step = actor.step
+    kind = step.kind if step is not None else None
     out = dict(ss=S_ENTER, pq=False, pc=False, cpend=False)
-    if find is None or "rb" not in find or label.startswith("deliver"):
+    sending = innermost(actor, "migration_bitmap_clear_dirty", "ram_save_page")
+    if sending is None or _region(actor, "ram_find_and_save_block") is None or kind == DELIVER:
         return out
-    rb, page = find["rb"], find["page"]
+    rb, page = sending.args[0], sending.args[1]
     qb = int(w.page_block[q])
     pq = rb.index == qb and rb.offset + page == q
     pc = rb.index == qb and rb.chunk_of(page) == rb.chunk_of(q - rb.offset)
     out.update(pq=pq, pc=pc)
     qs = _slot_index(w, q)
-    if "chunk" in label and "taken" in label:
+    if kind == CHUNK_TAKEN:
         out.update(ss=S_CBT, cpend=pc and w.kvm.manual_protect)
-    elif label.startswith("KVM_CLEAR_DIRTY_LOG"):
-        done = int(label.split("slot ")[1].split()[0])
-        out.update(ss=S_CBT, cpend=pc and w.kvm.manual_protect and done < qs)
-    elif label.startswith("wait for slots_lock"):
-        s = _frame(fr, "memory_region_clear_dirty_bitmap")["s"].index
+    elif kind == KVM_CLEAR:
+        out.update(ss=S_CBT, cpend=pc and w.kvm.manual_protect and step.slot < qs)
+    elif kind == WAIT and step.lock == "slots_lock":
+        s = _region(actor, "kvm_log_clear_one_slot").args[0].index
         out.update(ss=S_CBT, cpend=pc and w.kvm.manual_protect and s <= qs)
-    elif "bmap test-and-clear" in label:
+    elif kind == BMAP_TAKE:
         out.update(ss=S_TAKEN)
-    elif label.startswith("read page"):
+    elif kind == READ:
         out.update(ss=S_READ)
     else:
-        raise ProjectionError(f"unknown send position: {label!r}")
+        raise ProjectionError(f"unknown send position: {step}")
     return out
 
 
-def _mk(names) -> int:
-    if "ram_save_complete" in names:
+def _mk(regions) -> int:
+    if "ram_save_complete" in regions:
         return MK_LAST
-    if "ram_state_pending_exact" in names:
+    if "ram_state_pending_exact" in regions:
         return MK_EXACT
-    if "ram_init_bitmaps" in names:
+    if "ram_init_bitmaps" in regions:
         return MK_SETUP
     return MK_ITERS
 
@@ -146,42 +135,43 @@ def migration_pc(w, q, actor, st, hooks=()) -> None:
     if actor is None or actor.done:
         st["mpc"] = M_NONE
         return
-    if inspect.getgeneratorstate(actor.gen) == inspect.GEN_CREATED:
+    if actor.step is None:
         st["mpc"] = M_INIT
         return
-    fr, label = frames(actor), actor.label
-    names = [n for n, _ in fr]
-    if "migration_bitmap_sync" in names or label.startswith("ram_init_bitmaps"):
-        st["mk"] = _mk(names)
-        if label.startswith(SYNC_DONE):
+    step, regs = actor.step, names(actor)
+    kind = step.kind
+    if "migration_bitmap_sync" in regs or kind == INIT_BITMAPS:
+        st["mk"] = _mk(regs)
+        if kind == SYNC_DONE:
             st["mpc"] = M_POSTSYNC
         else:
-            st.update(mpc=M_SYNC, syo=O_MIG, sy=sync_position(w, q, fr, label, hooks))
+            st.update(mpc=M_SYNC, syo=O_MIG, sy=sync_position(w, q, actor, hooks))
         return
-    if label.startswith("setup done") or label.startswith("ram_save_iterate:"):
+    lock = step.lock if kind == WAIT else None
+    if kind in (SETUP_DONE, ITERATE_DONE):
         st["mpc"] = M_TOP
-    elif label.startswith("cleanup:") or label.startswith("migration cancelled"):
+    elif kind in (CLEANUP, CANCELLED):
         st["mpc"] = M_EXIT
-    elif label.startswith("stream complete") or "migration_iteration_finish" in names:
+    elif kind == STREAM_COMPLETE or "migration_iteration_finish" in regs:
         st["mpc"] = M_FINISH
-    elif label.startswith("join "):
-        st["mpc"] = M_CSTART if "migration_completion" in names else M_TOP
-    elif label.startswith("vm_stop"):
+    elif kind == JOIN:
+        st["mpc"] = M_CSTART if "migration_completion" in regs else M_TOP
+    elif kind == VM_STOP:
         st["mpc"] = M_VMSTOPPED
-    elif label.startswith("ram_save_complete:"):
+    elif kind == COMPLETE_DRAINED:
         st["mpc"] = M_CDONE
-    elif label.startswith("wait for BQL"):
-        st["mpc"] = M_CSTART if "migration_completion" in names else (M_INIT if "ram_save_setup" not in names
-                                                                        and "migration_iteration_run" not in names
-                                                                        and "migration_cancel" not in names
-                                                                        else M_TOP)
-    elif label.startswith("wait for bitmap_mutex") and "ram_save_complete" not in names:
+    elif lock == "BQL":
+        st["mpc"] = M_CSTART if "migration_completion" in regs else (M_INIT if "ram_save_setup" not in regs
+                                                                       and "migration_iteration_run" not in regs
+                                                                       and "migration_cancel" not in regs
+                                                                       else M_TOP)
+    elif lock == "bitmap_mutex" and "ram_save_complete" not in regs:
         st["mpc"] = M_TOP
-    elif "ram_save_iterate" in names or "ram_save_complete" in names:
-        st.update(mpc=M_SEND, mk=MK_LAST if "ram_save_complete" in names else MK_EXACT)
-        st.update(send_position(w, q, fr, label))
+    elif "ram_save_iterate" in regs or "ram_save_complete" in regs:
+        st.update(mpc=M_SEND, mk=MK_LAST if "ram_save_complete" in regs else MK_EXACT)
+        st.update(send_position(w, q, actor))
     else:
-        raise ProjectionError(f"unknown migration thread position: {label!r} in {names}")
+        raise ProjectionError(f"unknown migration thread position: {step} in {regs}")
 
 
 def helper_pc(w, q, name, st, hooks=()) -> None:
@@ -191,19 +181,18 @@ def helper_pc(w, q, name, st, hooks=()) -> None:
     if actor is None or actor.done:
         st[key] = none
         return
-    if inspect.getgeneratorstate(actor.gen) == inspect.GEN_CREATED:
+    if actor.step is None:
         st[key] = idle
         return
-    fr, label = frames(actor), actor.label
-    names = [n for n, _ in fr]
+    step, regs = actor.step, names(actor)
     insync, post = (T_SYNC, T_POST) if name == "timer" else (W_SYNC, W_POST)
-    if "migration_bitmap_sync" in names:
-        if label.startswith(SYNC_DONE):
+    if "migration_bitmap_sync" in regs:
+        if step.kind == SYNC_DONE:
             st[key] = post
         else:
             st[key] = insync
-            st.update(syo=O_TIMER if name == "timer" else O_WATCHER, sy=sync_position(w, q, fr, label, hooks))
-    elif name == "watcher" and (label.startswith("watcher: sync_mode") or label.startswith("wait for BQL")):
+            st.update(syo=O_TIMER if name == "timer" else O_WATCHER, sy=sync_position(w, q, actor, hooks))
+    elif name == "watcher" and (step.kind == WATCHER_FLIP or (step.kind == WAIT and step.lock == "BQL")):
         st[key] = W_FLIPPED
     else:
         st[key] = idle
@@ -212,6 +201,7 @@ def helper_pc(w, q, name, st, hooks=()) -> None:
 def project(w, q: int, hooks=()) -> dict:
     """The abstract state of page ``q`` in world ``w`` (``hooks``: see :func:`sync_position`)."""
     kvm, mig, d = w.kvm, w.mig, w.design
+    bg = isinstance(d, BackgroundV1)        # the seed series' declared state (its attach sets it)
     rb = w.block_of(q)
     rel = q - rb.offset
     st = dict(manual=kvm.manual_protect, iset=kvm.mode == "initially_set", fast=rb.fast_path,
@@ -219,25 +209,32 @@ def project(w, q: int, hooks=()) -> dict:
               L1=kvm.L1.test(q), L1c=kvm.L1c.test(q), uns=bool(kvm.unsynced[_slot_index(w, q)]),
               WP=kvm.protected.test(q), L2=w.L2.test(q), bmap=rb.bmap.test(rel),
               cb=rb.clear_bmap.test(rb.chunk_of(rel)),
-              carry=mig is not None and q in mig.sync_carry,
-              su=mig is not None and mig.sending_unread == q,
-              sr=mig is not None and mig.sending_read is not None and mig.sending_read[0] == q,
+              carry=False, su=False,
+              sr=q in w.ghost.in_flight,
               iter=("iter_bmap" in rb.extra_bitmaps and rb.iter_bmap.test(rel)),
               shadow=("shadow_bmap" in rb.extra_bitmaps and rb.shadow_bmap.test(rel)),
-              bss=bool(getattr(rb, "background_sync_shown_up", False)),
-              modern=getattr(d, "sync_mode", "LEGACY") == "MODERN",
-              log=kvm.logging, ready=mig is not None and mig.bitmaps_ready, vm=w.vm_running,
-              creq=mig is not None and mig.cancel_requested, wquit=bool(getattr(d, "watcher_quit", False)),
+              bss=bg and rb.background_sync_shown_up,
+              modern=bg and d.sync_mode == RAMBLOCK_SYN_MODERN,
+              log=kvm.logging, ready=w.coverage_owed(), vm=w.vm_running,
+              creq=mig is not None and mig.cancel_requested, wquit=bg and d.watcher_quit,
               err=False, pq=False, pc=False, cpend=False,
               mpc=M_NONE, mk=0, sy=Y_NONE, syo=0, syf=0, ss=0, tpc=T_NONE, wpc=W_NONE,
               phase=P_NONE if mig is None else PHASES[mig.phase],
-              nsync=min(getattr(mig, "iteration_count", 0), 2) if mig is not None else 0)
+              nsync=min(mig.iteration_count, 2) if mig is not None else 0)
     migration_pc(w, q, w.actors.get("migration"), st, hooks)
     helper_pc(w, q, "timer", st, hooks)
     helper_pc(w, q, "watcher", st, hooks)
+    # the ghost's hands, read where the encoding has a variable for them: a slow-path sync between
+    # q's L2 test-and-clear and its store (syncs hold the BQL: one at a time), a send between
+    # taking q's bmap bit and reading it
+    if st["sy"] in (Y_CT, Y_CC):
+        st["carry"] = any(q in h.fetched for h in w.ghost.hands.values())
+    if st["mpc"] == M_SEND:
+        h = w.ghost.hands.get("migration")
+        st["su"] = h is not None and q in h.taken
     if st["sy"] in (Y_BLK, Y_BLK2, Y_CT, Y_CC, Y_QDONE, Y_CBD, Y_FOLD):
-        fl = getattr(d, "flavour", "LEGACY_ITER")
-        st["syf"] = {"LEGACY_ITER": F_LEGACY, "MODERN_ITER": F_MITER, "MODERN_BACKGROUND": F_MBG}[fl]
+        fl = d.flavour if bg else LEGACY_ITER
+        st["syf"] = {LEGACY_ITER: F_LEGACY, MODERN_ITER: F_MITER, MODERN_BACKGROUND: F_MBG}[fl]
     return normalize(st)
 
 

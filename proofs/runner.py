@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .bmc import BmcResult, confirm, search
 from .concretize import Concrete, concretize
-from .designs import encoding_for
+from .registry import encoding_for
 from .obligations import GEOMETRIES, KVM_MODES, Obligation, prove
 from .solver import QueryRunner
 

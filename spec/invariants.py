@@ -1,8 +1,15 @@
 """The invariants of dirty-page bookkeeping: id, plain statement, scope and executable predicate.
 
+Two kinds. A **property** is what "unsafe" means: a write lost at completion (``no-loss``), its
+per-step strengthening (``coverage``), a wrong counter, and the runtime checks (lock order,
+progress, send integrity). A **rule** is one of QEMU's sufficient conditions (clear before read,
+CLEAR masks within fetched bits, ...): breaking one is reported as a rule violation, with no lost
+write shown unless a property breaks too. Each rule says when it can matter and is evaluated only
+then.
+
 This module is the single source for the hunter, the replayer, the prover's documentation and the
-generated docs. It depends on the reference model's world only through its public state; it
-imports nothing from the checks.
+generated docs. It depends on the reference model's world only through its public state and the
+world's ghost (:mod:`dirtyproof.impl.ghost`); it imports nothing from the checks.
 """
 from __future__ import annotations
 
@@ -10,6 +17,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+
+PROPERTY, RULE = "property", "rule"
 
 
 @dataclass(frozen=True)
@@ -23,12 +33,24 @@ class Violation:
     def __str__(self) -> str:
         return f"{self.invariant}: {self.message}"
 
+    @property
+    def kind(self) -> str:
+        """``property`` or ``rule`` (runtime checks are properties)."""
+        inv = BY_ID.get(self.invariant)
+        return inv.kind if inv is not None else PROPERTY
+
+
+def _always(w) -> bool:
+    return True
+
 
 @dataclass(frozen=True)
 class Invariant:
     """One invariant. ``statement`` is the plain-language text the docs print; ``predicate`` takes
     a world after a step and returns a :class:`Violation` or ``None``; ``when`` says when it is
-    meaningful (``step``: after every step; ``completion``: once the migration completed)."""
+    meaningful (``step``: after every step; ``completion``: once the migration completed).
+    ``kind`` is ``property`` or ``rule``; a rule is evaluated only while ``matters(w)`` holds,
+    which ``matters_when`` states in words."""
 
     id: str
     title: str
@@ -36,6 +58,15 @@ class Invariant:
     predicate: Callable[[object], Violation | None]
     when: str = "step"
     designs: str = "all"
+    kind: str = PROPERTY
+    matters: Callable[[object], bool] = _always
+    matters_when: str = "always"
+
+    def evaluate(self, w) -> Violation | None:
+        """The predicate, or ``None`` for a rule that cannot matter in ``w``."""
+        if self.kind == RULE and not self.matters(w):
+            return None
+        return self.predicate(w)
 
     def applies_to(self, design) -> bool:
         """Whether the invariant is checked for ``design`` (designs opt out of what they never claim)."""
@@ -52,17 +83,18 @@ def _bits(bm) -> np.ndarray:
 
 
 def _owed(w) -> bool:
-    """Whether coverage is owed: an attempt whose bitmaps are initialised and not freed."""
-    return w.mig is not None and w.mig.bitmaps_ready
+    """Whether coverage is owed (the world's ghost: this attempt started dirty logging)."""
+    return w.coverage_owed()
 
 
 def marked_pages(w) -> np.ndarray:
     """Per ram_addr page: is the page marked in a layer that leads to it being sent again?
 
     L1 (KVM will report it), L1c of a slot fetched but not yet OR-ed into L2, L2, ``bmap``, the
-    design's coverage bitmaps, a sync's local carry, and a send that has taken the page's
-    ``bmap`` bit but not yet read the content."""
-    kvm, mig = w.kvm, w.mig
+    design's coverage bitmaps, and a mark in some actor's hands (taken out of L2 or ``bmap``
+    inside its current ``bitmap_mutex`` section: a sync's local carry, a send that has taken the
+    page's ``bmap`` bit but not yet read the content)."""
+    kvm = w.kvm
     marked = _bits(w.L2)
     if kvm.logging:
         marked |= _bits(kvm.L1)
@@ -78,10 +110,8 @@ def marked_pages(w) -> np.ndarray:
             bm = rb.extra_bitmaps.get(name)
             if bm is not None:
                 seg |= _bits(bm)
-    for p in mig.sync_carry:
+    for p in w.ghost.held_pages():
         marked[p] = True
-    if mig.sending_unread is not None:
-        marked[mig.sending_unread] = True
     return marked
 
 
@@ -132,7 +162,7 @@ def check_wp(w) -> Violation | None:
 
 
 def check_clear_mask(w) -> Violation | None:
-    """Every KVM CLEAR's mask holds only bits QEMU fetched into L1c (never an unseen dirty bit)."""
+    """No KVM CLEAR clears a dirty bit that QEMU has not fetched into L1c."""
     for ev in w.events:
         if ev[0] == "clear" and ev[1].unfetched:
             p = ev[1].unfetched[0]
@@ -170,22 +200,35 @@ def check_period_counter(w) -> Violation | None:
     """When ``bitmap_mutex`` is free, ``num_dirty_pages_period`` equals the bits the period's syncs newly set in ``bmap``."""
     if not _owed(w) or w.lock_owner["bitmap_mutex"] is not None:
         return None
-    if w.mig.num_dirty_pages_period != w.mig.period_new_bits:
+    truth = w.ghost.period_new_bits
+    if w.mig.num_dirty_pages_period != truth:
         return Violation("period-counter", f"num_dirty_pages_period = {w.mig.num_dirty_pages_period} but "
-                         f"the period's syncs set {w.mig.period_new_bits} new bmap bit(s)")
+                         f"the period's syncs set {truth} new bmap bit(s)")
     return None
 
 
+def _bitmaps_initialised(w) -> bool:
+    """The design's ``ram_list_init_bitmaps`` returned in this step."""
+    return any(ev == ("returned", "ram_list_init_bitmaps") for ev in w.events)
+
+
+def _vm_can_write(w) -> bool:
+    """vCPUs and devices can still write (the VM runs) while dirty logging is on."""
+    return w.vm_running and w.kvm.logging
+
+
+def _remote_clear_can_matter(w) -> bool:
+    """The VM can still write, and KVM re-arms pages only on a CLEAR (manual protect): in legacy
+    KVM mode QEMU issues no CLEAR at all."""
+    return _vm_can_write(w) and w.kvm.manual_protect
+
+
 def check_bmap_full(w) -> Violation | None:
-    """Right after ``ram_init_bitmaps``, ``bmap`` holds every page of every block."""
-    mig = w.mig
-    if not _owed(w) or getattr(mig, "_setup_checked", False):
-        return None
-    mig._setup_checked = True
+    """When ``ram_list_init_bitmaps`` returns, ``bmap`` holds every page of every block."""
     for rb in w.blocks:
         if rb.bmap.popcount() != rb.pages:
             missing = next(k for k in range(rb.pages) if not rb.bmap.test(k))
-            return Violation("bmap-full-after-setup", f"after setup {rb.idstr}.bmap misses "
+            return Violation("bmap-full-after-setup", f"ram_list_init_bitmaps left {rb.idstr}.bmap without "
                              f"{w.page_name(rb.offset + missing)}", rb.offset + missing)
     return None
 
@@ -210,24 +253,34 @@ INVARIANTS: tuple[Invariant, ...] = (
               "source's version at the stop: no write the guest made is missing on the destination.",
               check_no_loss, when="completion"),
     Invariant("coverage", "Per-step coverage",
-              "At every step of a migration whose bitmaps are set up, every page whose latest version "
-              "has not been read by a send is marked in some layer that leads to its being sent again "
-              "(L1, an un-synced L1c, L2, bmap, a design bitmap that counts toward coverage, a sync's "
-              "local carry) or a send of it has taken its bmap bit and not yet read it.",
+              "At every step of a migration that has started dirty logging, every page whose latest "
+              "version has not been read by a send is marked in some layer that leads to its being "
+              "sent again (L1, an un-synced L1c, L2, bmap, a design bitmap that counts toward "
+              "coverage), or is in an actor's hands: taken out of L2 or bmap by an actor inside its "
+              "current bitmap_mutex section (a sync's local carry, a send that has taken the page's "
+              "bmap bit and not yet read it). Hands are emptied when the actor "
+              "releases bitmap_mutex, so a mark dropped there breaks coverage at the release. It is "
+              "the inductive strengthening of no-loss: a violation is extended to completion to show "
+              "the lost write.",
               check_coverage),
     Invariant("wp-unlogged", "Write protection of unlogged pages",
               "While dirty logging is on, a page whose L1 bit is clear is write-protected, so the next "
               "guest write to it faults and is logged.",
-              check_wp),
+              check_wp, kind=RULE, matters=_vm_can_write,
+              matters_when="while the VM runs with dirty logging on (a stopped guest writes nothing)"),
     Invariant("clear-mask-fetched", "CLEAR masks within fetched bits",
-              "Every KVM_CLEAR_DIRTY_LOG clears only bits QEMU has fetched into its slot copy (L1c); "
-              "clearing a bit it never saw would throw a dirty page away.",
-              check_clear_mask),
+              "No KVM_CLEAR_DIRTY_LOG clears a dirty bit that QEMU has not fetched into its slot copy "
+              "(L1c): clearing a dirty bit it never saw would throw a dirty page away.",
+              check_clear_mask, kind=RULE),
     Invariant("clear-before-read", "Clear before read",
               "A page's content is read for sending only after the owed remote clear of its "
               "clear_bmap chunk has been taken; otherwise a write between the read and the clear is "
               "never logged.",
-              check_clear_before_read),
+              check_clear_before_read, kind=RULE, matters=_remote_clear_can_matter,
+              matters_when="while the VM runs with dirty logging on, in a KVM mode with manual "
+                           "protect: once the guest is stopped no write can fall between the read "
+                           "and the clear (QEMU 10.1 skips the last stage's remote clears for this "
+                           "reason), and in legacy KVM mode QEMU issues no CLEAR"),
     Invariant("dirty-pages-count", "migration_dirty_pages is the popcount of bmap",
               "Whenever bitmap_mutex is free, migration_dirty_pages equals the number of set bits "
               "of bmap over every block's pages.",
@@ -237,34 +290,42 @@ INVARIANTS: tuple[Invariant, ...] = (
               "newly set by the syncs of the current rate period (what the throttle decides on).",
               check_period_counter),
     Invariant("bmap-full-after-setup", "bmap covers every page after setup",
-              "Once ram_init_bitmaps has run, bmap holds every page of every block, so a new "
+              "When ram_list_init_bitmaps returns, bmap holds every page of every block, so a new "
               "migration (also one after a cancel) sends every page at least once.",
-              check_bmap_full),
+              check_bmap_full, kind=RULE, matters=_bitmaps_initialised,
+              matters_when="at the step in which the design's ram_list_init_bitmaps returns (QEMU "
+                           "sets every bmap bit there; a design that fills bmap elsewhere is told so "
+                           "by this rule, and judged by coverage)"),
     Invariant("bg-sync-no-bmap", "A background sync leaves bmap alone",
               "A background sync (the seed series' MODERN_BACKGROUND flavour) changes neither bmap "
               "nor migration_dirty_pages: it only feeds the throttle and iter_bmap.",
-              check_background_sync, designs="background"),
+              check_background_sync, designs="background", kind=RULE,
+              matters_when="at the end of each background sync"),
 )
 
-# Raised by the world or the scheduler rather than checked on state.
+# Properties raised by the world or the scheduler rather than checked on state.
 RUNTIME_CHECKS = {
     "lock-order": "Locks are taken in the order BQL -> bitmap_mutex -> slots_lock, never twice, "
                   "and released by their holder.",
     "progress": "A migration that is switched over completes: no deadlock, no endless loop.",
+    "send-integrity": "The destination receives only what a send read: a delivered page carries "
+                      "the version its send read.",
 }
 
 BY_ID = {inv.id: inv for inv in INVARIANTS}
 
 
 def applicable(design) -> tuple[Invariant, ...]:
-    """The invariants checked for ``design``."""
+    """The invariants (properties and rules) checked for ``design``."""
     return tuple(inv for inv in INVARIANTS if inv.applies_to(design))
 
 
 def check_step(w, invariants=None) -> Violation | None:
-    """Check ``invariants`` (default: all that apply to the world's design) after a step."""
+    """The first of ``invariants`` (default: all that apply to the world's design) violated after
+    a step, properties and rules alike (a rule only where it can matter). Runs that must tell the
+    two kinds apart use :class:`dirtyproof.spec.checker.Checker`."""
     for inv in invariants if invariants is not None else applicable(w.design):
-        v = inv.predicate(w)
+        v = inv.evaluate(w)
         if v is not None:
             return v
     return None

@@ -20,7 +20,7 @@ from dirtyproof.cli.main import main
 USER = str(Path(__file__).parent / "cli_user_designs.py")
 
 WORDS = ["", "0", "-1", "1", "2", "abc", "nan", "inf", "1e999", "-0", " ", "ü", ":", "x:y", "a" * 300,
-         "/etc/passwd", "/proc/nope/x", "/dev/null", "legacy", "periodic", "nope", "manual/mixed",
+         "/proc/nope/x", "/dev/null", "legacy", "periodic", "nope", "manual/mixed",
          "legacy/aligned", "bogus/x", "dirtyproof.impl.designs:Legacy", "os:path", "os:getcwd",
          f"{USER}:Reorder", f"{USER}:Crashy", f"{USER}:AttachCrash", f"{USER}:NonString", f"{USER}:Nope",
          "missing.py:X", "read-before-clear", "ci", "dev"]
@@ -49,6 +49,10 @@ FLAGS = {
     "check": ["--design", "--jobs", "--trace-dir", "--traces", "--junit", "--json"],
 }
 NO_VALUE = {"--mutants"}
+# Flags that write: only into the example's own folder (relative names land there too), or to
+# places that cannot be written or do not keep anything; never the repository or /etc.
+WRITES = {"--trace", "--output", "--smt2", "--trace-dir", "--traces", "--junit", "--json"}
+WRITE_TARGETS = PATHS + ["/proc/nope/x", "/dev/null", "", "legacy", "ü", "a" * 300, "x:y", " "]
 SMALL = {"--steps": ["0", "1", "30", "abc", "-1"], "--examples": ["0", "1", "2", "-1", "x"],
          "--budget": ["0", "-1", "x"], "--schedules": ["0", "1", "-1"], "--cancels": ["0", "1", "-2"],
          "--timeout-ms": ["0", "-5", "100", "x"], "--jobs": ["0", "1", "-1", "x"]}
@@ -64,7 +68,7 @@ def invocations(draw):
         argv.append(flag)
         if flag in NO_VALUE:
             continue
-        pool = SMALL.get(flag) or (WORDS + PATHS)
+        pool = WRITE_TARGETS if flag in WRITES else (SMALL.get(flag) or (WORDS + PATHS))
         argv.append(draw(st.sampled_from(pool)))
     if verb == "replay" and draw(st.booleans()):
         argv.insert(1, draw(st.sampled_from(PATHS + WORDS)))

@@ -57,7 +57,7 @@ def twin(geo, mode, design, seed, logging):
     mig = w.mig
     mig.migration_dirty_pages = int(rng.integers(0, 1000))
     mig.num_dirty_pages_period = int(rng.integers(0, 1000))
-    mig.period_new_bits = int(rng.integers(0, 1000))
+    w.ghost.period_new_bits = int(rng.integers(0, 1000))
     mig.dirty_sync_count = int(rng.integers(0, 5))
     mig.dirty_rate_high_cnt = int(rng.integers(0, 2))
     mig.bytes_transferred = int(rng.integers(0, 1000)) * 4096
@@ -73,10 +73,11 @@ def state(w):
     mig = w.mig
     layers = {k: bm.words.tolist() for k, bm in w.layer_bitmaps().items()}
     counters = {k: getattr(mig, k) for k in (
-        "migration_dirty_pages", "dirty_sync_count", "num_dirty_pages_period", "period_new_bits",
+        "migration_dirty_pages", "dirty_sync_count", "num_dirty_pages_period",
         "time_last_bitmap_sync", "bytes_xfer_prev", "dirty_rate_high_cnt", "syncs",
         "last_sync_end_ms")}
-    return layers, counters, list(w.kvm.unsynced), sorted(mig.sync_carry), w.throttle_pct, w.total_syncs
+    counters["period_new_bits"] = w.ghost.period_new_bits
+    return layers, counters, list(w.kvm.unsynced), sorted(w.ghost.held_pages()), w.throttle_pct, w.total_syncs
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, database=None,

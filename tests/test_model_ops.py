@@ -45,16 +45,21 @@ def after_setup(design=Legacy, mode="manual", **kw):
     return w
 
 
-def probe(w, gen, bql=False):
-    """Spawn thread ``probe`` running generator ``gen`` (optionally under the BQL); returns a
-    list that receives the generator's return value when the thread exits."""
+def probe(w, gen, bql=False, mutex=False):
+    """Spawn thread ``probe`` running generator ``gen`` (optionally under the BQL, and then
+    ``bitmap_mutex``, as a sync's body runs); returns a list that receives the generator's return
+    value when the thread exits."""
     out = []
 
     def body():
         """The probe thread's body."""
         if bql:
             yield from w.acquire("BQL")
+        if mutex:
+            yield from w.acquire("bitmap_mutex")
         out.append((yield from gen))
+        if mutex:
+            w.release("bitmap_mutex")
         if bql:
             w.release("BQL")
     w.spawn("probe", body())
@@ -204,22 +209,24 @@ def test_slow_path_page_by_page_with_remote_clear_and_carry():
         w.kvm.protected.clear(p)
         w.kvm.L1.set(p)
         w.kvm.L1c.set(p)
-    out = probe(w, w.design.cpu_physical_memory_sync_dirty_bitmap(w, b))
+    out = probe(w, w.design.cpu_physical_memory_sync_dirty_bitmap(w, b), mutex=True)
+    hands = lambda: w.ghost.hands["probe"].fetched  # noqa: E731 - what the sync holds in locals
     # page 133: nothing in L2 nor L1c, no step
     assert w.step(["probe", None]) == "b: test-and-clear L2 page 134 (dirty)"
-    assert not w.L2.test(134) and w.mig.sync_carry == {134} and not b.bmap.test(1)
+    assert not w.L2.test(134) and hands() == {134} and not b.bmap.test(1)
     assert w.step(["probe", None]) == "KVM_CLEAR_DIRTY_LOG slot 1 pages [134, 135)"
     assert not w.kvm.L1.test(134) and w.kvm.protected.test(134) and not w.kvm.L1c.test(134)
-    assert w.mig.sync_carry == {134} and not b.bmap.test(1)   # only in the sync's hands
+    assert hands() == {134} and not b.bmap.test(1)    # only in the sync's hands
     assert w.step(["probe", None]) == "b: test-and-clear L2 page 135 (dirty)"
-    assert b.bmap.test(1) and w.mig.sync_carry == {135}
+    assert b.bmap.test(1) and hands() == {134, 135}   # hands last until the mutex is released
     assert w.step(["probe", None]) == "KVM_CLEAR_DIRTY_LOG slot 1 pages [135, 136)"
     # page 136: L2 clean, but its fetched L1c bit makes the remote clear happen anyway
     assert w.step(["probe", None]) == "b: test-and-clear L2 page 136 (clean)"
-    assert w.mig.sync_carry == set()
+    assert hands() == {134, 135}
     assert w.step(["probe", None]) == "KVM_CLEAR_DIRTY_LOG slot 1 pages [136, 137)"
     assert not w.kvm.L1.test(136) and w.kvm.protected.test(136)
     assert w.step(["probe", None]) == "exits"
+    assert "probe" not in w.ghost.hands               # released bitmap_mutex: hands emptied
     assert out == [1]                                   # 134 is new; 135 was already set
     assert b.bmap.to_list() == [1, 2] and not b.clear_bmap.any()
 
@@ -252,11 +259,12 @@ def test_owed_chunk_clear_happens_before_the_read():
     assert w.kvm.L1.to_list() == [2, 6]                 # 2 was never fetched: kept
     assert w.kvm.L1c.to_list() == [6] and w.kvm.protected.test(1)
     assert w.step(["migration", None]) == "a: bmap test-and-clear page 0 (was set)"
-    assert w.mig.migration_dirty_pages == TOTAL - 1 and w.mig.sending_unread == 0
+    assert w.mig.migration_dirty_pages == TOTAL - 1 and w.ghost.hands["migration"].taken == {0}
     assert w.step(["migration", None]) == "read page 0 (v0)"
-    assert w.last_read[0] == 0 and w.mig.sending_read == (0, 0) and w.mig.sending_unread is None
+    assert w.last_read[0] == 0 and w.ghost.in_flight == {0: [0]}
+    assert not w.ghost.hands["migration"].taken
     assert w.step(["migration", None]) == "deliver page 0 v0"
-    assert w.dest_version[0] == 0 and w.mig.sending_read is None
+    assert w.dest_version[0] == 0 and w.ghost.in_flight == {}
     # page 1, same chunk: no second clear
     assert w.step(["migration", None]) == "a: bmap test-and-clear page 1 (was set)"
     assert w.step(["migration", None]) == "read page 1 (v1)"
@@ -324,7 +332,7 @@ def test_cancel_then_restart_sends_every_page_again():
     with pytest.raises(BadChoice, match="nothing to cancel"):
         w.step(["mgmt", "cancel"])
     step_until(w, "migration", "migration cancelled")
-    assert w.mig.phase == "cancelled" and not w.kvm.logging and not w.mig.bitmaps_ready
+    assert w.mig.phase == "cancelled" and not w.kvm.logging and not w.coverage_owed()
     assert w.lock_owner == {"BQL": None, "bitmap_mutex": None, "slots_lock": None}
     assert w.step(["migration", None]) == "exits"
     assert w.step(["mgmt", "start"]) == "migrate (attempt 2)"
@@ -435,7 +443,6 @@ def test_throttle_tailslow_increment():
 def test_period_resets_only_after_more_than_one_second():
     w = throttle_world()
     w.mig.num_dirty_pages_period = 6
-    w.mig.period_new_bits = 6
     w.mig.time_last_bitmap_sync = 0
     w.clock_ms = 1000
     w.design.after_sync(w)                              # exactly 1 s: same period
@@ -444,7 +451,7 @@ def test_period_resets_only_after_more_than_one_second():
     w.clock_ms = 1001
     w.design.after_sync(w)
     assert w.mig.dirty_rate_high_cnt == 1               # the throttle saw the old period first
-    assert (w.mig.time_last_bitmap_sync, w.mig.num_dirty_pages_period, w.mig.period_new_bits) == (1001, 0, 0)
+    assert (w.mig.time_last_bitmap_sync, w.mig.num_dirty_pages_period) == (1001, 0)
     assert w.mig.bytes_xfer_prev == w.mig.bytes_transferred
 
 

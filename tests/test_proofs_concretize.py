@@ -9,7 +9,7 @@ from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.impl.trace import Trace
 from dirtyproof.proofs.bmc import search
 from dirtyproof.proofs.concretize import ConcretizationError, concretize
-from dirtyproof.proofs.designs import encoding_for
+from dirtyproof.proofs.registry import encoding_for
 
 BG = DESIGNS["background-v1"]
 MODES = ["legacy", "manual", "initially_set"]
@@ -40,7 +40,6 @@ def test_guided_schedule_replays_to_the_same_violation(paths, mode, tmp_path):
     assert c.method == "guided"
     assert c.invariant == "coverage"
     assert c.length <= MAX_CHOICES, c.length
-    assert c.seconds < 5
     # q is in the unaligned block, as the abstract path says (fast = False)
     _, again = Trace.load(c.path).replay()
     assert again.violation.invariant == "coverage" and again.violation.page == c.page

@@ -5,7 +5,8 @@ from dirtyproof.cli.main import geometry_named
 from dirtyproof.impl import Config
 from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.proofs.conformance import check_run
-from dirtyproof.proofs.designs import BackgroundV1Encoding, BaseEncoding, encoding_for
+from dirtyproof.proofs.designs import BackgroundV1Encoding, BaseEncoding
+from dirtyproof.proofs.registry import encoding_for
 
 
 @pytest.mark.parametrize("design", list(DESIGNS))

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from dirtyproof.spec import INVARIANTS, applicable
-from dirtyproof.spec.docs import invariants_markdown
+from dirtyproof.cli.docs import full_markdown as invariants_markdown
 from dirtyproof.impl.designs import DESIGNS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..bitmap import WORD_MASK
+from ..steps import CLEAR_BMAP_SET, ITER_FOLD, ITER_PROLOGUE, ITER_TAIL, L2_XCHG, WATCHER_DONE, WATCHER_FLIP
+from ..steps import Step as S
 from .base import Design, Step
 
 RAMBLOCK_SYN_LEGACY, RAMBLOCK_SYN_MODERN = "LEGACY", "MODERN"
@@ -18,11 +20,17 @@ LEGACY_ITER, MODERN_ITER, MODERN_BACKGROUND = "LEGACY_ITER", "MODERN_ITER", "MOD
 
 
 class BackgroundV1(Design):
-    """Hyman Huang's v1 series: background syncs feed the throttle between iterations."""
+    """Hyman Huang's v1 series: background syncs feed the throttle between iterations.
+
+    Declared state: ``sync_mode`` (RAMBLOCK_SYN_LEGACY/MODERN, a global never reset),
+    ``flavour`` (the sync flavour of the block being synced), ``watcher_quit``; per RAMBlock
+    ``iter_dirty_pages`` and ``background_sync_shown_up``, and the bitmaps ``shadow_bmap`` and
+    ``iter_bmap``; ``mig.iteration_count``."""
 
     name = "background-v1"
     summary = "seed series v1: watcher thread, background syncs into iter_bmap/shadow_bmap"
     coverage_bitmaps = ("iter_bmap",)
+    regions = ("migration_background_sync_watcher",)
     # A background sync counts new dirty pages for the throttle without setting them in bmap.
     not_applicable = ("period-counter",)
 
@@ -32,6 +40,9 @@ class BackgroundV1(Design):
         self.sync_mode = RAMBLOCK_SYN_LEGACY
         self.flavour = LEGACY_ITER
         self.watcher_quit = False
+        for rb in w.blocks:          # per-block state of the series, declared before any attempt
+            rb.iter_dirty_pages = 0
+            rb.background_sync_shown_up = False
 
     # -- bitmaps --------------------------------------------------------------------------------
     def ram_list_init_bitmaps(self, w) -> None:
@@ -59,11 +70,11 @@ class BackgroundV1(Design):
 
     def ramblock_sync_dirty_bitmap(self, w, rb) -> Step:
         """Pick the flavour from ``sync_mode`` (read now, per block) and the background flag."""
-        if self.sync_mode == RAMBLOCK_SYN_LEGACY and not getattr(self, "background", False):
+        if self.sync_mode == RAMBLOCK_SYN_LEGACY and not self.background:
             self.flavour = LEGACY_ITER
             yield from super().ramblock_sync_dirty_bitmap(w, rb)
             return
-        self.flavour = MODERN_BACKGROUND if getattr(self, "background", False) else MODERN_ITER
+        self.flavour = MODERN_BACKGROUND if self.background else MODERN_ITER
         n = yield from self.cpu_physical_memory_sync_dirty_bitmap(w, rb)
         w.mig.num_dirty_pages_period += n
         if self.flavour == MODERN_ITER:
@@ -72,7 +83,7 @@ class BackgroundV1(Design):
             rb.iter_bmap.fill(False)
             rb.iter_dirty_pages = 0
             rb.background_sync_shown_up = False
-            yield f"{rb.idstr}: migration_dirty_pages += iter_dirty_pages; shadow, iter, flag cleared"
+            yield S(ITER_TAIL, block=rb.index)
 
     def cpu_physical_memory_sync_dirty_bitmap(self, w, rb) -> Step:
         """The series' L2 -> L3 sync; LEGACY_ITER is the old one."""
@@ -84,7 +95,7 @@ class BackgroundV1(Design):
         if rb.background_sync_shown_up:
             # drop from iter what was sent since the background sync
             it.words &= ~(shadow.words & ~bmap.words)
-            yield f"{rb.idstr}: iter_bmap &= ~(shadow_bmap & ~bmap)"
+            yield S(ITER_PROLOGUE, block=rb.index)
         if rb.fast_path:
             base = rb.offset >> 6
             for k in range(rb.words()):
@@ -94,9 +105,9 @@ class BackgroundV1(Design):
                     if background:
                         shadow.set_word(k, bmap.word(k))
                     num_dirty += (bits & ~bmap.word(k) & WORD_MASK).bit_count()
-                    yield f"{rb.idstr}: xchg L2 word {base + k} into iter_bmap word {k}"
+                    yield S(L2_XCHG, block=rb.index, word=base + k, into="iter_bmap")
             rb.clear_bmap.fill(True)
-            yield f"{rb.idstr}: clear_bmap all set (remote clear owed)"
+            yield S(CLEAR_BMAP_SET, block=rb.index)
         else:
             for k in range(rb.pages):
                 if background and bmap.test(k):
@@ -110,7 +121,7 @@ class BackgroundV1(Design):
             new = it.words & ~bmap.words
             rb.iter_dirty_pages += int(np.bitwise_count(new).sum())
             bmap.words |= new
-            yield f"{rb.idstr}: iter_bmap folded into bmap"
+            yield S(ITER_FOLD, block=rb.index)
         if background:
             rb.background_sync_shown_up = True
         return num_dirty
@@ -159,10 +170,10 @@ class BackgroundV1(Design):
             unchanged, prev_iter_cnt = cnt == prev_iter_cnt, cnt     # prev updated every tick
             if unchanged and w.clock_ms - mig.time_last_bitmap_sync > cfg.watcher_idle_ms:
                 self.sync_mode = RAMBLOCK_SYN_MODERN
-                yield "watcher: sync_mode = MODERN"
+                yield S(WATCHER_FLIP)
                 # once it has the BQL the watcher syncs without looking at the quit flag or the
                 # migration state again: a cleanup posted meanwhile waits in its join for this sync
                 yield from w.acquire("BQL")
                 yield from self.migration_bitmap_sync(w, last_stage=False, background=True)
                 w.release("BQL")
-                yield "watcher: background sync done, BQL released"
+                yield S(WATCHER_DONE)

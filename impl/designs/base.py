@@ -10,14 +10,18 @@ from __future__ import annotations
 from typing import Generator
 
 from ..bitmap import WORD_MASK
+from ..steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED, DELIVER,
+                     INIT_BITMAPS, ITERATE_DONE, KVM_CLEAR, KVM_GET, KVM_OR, L2_TEST_AND_CLEAR, L2_XCHG, READ,
+                     SETUP_DONE, STREAM_COMPLETE, SYNC_DONE, VM_STOP)
+from ..steps import Step as S
 
-Step = Generator[str, None, None]
+Step = Generator[S, None, None]
 
 # The methods the world and the checks call: a user's class must provide all of them.
 INTERFACE = (
     "attach", "migration_thread", "ram_save_setup", "ram_init_bitmaps", "ram_list_init_bitmaps",
     "migration_bitmap_sync_precopy", "migration_bitmap_sync", "memory_global_dirty_log_sync",
-    "cpu_physical_memory_sync_dirty_bitmap", "ramblock_sync_dirty_bitmap",
+    "kvm_physical_sync_dirty_bitmap", "cpu_physical_memory_sync_dirty_bitmap", "ramblock_sync_dirty_bitmap",
     "migration_iteration_run", "ram_state_pending_exact", "ram_save_iterate", "ram_save_burst",
     "ram_find_and_save_block", "find_dirty_page", "migration_bitmap_clear_dirty",
     "migration_clear_memory_region_dirty_bitmap", "memory_region_clear_dirty_bitmap", "kvm_log_clear_one_slot",
@@ -39,6 +43,10 @@ class Design:
     summary = "QEMU before 9.2: syncs only at setup, the exact-pending check and completion"
     coverage_bitmaps: tuple[str, ...] = ()
     not_applicable: tuple[str, ...] = ()
+    # extra step methods (beyond the interface's) whose extent is a region (impl/regions.py)
+    regions: tuple[str, ...] = ()
+    # declared design state: True while the design runs a background sync (the seed series)
+    background: bool = False
 
     def attach(self, w) -> None:
         """Bind to a world (one design instance per world); designs keep their globals here."""
@@ -55,7 +63,7 @@ class Design:
         w.release("BQL")
         mig.phase = "active"
         self.start_threads(w)
-        yield "setup done, BQL released"
+        yield S(SETUP_DONE)
         while True:
             if mig.cancel_requested:
                 yield from self.migration_cancel(w)
@@ -84,9 +92,8 @@ class Design:
     def ram_init_bitmaps(self, w) -> Step:
         """``ram_init_bitmaps``: bitmaps (``bmap`` all ones), dirty logging on, a first sync."""
         self.ram_list_init_bitmaps(w)
-        w.mig.bitmaps_ready = True
         w.kvm.log_start()
-        yield "ram_init_bitmaps: bmap all set, clear_bmap clear, dirty logging started"
+        yield S(INIT_BITMAPS)
         yield from self.migration_bitmap_sync_precopy(w, last_stage=False)
 
     def ram_list_init_bitmaps(self, w) -> None:
@@ -108,13 +115,13 @@ class Design:
         mig.dirty_sync_count += 1
         yield from self.memory_global_dirty_log_sync(w)
         yield from w.acquire("bitmap_mutex")
-        w.note_sync_begin(background=getattr(self, "background", False))
+        w.note_sync_begin(background=self.background)
         for rb in w.blocks:
             yield from self.ramblock_sync_dirty_bitmap(w, rb)
         w.note_sync_end()
         w.release("bitmap_mutex")
         self.after_sync(w)
-        yield "migration_bitmap_sync done, bitmap_mutex released"
+        yield S(SYNC_DONE)
 
     def after_sync(self, w) -> None:
         """The tail of ``migration_bitmap_sync`` (same step as the mutex release): throttle, period."""
@@ -132,18 +139,22 @@ class Design:
         mig = w.mig
         mig.time_last_bitmap_sync = now
         mig.num_dirty_pages_period = 0
-        mig.period_new_bits = 0
         mig.bytes_xfer_prev = mig.bytes_transferred
 
     def memory_global_dirty_log_sync(self, w) -> Step:
-        """L1 -> L2 for every memslot: one GET ioctl, then the OR into L2, under ``slots_lock``."""
+        """L1 -> L2 for every memslot, one slot after the other."""
         for s in w.slots:
-            yield from w.acquire("slots_lock")
-            w.kvm.get_dirty_log(s)
-            yield f"KVM_GET_DIRTY_LOG slot {s.index}"
-            w.kvm_slot_sync_dirty_pages(s)
-            w.release("slots_lock")
-            yield f"slot {s.index}: L1c OR-ed into L2"
+            yield from self.kvm_physical_sync_dirty_bitmap(w, s)
+
+    def kvm_physical_sync_dirty_bitmap(self, w, slot) -> Step:
+        """One memslot: the GET ioctl (one step), then the OR of L1c into L2 (one step), under
+        ``slots_lock`` (``kvm_slot_get_dirty_log`` and ``kvm_slot_sync_dirty_pages``)."""
+        yield from w.acquire("slots_lock")
+        w.kvm.get_dirty_log(slot)
+        yield S(KVM_GET, slot=slot.index)
+        w.kvm_slot_sync_dirty_pages(slot)
+        w.release("slots_lock")
+        yield S(KVM_OR, slot=slot.index)
 
     def ramblock_sync_dirty_bitmap(self, w, rb) -> Step:
         """``ramblock_sync_dirty_bitmap``: L2 -> ``bmap`` for one block, then count the new pages."""
@@ -166,9 +177,9 @@ class Design:
                     old = rb.bmap.word(k)
                     num_dirty += (bits & ~old & WORD_MASK).bit_count()
                     rb.bmap.set_word(k, old | bits)
-                    yield f"{rb.idstr}: xchg L2 word {base + k} into bmap word {k}"
+                    yield S(L2_XCHG, block=rb.index, word=base + k)
             rb.clear_bmap.fill(True)
-            yield f"{rb.idstr}: clear_bmap all set (remote clear owed)"
+            yield S(CLEAR_BMAP_SET, block=rb.index)
         else:
             for k in range(rb.pages):
                 dirty = yield from self.sync_one_page(w, rb, k)
@@ -180,17 +191,14 @@ class Design:
         """Slow path for one page: L2 test-and-clear (one step), then the remote clear of the page.
 
         Returns whether the L2 bit was set; between the two steps the bit lives only in the
-        sync's local variable (``mig.sync_carry``). Skips the two steps when both would be no-ops
+        sync's local variable (the world counts it as in the sync's hands). Skips the two steps when both would be no-ops
         (L2 bit clear and nothing fetched to clear: L1c cannot change while the sync holds the BQL)."""
         page = rb.offset + k
         if not w.L2.test(page) and not (w.kvm.manual_protect and w.kvm.L1c.test(page)):
             return False
         dirty = w.L2.test_and_clear(page)
-        if dirty:
-            w.mig.sync_carry.add(page)
-        yield f"{rb.idstr}: test-and-clear L2 page {page} ({'dirty' if dirty else 'clean'})"
+        yield S(L2_TEST_AND_CLEAR, block=rb.index, page=page, value=dirty)
         yield from self.memory_region_clear_dirty_bitmap(w, page, page + 1)
-        w.mig.sync_carry.discard(page)
         return dirty
 
     def memory_region_clear_dirty_bitmap(self, w, start: int, end: int) -> Step:
@@ -208,7 +216,7 @@ class Design:
         yield from w.acquire("slots_lock")
         w.remote_clear(start, end)
         w.release("slots_lock")
-        yield f"KVM_CLEAR_DIRTY_LOG slot {slot.index} pages [{start}, {end})"
+        yield S(KVM_CLEAR, slot=slot.index, start=start, end=end)
 
     # ------------------------------------------------------------------------------------------
     # iterations
@@ -238,7 +246,7 @@ class Design:
         yield from w.acquire("bitmap_mutex")
         sent = yield from self.ram_save_burst(w)
         w.release("bitmap_mutex")
-        yield f"ram_save_iterate: {sent} page(s), bitmap_mutex released"
+        yield S(ITERATE_DONE, value=sent)
 
     def ram_save_burst(self, w) -> Step:
         """The send loop of ``ram_save_iterate`` (``bitmap_mutex`` held): up to ``burst`` pages,
@@ -284,8 +292,7 @@ class Design:
         ret = rb.bmap.test_and_clear(page)
         if ret:
             w.mig.migration_dirty_pages -= 1
-            w.mig.sending_unread = rb.offset + page
-        yield f"{rb.idstr}: bmap test-and-clear page {rb.offset + page} ({'was set' if ret else 'clean'})"
+        yield S(BMAP_TAKE, block=rb.index, page=rb.offset + page, value=ret)
         return ret
 
     def migration_clear_memory_region_dirty_bitmap(self, w, rb, page: int) -> Step:
@@ -293,7 +300,7 @@ class Design:
         CLEAR the whole chunk. Must come before any page of the chunk is read."""
         chunk = rb.chunk_of(page)
         if rb.clear_bmap.test_and_clear(chunk):
-            yield f"{rb.idstr}: clear_bmap chunk {chunk} taken"
+            yield S(CHUNK_TAKEN, block=rb.index, chunk=chunk)
             start, end = rb.chunk_range(chunk)
             yield from self.memory_region_clear_dirty_bitmap(w, rb.offset + start, rb.offset + end)
 
@@ -301,9 +308,9 @@ class Design:
         """Read the page's content (one step), then put it on the wire to the destination (one step)."""
         addr = rb.offset + page
         version = w.read_page(addr)
-        yield f"read page {addr} (v{version})"
+        yield S(READ, block=rb.index, page=addr, value=version)
         w.deliver(addr, version)
-        yield f"deliver page {addr} v{version}"
+        yield S(DELIVER, block=rb.index, page=addr, value=version)
 
     # ------------------------------------------------------------------------------------------
     # the end
@@ -316,11 +323,11 @@ class Design:
         yield from w.acquire("BQL")
         mig.phase = "completing"
         w.vm_running = False
-        yield "vm_stop: vCPUs and devices stopped"
+        yield S(VM_STOP)
         yield from self.ram_save_complete(w)
         mig.phase = "completed"
         w.release("BQL")
-        yield "stream complete, BQL released"
+        yield S(STREAM_COMPLETE)
         yield from self.migration_iteration_finish(w)
 
     def migration_iteration_finish(self, w) -> Step:
@@ -331,7 +338,7 @@ class Design:
         w.throttle_pct = 0
         w.kvm.log_stop()
         w.release("BQL")
-        yield "cleanup: threads and throttle stopped, dirty logging stopped"
+        yield S(CLEANUP)
 
     def ram_save_complete(self, w) -> Step:
         """``ram_save_complete``: last-stage sync, then send under ``bitmap_mutex`` until clean."""
@@ -340,7 +347,7 @@ class Design:
         while (yield from self.ram_find_and_save_block(w)):
             pass
         w.release("bitmap_mutex")
-        yield "ram_save_complete: bmap empty, bitmap_mutex released"
+        yield S(COMPLETE_DRAINED)
 
     def migration_cancel(self, w) -> Step:
         """Cancel: ``migration_cleanup`` stops the threads, the throttle and dirty logging, frees the bitmaps."""
@@ -349,10 +356,9 @@ class Design:
         self.stop_threads(w)
         w.kvm.log_stop()
         w.throttle_pct = 0
-        mig.bitmaps_ready = False
         mig.phase = "cancelled"
         w.release("BQL")
-        yield "migration cancelled: dirty logging stopped, bitmaps freed"
+        yield S(CANCELLED)
 
     # ------------------------------------------------------------------------------------------
     # auto-converge

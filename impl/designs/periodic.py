@@ -1,6 +1,8 @@
 """The timer-driven periodic sync merged in QEMU 9.2 (``migration/cpu-throttle.c``)."""
 from __future__ import annotations
 
+from ..steps import TIMER_RETURN
+from ..steps import Step as S
 from .base import Design, Step
 
 CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS = 5000
@@ -14,6 +16,7 @@ class Periodic(Design):
 
     name = "periodic"
     summary = "QEMU 9.2+: a 5 s main-loop timer syncs when dirty_sync_count has not moved"
+    regions = ("timer_loop", "cpu_throttle_dirty_sync_timer_tick")
 
     def attach(self, w) -> None:
         """Bind to the world; no timer is armed yet."""
@@ -43,7 +46,7 @@ class Periodic(Design):
             yield from w.acquire("BQL")
             yield from self.cpu_throttle_dirty_sync_timer_tick(w)
             w.release("BQL")
-            yield "timer callback returns, BQL released"
+            yield S(TIMER_RETURN)
 
     def cpu_throttle_dirty_sync_timer_tick(self, w) -> Step:
         """``cpu_throttle_dirty_sync_timer_tick``: sync if past the first iteration and the count

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from dirtyproof.proofs.dual import AND, IMP, IN, ITE, NOT, OR
-from dirtyproof.proofs.state import (F_MBG, F_MITER, M_CDONE, M_CSTART, M_EXIT, M_FINISH, M_INIT, M_NONE,
+from .dual import AND, IMP, IN, ITE, NOT, OR
+from .state import (F_MBG, F_MITER, M_CDONE, M_CSTART, M_EXIT, M_FINISH, M_INIT, M_NONE,
                                      M_POSTSYNC, M_SEND, M_SYNC, M_TOP, M_VMSTOPPED, MK_LAST, MK_SETUP,
                                      O_MIG, O_TIMER, O_WATCHER, P_ACTIVE, P_CANCELLED, P_COMPLETED,
                                      P_COMPLETING, P_NONE, P_SETUP, S_CBT, S_PICK, S_READ, S_TAKEN,
@@ -226,3 +226,11 @@ BY_ID = {c.id: c for c in CONJUNCTS}
 def invariant(s, enc, without: tuple = ()):
     """The conjunction of every conjunct (minus ``without``)."""
     return AND(*[c.pred(s, enc) for c in CONJUNCTS if c.id not in without])
+
+
+def conjuncts_markdown() -> list[str]:
+    """The inductive invariant's section of docs/invariants.md: each conjunct's id and why."""
+    lines = ["", "## The inductive invariant of the prover", "",
+             "Conjuncts over one arbitrary page q (`proofs/inductive.py`); each says what it",
+             "states and why the proof needs it.", ""]
+    return lines + [f"- `{c.id}`: {c.why}" for c in CONJUNCTS]

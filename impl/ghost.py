@@ -1,0 +1,96 @@
+"""The checker's bookkeeping ("ghost state"): what the properties read besides QEMU's own state.
+
+Design code never writes any of it. The world keeps it from what the design's steps do to QEMU's
+state, observed around every step (:meth:`dirtyproof.impl.world.World.step_thread`) and inside
+its own operations (``read_page``, ``deliver``, ``kvm.log_start``):
+
+- **hands**: a dirty mark an actor took out of L2 (a sync's fetch) or out of ``bmap`` (a send's
+  take) while it holds ``bitmap_mutex`` is in that actor's hands until it releases the mutex or
+  reads the page. QEMU keeps such marks only in a function's local variables, and every one of
+  those lives inside one ``bitmap_mutex`` section (the slow path's ``test_and_clear`` result
+  before its ``test_and_set``, a fetched word before it is OR-ed into ``bmap``, the page a send
+  has taken and not yet read). A design that stores a bit later in the same section is not blamed
+  for the steps in between; one that drops it is caught at the latest when it releases the
+  mutex, because hands are emptied then. A bit cleared from a design bitmap (``iter_bmap``) is
+  not in anybody's hands: such bitmaps are moved into ``bmap`` within one step, and a bit
+  cleared there without being in another marked layer is dropped at once.
+- **in flight**: a page's content read by a send and not yet delivered, with the version read;
+  ``deliver`` (by any thread: multifd channels deliver what the migration thread read) accepts
+  only such a read, so a design cannot deliver a version nobody read.
+- **coverage owed**: from the step that starts dirty logging for the current attempt; over once
+  logging stops, unless the attempt completed (then the destination holds the guest).
+- **period truth**: ``bmap`` bits newly set while ``bitmap_mutex`` was held, since QEMU's rate
+  period last started (``time_last_bitmap_sync`` moved).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Hands:
+    """Marks one actor took out of shared layers inside its current ``bitmap_mutex`` section."""
+
+    fetched: set = field(default_factory=set)   # ram_addr pages whose L2 bit it cleared
+    taken: set = field(default_factory=set)     # pages whose bmap bit it cleared (a send's take)
+
+    def all(self) -> set:
+        """Every page in these hands."""
+        return self.fetched | self.taken
+
+    def discard(self, page: int) -> None:
+        """``page`` was read: whatever its marks meant is consumed."""
+        self.fetched.discard(page)
+        self.taken.discard(page)
+
+    def __bool__(self) -> bool:
+        return bool(self.fetched or self.taken)
+
+
+@dataclass
+class Ghost:
+    """The checker's state of one world; see the module docstring."""
+
+    hands: dict = field(default_factory=dict)        # actor name -> Hands
+    in_flight: dict = field(default_factory=dict)    # page -> versions read, not yet delivered
+    armed_attempt: int = 0         # attempt whose dirty-log start made coverage owed
+    period_new_bits: int = 0
+    period_start_ms: int | None = None   # QEMU's time_last_bitmap_sync when the period began
+    bmap_pop_at_lock: int = 0
+
+    def hands_of(self, actor: str) -> Hands:
+        """The (possibly empty) hands of ``actor``."""
+        h = self.hands.get(actor)
+        if h is None:
+            h = self.hands[actor] = Hands()
+        return h
+
+    def held_pages(self) -> set:
+        """Every page in any actor's hands."""
+        out: set = set()
+        for h in self.hands.values():
+            out |= h.all()
+        return out
+
+    def reading(self, page: int, version: int) -> None:
+        """A send read ``page`` at ``version``."""
+        self.in_flight.setdefault(page, []).append(version)
+        for h in self.hands.values():
+            h.discard(page)
+
+    def delivering(self, page: int, version: int) -> bool:
+        """A send delivers ``page`` at ``version``: False unless some send read exactly that."""
+        read = self.in_flight.get(page)
+        if not read or version not in read:
+            return False
+        read.remove(version)
+        if not read:
+            del self.in_flight[page]
+        return True
+
+    def new_attempt(self) -> None:
+        """A new migration: nothing in anybody's hands or in flight, a fresh rate period."""
+        self.hands.clear()
+        self.in_flight.clear()
+        self.period_new_bits = 0
+        self.period_start_ms = None

@@ -1,0 +1,80 @@
+"""Where a thread is: the design-interface methods it is inside, with their arguments.
+
+When a world attaches a design it wraps each step method the design interface declares (QEMU's
+function names: ``migration_bitmap_sync``, ``sync_one_page``, ``ram_save_page``...) and the extra
+ones a design declares in ``regions``. While a thread runs inside such a method, a
+:class:`Region` (the method's name and its arguments after the world) is on the thread's
+``regions`` stack. Consumers (the prover's projection) read that stack and the last step's record
+instead of a generator's frames, so renaming a local variable or rewording a label changes
+nothing they see.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+# The step methods of the design interface (impl/designs/base.py) whose extent is a region.
+REGION_METHODS = (
+    "migration_thread", "ram_save_setup", "ram_init_bitmaps", "migration_bitmap_sync_precopy",
+    "migration_bitmap_sync", "memory_global_dirty_log_sync", "kvm_physical_sync_dirty_bitmap",
+    "ramblock_sync_dirty_bitmap", "cpu_physical_memory_sync_dirty_bitmap", "sync_one_page",
+    "migration_iteration_run", "ram_state_pending_exact", "ram_save_iterate", "ram_save_burst",
+    "ram_find_and_save_block", "migration_bitmap_clear_dirty", "migration_clear_memory_region_dirty_bitmap",
+    "memory_region_clear_dirty_bitmap", "kvm_log_clear_one_slot", "ram_save_page", "migration_completion",
+    "migration_iteration_finish", "ram_save_complete", "migration_cancel",
+)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A design method a thread is inside: its name and its arguments (after the world)."""
+
+    name: str
+    args: tuple
+
+
+def install(w, design) -> None:
+    """Wrap ``design``'s region methods (the interface's and ``design.regions``) for world ``w``."""
+    for name in REGION_METHODS + tuple(getattr(type(design), "regions", ())):
+        method = getattr(design, name, None)
+        if method is None or not callable(method):
+            continue
+        setattr(design, name, _wrapped(w, name, method))
+
+
+def _wrapped(w, name: str, method):
+    def entered(*args, **kw):
+        out = method(*args, **kw)
+        if not inspect.isgenerator(out):
+            return out
+        rest = args[1:] if args and args[0] is w else args
+        return _inside(w, Region(name, tuple(rest)), out)
+    entered.__doc__ = method.__doc__
+    entered.__wrapped__ = method
+    return entered
+
+
+def _inside(w, region: Region, gen):
+    """Run step generator ``gen`` with ``region`` on the running thread's stack."""
+    actor = w.current
+    stack = actor.regions if actor is not None else None
+    if stack is not None:
+        stack.append(region)
+    try:
+        return (yield from gen)
+    finally:
+        if stack and stack[-1] is region:
+            stack.pop()
+
+
+def names(actor) -> list[str]:
+    """The region names of ``actor``, outermost first."""
+    return [r.name for r in actor.regions]
+
+
+def innermost(actor, *wanted: str) -> Region | None:
+    """The innermost of ``actor``'s regions named one of ``wanted``, or ``None``."""
+    for r in reversed(actor.regions):
+        if r.name in wanted:
+            return r
+    return None
