@@ -18,7 +18,8 @@ its own operations (``read_page``, ``deliver``, ``kvm.log_start``):
   ``deliver`` (by any thread: multifd channels deliver what the migration thread read) accepts
   only such a read, so a design cannot deliver a version nobody read.
 - **coverage owed**: from the step that starts dirty logging for the current attempt; over once
-  logging stops, unless the attempt completed (then the destination holds the guest).
+  logging stops, unless the attempt completed (then the destination holds the guest), and over
+  as soon as a cancel is requested (that attempt's destination is thrown away).
 - **period truth**: ``bmap`` bits newly set while ``bitmap_mutex`` was held, since QEMU's rate
   period last started (``time_last_bitmap_sync`` moved).
 """

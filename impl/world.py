@@ -248,13 +248,18 @@ class World:
     def _actor_name(self) -> str | None:
         return self.current.name if self.current is not None else None
 
-    def coverage_owed(self) -> bool:
-        """Whether the current attempt owes coverage: it started dirty logging, and logging is
-        still on or the attempt is completing (then the destination takes over)."""
+    def bitmaps_armed(self) -> bool:
+        """Whether the current attempt has started dirty logging, and logging is still on or the
+        attempt is completing (then the destination takes over)."""
         mig = self.mig
         if mig is None or self.kvm.log_starts <= self._log_starts_at_attempt:
             return False
         return self.kvm.logging or mig.phase in ("completing", "completed")
+
+    def coverage_owed(self) -> bool:
+        """Whether the current attempt owes coverage: its bitmaps are armed and it can still
+        complete (after ``migrate_cancel`` its destination is thrown away: nothing is owed)."""
+        return self.bitmaps_armed() and not self.mig.cancel_requested
 
     def note_sync_begin(self, background: bool) -> None:
         """A sync took ``bitmap_mutex``: remember ``bmap`` and the counter for the background checks."""

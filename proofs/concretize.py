@@ -210,7 +210,7 @@ def fingerprint(w: World) -> tuple:
     mig = w.mig
     if mig is not None:
         g = w.ghost
-        parts.append((mig.phase, w.coverage_owed(), mig.migration_dirty_pages, mig.pss_block, mig.pss_page,
+        parts.append((mig.phase, w.bitmaps_armed(), mig.migration_dirty_pages, mig.pss_block, mig.pss_page,
                       tuple(sorted((a, tuple(sorted(h.fetched)), tuple(sorted(h.taken)))
                                    for a, h in g.hands.items())),
                       tuple(sorted((p, tuple(v)) for p, v in g.in_flight.items())),

@@ -253,7 +253,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "source's version at the stop: no write the guest made is missing on the destination.",
               check_no_loss, when="completion"),
     Invariant("coverage", "Per-step coverage",
-              "At every step of a migration that has started dirty logging, every page whose latest "
+              "At every step of a migration that has started dirty logging and is not being "
+              "cancelled, every page whose latest "
               "version has not been read by a send is marked in some layer that leads to its being "
               "sent again (L1, an un-synced L1c, L2, bmap, a design bitmap that counts toward "
               "coverage), or is in an actor's hands: taken out of L2 or bmap by an actor inside its "
