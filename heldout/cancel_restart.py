@@ -97,6 +97,9 @@ class LegacyDirtyLogFlagLeftOver(Legacy):
     ``global_dirty_tracking`` bitmask, GLOBAL_DIRTY_MIGRATION; the listeners' ``log_global_start``
     runs only when tracking goes from off to on) and ``migration/ram.c`` ``ram_init_bitmaps`` /
     ``ram_save_cleanup``; the variant's cancel path calls the KVM stop directly and forgets the bit.
+    The separate bookkeeping of the migration's dirty-logging state "has caused several bugs"
+    (6f6a5ef3e429, "memory: include DIRTY_MEMORY_MIGRATION in the dirty log mask", Paolo Bonzini,
+    which also names KVM tracking dirty pages after a failed migration).
     """
 
     name = "heldout-legacy-dirty-log-flag-left-over"

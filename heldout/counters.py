@@ -18,8 +18,8 @@ class PeriodicTimerSyncNoBitmapMutex(Periodic):
     Modelled from ``migration/ram.c`` ``migration_bitmap_sync`` (``WITH_QEMU_LOCK_GUARD(&rs->bitmap_mutex)``
     around the ``ramblock_sync_dirty_bitmap`` loop) and the 9.2 timer tick (52ac968ab28b); the
     variant calls the block loop from the tick with only the BQL, which is the pre-2019 assumption
-    that only the migration thread touches the bitmap (see 386a907b, "migration: use bitmap_mutex in
-    migration_bitmap_clear_dirty", Wei Wang, 2019).
+    that only the migration thread touches the bitmap (Wei Wang's 2019 "migration: use bitmap_mutex in
+    migration_bitmap_clear_dirty" for free-page hinting; hash not in the stored archive).
     """
 
     name = "heldout-periodic-timer-sync-no-bitmap-mutex"
@@ -49,11 +49,12 @@ class PeriodicUnlockedDirtyPagesRMW(Periodic):
     The timer stores load + n: the decrement is lost and the counter stays one above ``bmap``'s
     popcount; the migration thread's pending estimate is wrong from then on.
 
-    Modelled from ``migration/ram.c`` as it was before 386a907b ("migration: use bitmap_mutex in
-    migration_bitmap_clear_dirty": "The bitmap mutex is used to synchronize threads to update the
-    dirty bitmap and the migration_dirty_pages counter") and 63268c4970a ("Move bitmap_mutex out of
-    migration_bitmap_clear_dirty()", PULL 6/6, 13 Jul 2021, which moved the lock to
-    ``ram_save_iterate``): ``ram_save_iterate`` and ``ram_save_complete`` here take no
+    Modelled from ``migration/ram.c`` as it was before the 2019 free-page-hint commit that took ``bitmap_mutex`` in
+    ``migration_bitmap_clear_dirty`` (to keep ``qemu_guest_free_page_hint`` and the migration thread
+    from racing on ``bmap`` and ``migration_dirty_pages``), which Peter Xu's "migration: Move
+    bitmap_mutex out of migration_bitmap_clear_dirty()" (qemu-devel PULL 6/6, 13 Jul 2021,
+    lists.gnu.org/archive/html/qemu-devel/2021-07/msg03533.html) then moved up into
+    ``ram_save_iterate``: ``ram_save_iterate`` and ``ram_save_complete`` here take no
     ``bitmap_mutex``; the concurrent syncer is the 9.2 timer (52ac968ab28b).
     """
 

@@ -19,7 +19,8 @@ class PeriodicSearchOnlyLocked(Periodic):
 
     Modelled from ``migration/ram.c`` ``ram_save_iterate`` / ``migration_bitmap_clear_dirty`` and
     ``include/qemu/bitops.h`` ``test_and_clear_bit`` (non-atomic); the lock placement is the inverse
-    of 63268c4970a ("migration: Move bitmap_mutex out of migration_bitmap_clear_dirty()", 2021): a
+    of "migration: Move bitmap_mutex out of migration_bitmap_clear_dirty()" (qemu-devel PULL 6/6,
+    13 Jul 2021, which moved the lock up to cover the whole send loop): a
     search-only critical section, with the 9.2 timer (52ac968ab28b) as the concurrent writer.
     """
 
