@@ -36,8 +36,11 @@ class LegacyBitmapsKeptAcrossCancel(Legacy):
         self.allocated = True
 
     def ram_save_setup(self, w) -> Step:
-        yield from super().ram_save_setup(w)
-        w.mig.migration_dirty_pages = w.bmap_popcount()     # ram_bytes_total() of what is kept
+        mig = w.mig
+        # the counter is taken from what is kept, so it agrees with bmap
+        mig.migration_dirty_pages = w.bmap_popcount() if self.allocated else w.geometry.total_pages
+        mig.time_last_bitmap_sync = w.clock_ms
+        yield from self.ram_init_bitmaps(w)
 
     def migration_iteration_finish(self, w) -> Step:
         yield from super().migration_iteration_finish(w)

@@ -134,6 +134,22 @@ class PeriodicTimerThreadNoBQL(Periodic):
             yield from self.cpu_throttle_dirty_sync_timer_tick(w)
             yield "timer tick done (no BQL)"
 
+    def quit_and_join_timer(self, w) -> Step:
+        """A thread is told to quit and joined (not killed mid-sync), before the cleanup."""
+        self.timer_armed = False
+        t = w.actors.get("timer")
+        if t is not None and not t.done:
+            t.wake_at_ms = 0
+        yield from w.join("timer")
+
+    def migration_cancel(self, w) -> Step:
+        yield from self.quit_and_join_timer(w)
+        yield from super().migration_cancel(w)
+
+    def migration_completion(self, w) -> Step:
+        yield from self.quit_and_join_timer(w)
+        yield from super().migration_completion(w)
+
     def migration_bitmap_sync(self, w, last_stage: bool = False) -> Step:
         mig = w.mig
         mig.dirty_sync_count += 1
