@@ -3,11 +3,12 @@ they exist to measure. See README.md. Not installed, imported by nothing in the 
 from .cancel_restart import LegacyBitmapsKeptAcrossCancel, LegacyDirtyLogFlagLeftOver, PeriodicRAMStateReused
 from .counters import PeriodicTimerSyncNoBitmapMutex, PeriodicUnlockedDirtyPagesRMW
 from .lock_scope import PeriodicSearchOnlyLocked
-from .second_actor import PeriodicClearBmapAfterUnlock, PeriodicSlotsLockSplit, PeriodicTimerThreadNoBQL
+from .second_actor import (PeriodicClearBmapAfterUnlock, PeriodicDeferredSlowPathClear, PeriodicSlotsLockSplit,
+                           PeriodicTimerThreadNoBQL)
 from .stop_copy import IterateSyncSkipsFreshLastSync, LegacyCompleteRateLimited, LegacySyncBeforeVmStop
 
 HELD_OUT = [
-    PeriodicSlotsLockSplit, PeriodicClearBmapAfterUnlock, PeriodicTimerThreadNoBQL,
+    PeriodicSlotsLockSplit, PeriodicClearBmapAfterUnlock, PeriodicTimerThreadNoBQL, PeriodicDeferredSlowPathClear,
     PeriodicSearchOnlyLocked,
     PeriodicTimerSyncNoBitmapMutex, PeriodicUnlockedDirtyPagesRMW,
     LegacyBitmapsKeptAcrossCancel, PeriodicRAMStateReused, LegacyDirtyLogFlagLeftOver,

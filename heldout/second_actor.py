@@ -163,3 +163,60 @@ class PeriodicTimerThreadNoBQL(Periodic):
         yield "bitmap_mutex released; memory_global_after_dirty_log_sync"
         self.after_sync(w)
         yield "migration_bitmap_sync: rate period checked"
+
+
+class PeriodicDeferredSlowPathClear(Periodic):
+    """The slow path's per-page remote clears are batched and issued after ``bitmap_mutex`` is dropped.
+
+    Scenario (manual or initially-set KVM mode, an unaligned block): the timer's sync test-and-clears
+    page P's L2 bit and sets P in ``bmap`` under ``bitmap_mutex``, remembering P for a remote clear,
+    and drops the mutex. The sender sends P at once and reads v1; a vCPU writes P (v2): no fault,
+    L1 is still set. The timer now issues the deferred KVM_CLEAR_DIRTY_LOG of P with the L1c mask,
+    which holds P: L1 is cleared and v2 is in no layer. ``clear_bmap`` is never involved (the slow
+    path clears eagerly), so the ``clear-before-read`` check does not see it.
+
+    Modelled from ``system/physmem.c`` ``physical_memory_test_and_clear_dirty`` as current master
+    has it (L2 test-and-clear and the ``bmap`` set for every page of the range, then one
+    ``memory_region_clear_dirty_bitmap`` of the whole range at the end; ``docs/qemu-semantics.md``
+    section 2) and ``migration/ram.c`` ``migration_bitmap_sync``, where all of it runs under
+    ``bitmap_mutex``; the variant moves the final clear after the unlock to shorten the critical
+    section. The second actor is the 9.2 timer (52ac968ab28b).
+    """
+
+    name = "heldout-periodic-deferred-slow-path-clear"
+    summary = "held out: slow-path remote clears issued after bitmap_mutex is dropped; the sender reads in between"
+    breaks = "coverage"
+
+    def attach(self, w) -> None:
+        super().attach(w)
+        self.deferred = []
+
+    def sync_one_page(self, w, rb, k: int) -> Step:
+        page = rb.offset + k
+        if not w.L2.test(page) and not (w.kvm.manual_protect and w.kvm.L1c.test(page)):
+            return False
+        dirty = w.L2.test_and_clear(page)
+        if dirty:
+            w.mig.sync_carry.add(page)
+        self.deferred.append(page)             # remote clear postponed past the unlock
+        yield f"{rb.idstr}: test-and-clear L2 page {page} ({'dirty' if dirty else 'clean'}), clear deferred"
+        w.mig.sync_carry.discard(page)         # stored into bmap by the caller in this step
+        return dirty
+
+    def migration_bitmap_sync(self, w, last_stage: bool = False) -> Step:
+        mig = w.mig
+        mig.dirty_sync_count += 1
+        yield from self.memory_global_dirty_log_sync(w)
+        yield from w.acquire("bitmap_mutex")
+        w.note_sync_begin(background=False)
+        self.deferred = []
+        for rb in w.blocks:
+            yield from self.ramblock_sync_dirty_bitmap(w, rb)
+        w.note_sync_end()
+        w.release("bitmap_mutex")
+        pages, self.deferred = self.deferred, []
+        yield f"bitmap_mutex released; {len(pages)} remote clear(s) deferred"
+        for page in pages:
+            yield from self.memory_region_clear_dirty_bitmap(w, page, page + 1)
+        self.after_sync(w)
+        yield "migration_bitmap_sync done"
