@@ -115,7 +115,6 @@ class LegacyDirtyLogFlagLeftOver(Legacy):
 
     def ram_init_bitmaps(self, w) -> Step:
         self.ram_list_init_bitmaps(w)
-        w.mig.bitmaps_ready = True
         if not self.global_dirty_tracking:
             w.kvm.log_start()
             self.global_dirty_tracking = True

@@ -60,6 +60,5 @@ class PeriodicSearchOnlyLocked(Periodic):
         if ret:
             rb.bmap.set_word(k, old & ~bit)      # stale store: bits set since the load are lost
             w.mig.migration_dirty_pages -= 1
-            w.mig.sending_unread = rb.offset + page
         yield f"{rb.idstr}: store bmap word {k} (page {rb.offset + page} {'was set' if ret else 'clean'})"
         return ret

@@ -196,11 +196,8 @@ class PeriodicDeferredSlowPathClear(Periodic):
         if not w.L2.test(page) and not (w.kvm.manual_protect and w.kvm.L1c.test(page)):
             return False
         dirty = w.L2.test_and_clear(page)
-        if dirty:
-            w.mig.sync_carry.add(page)
         self.deferred.append(page)             # remote clear postponed past the unlock
         yield f"{rb.idstr}: test-and-clear L2 page {page} ({'dirty' if dirty else 'clean'}), clear deferred"
-        w.mig.sync_carry.discard(page)         # stored into bmap by the caller in this step
         return dirty
 
     def migration_bitmap_sync(self, w, last_stage: bool = False) -> Step:
