@@ -16,14 +16,13 @@ from dirtyproof.spec import INVARIANTS, PROPERTY, RULE, RUNTIME_CHECKS
 
 pytestmark = pytest.mark.quality
 
-# The fixed budget of the tier: swarm schedules, then examples of one ci-profile (derandomized)
-# run, and the examples spent shrinking after the first counterexample (delta debugging then
-# finishes the shrink).
-SCHEDULES = 200
-BUDGET = 150
-SHRINK_BUDGET = 100
-
 MANIFEST = load_manifest()
+# The fixed budget of the tier (the manifest's "tier"): sweep schedules, then examples of one
+# ci-profile (derandomized) run, and the examples spent shrinking after the first counterexample
+# (delta debugging then finishes the shrink).
+SCHEDULES = MANIFEST["tier"]["schedules"]
+BUDGET = MANIFEST["tier"]["examples"]
+SHRINK_BUDGET = MANIFEST["tier"]["shrink_budget"]
 ENTRIES = {**MANIFEST["designs"], **MANIFEST["mutants"]}
 
 
