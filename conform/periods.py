@@ -90,6 +90,7 @@ def search(rec: Record, design, config, mode: str = "model", max_new: int | None
     if not rec.syncs:
         return Outcome(ok=True)
     bounds = TransferredBounds(rec.samples)
+    stop_t = rec.left_active_at()
     first = rec.syncs[0]
     states: dict[State, list[int]] = {State(first.start.t, 0, 0, 0, (0, 0)): []}
     peak = 1
@@ -97,6 +98,11 @@ def search(rec: Record, design, config, mode: str = "model", max_new: int | None
         nxt: dict[State, list[int]] = {}
         reasons: list[str] = []
         e = s.end.t
+        if s.start.t > stop_t and mode != "counts":
+            # Once the migration leaves the active state, migration_iteration_finish calls
+            # cpu_throttle_stop without the BQL: a sync running then may see the throttle off.
+            states = {**states, **{State(st.period_start, st.running, st.high_cnt, 0, st.xfer_prev): w
+                                   for st, w in states.items()}}
         for st, witness in states.items():
             if s.dirty_pages < st.running:
                 reasons.append(f"running count fell from {st.running} to {s.dirty_pages} "
@@ -152,7 +158,7 @@ def search(rec: Record, design, config, mode: str = "model", max_new: int | None
 
 def _say(mode, st: State, s: Sync, xfer: int, predicted: str, observed: str) -> str:
     who = "the model" if mode == "model" else "the spec"
-    xfer_s = "unknown" if xfer >= UNKNOWN_BYTES else f"{xfer} B"
+    xfer_s = "unknown" if xfer >= UNKNOWN_BYTES // 2 else f"{xfer} B"
     return (f"{who} predicts {predicted} at the period ending with sync {s.index + 1} "
             f"(dirty pages {s.dirty_pages}, transferred in period {xfer_s}, throttle {st.pct}%, "
             f"high periods so far {st.high_cnt}); observed {observed}")

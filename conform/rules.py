@@ -136,8 +136,10 @@ def rule_throttle_spec(rec: Record, design, config, settings: ThrottleSettings) 
             return Verdict("throttle-steps", "broken", "a throttle change with auto-converge off",
                            _lines(rec.throttles[0].event))
         return Verdict("throttle-steps", "holds", "auto-converge off, no throttle change")
-    ladder = throttle_ladder(design, config, len(rec.throttles))
-    for k, (th, want) in enumerate(zip(rec.throttles, ladder)):
+    stop_t = rec.left_active_at()
+    active = [th for th in rec.throttles if th.event.t < stop_t]   # later ones: see sync-after-stop
+    ladder = throttle_ladder(design, config, len(active))
+    for k, (th, want) in enumerate(zip(active, ladder)):
         if th.pct is not None and th.pct != want:
             return Verdict("throttle-steps", "broken",
                            f"throttle change {k + 1} set {th.pct}%, the spec's step {k + 1} is {want}%",
@@ -178,11 +180,14 @@ def rule_timer_sync(rec: Record, periodic: bool) -> Verdict:
         before = bisect.bisect_left(starts, ev.t)
         if before <= 1:
             return Verdict("timer-sync", "broken", f"a timer sync with dirty-sync-count {before}", _lines(ev))
-        last = rec.syncs[before - 1]
-        if ev.t - last.start.t < TIMER_PERIOD_S:
+        # The tick remembers the count after its own sync, so only the migration thread's syncs
+        # since the previous tick (at least 5 s ago) move it.
+        moved = [s for s in rec.syncs[:before] if not s.by_timer and ev.t - s.start.t < TIMER_PERIOD_S]
+        if moved:
+            last = moved[-1]
             return Verdict("timer-sync", "broken",
-                           f"a timer sync {ev.t - last.start.t:.3f} s after sync {before}: the count moved since the previous tick",
-                           _lines(last.start, ev))
+                           f"a timer sync {ev.t - last.start.t:.3f} s after sync {last.index + 1}: "
+                           f"the count moved since the previous tick", _lines(last.start, ev))
     return Verdict("timer-sync", "holds", f"{len(rec.timer_syncs)} timer syncs, each after a stuck count")
 
 
@@ -207,6 +212,34 @@ def rule_sync_gap(rec: Record, periodic: bool, auto_converge: bool) -> Verdict:
     return Verdict("sync-gap", "holds", f"longest gap {worst:.3f} s (limit {limit:.1f} s)")
 
 
+def rule_stopped_timer(rec: Record, periodic: bool) -> Verdict:
+    """The model (``Periodic.stop_threads``): once the migration leaves the active state the timer
+    is deleted and never fires; no timer sync and no throttle change after that."""
+    stop_t = rec.left_active_at()
+    if stop_t == float("inf"):
+        return Verdict("stopped-timer", "n/a", "the migration never left the active state")
+    late = [ev for ev in rec.timer_syncs if ev.t > stop_t]
+    late_th = [th for th in rec.throttles if th.event.t > stop_t and not _completion_sync_throttle(rec, th)]
+    if late or late_th:
+        stop = next(e for e in rec.states if e.t >= stop_t)
+        what = []
+        if late:
+            what.append(f"{len(late)} timer sync(s)")
+        if late_th:
+            what.append("a throttle change to " + ", ".join(f"{th.pct}%" for th in late_th))
+        return Verdict("stopped-timer", "broken",
+                       f"{' and '.join(what)} after the migration left the active state "
+                       f"({(late or [late_th[0].event])[0].t - stop_t:.3f} s later)",
+                       _lines(stop, *late[:2], *(th.event for th in late_th[:1]),
+                              *(th.pct_event for th in late_th[:1])))
+    return Verdict("stopped-timer", "holds", "nothing fired after the migration left the active state")
+
+
+def _completion_sync_throttle(rec: Record, th) -> bool:
+    """A throttle change made by the completion sync itself (the guest is stopped: harmless)."""
+    return any(s.after_vm_stop and th in s.throttles for s in rec.syncs)
+
+
 def _ladder_text(pcts) -> str:
     return ", ".join("?" if p is None else str(p) for p in pcts[:12]) + (" ..." if len(pcts) > 12 else "")
 
@@ -222,4 +255,4 @@ def check_record(rec: Record, version: tuple[int, ...] | None = None) -> list[Ve
     return [rule_end_to_end(rec), rule_guest_pattern(rec), rule_guest_self_check(rec), rule_states(rec),
             rule_sync_count(rec), rule_period_counts(rec, design, config),
             rule_throttle_spec(rec, design, config, settings), rule_throttle_model(rec, design, config, settings),
-            rule_timer_sync(rec, periodic), rule_sync_gap(rec, periodic, auto)]
+            rule_timer_sync(rec, periodic), rule_sync_gap(rec, periodic, auto), rule_stopped_timer(rec, periodic)]

@@ -48,6 +48,7 @@ class RunParams:
     auto_converge: bool = True
     time_limit: float = 60.0               # seconds of migration before it is cancelled
     warmup: float = 0.3                    # seconds the guest runs before the migration starts
+    qmp_wait: float = 10.0                 # seconds to wait for QEMU's QMP socket
     alter_dump_page: int | None = None     # test hook: flip a byte of this page in the dst dump
 
     def check(self) -> None:
@@ -116,15 +117,17 @@ def _stop(proc: subprocess.Popen | None, qmp: QMP | None) -> None:
     """Quit QEMU politely, then SIGTERM and SIGKILL its process group."""
     if proc is None:
         return
-    if qmp is not None and proc.poll() is None:
+    asked = False
+    if qmp is not None and qmp.sock is not None and proc.poll() is None:
         try:
             qmp.timeout = 2.0
             qmp.command("quit")
+            asked = True
         except QMPError:
             pass
     if qmp is not None:
         qmp.close()
-    for sig, wait in ((None, 3.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+    for sig, wait in ((None, 3.0 if asked else 0.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
         if sig is not None:
             try:
                 os.killpg(proc.pid, sig)
@@ -167,7 +170,7 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
         qd, qs = QMP(str(d / "dst.qmp")), QMP(str(d / "src.qmp"))
         for q, proc, side in ((qd, dst, "destination"), (qs, src, "source")):
             try:
-                q.connect()
+                q.connect(wait=p.qmp_wait)
             except QMPError as exc:
                 log = (d / ("dst.log" if q is qd else "src.log")).read_text(errors="replace").strip()
                 raise RunError(f"{side} QEMU did not start: {log.splitlines()[-1] if log else exc}") from None

@@ -68,6 +68,13 @@ class Record:
     states: list[Event] = field(default_factory=list)
     timer_syncs: list[Event] = field(default_factory=list)
 
+    def left_active_at(self) -> float:
+        """When the migration left the active state (cancelling, failed, completion), or never."""
+        for ev in self.states:
+            if ev.args.split()[-1:] and ev.args.split()[-1] in ("cancelling", "failed", "device", "completed"):
+                return ev.t
+        return float("inf")
+
     @property
     def qemu_version(self) -> tuple[int, ...] | None:
         """QEMU's version from the samples header, if recorded."""
