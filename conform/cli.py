@@ -81,11 +81,17 @@ def _run(args):
     from .runner import RunError, RunParams, run_migration, save_record
     from .trace import RecordError, build_record, parse_samples, parse_trace
 
+    from .install import data_dirs
+
     qemu, dirs = args.qemu, ()
     if args.qemu_root:
         root = Path(args.qemu_root)
-        qemu = str(root / "usr/bin/qemu-system-x86_64")
-        dirs = (str(root / "usr/share/qemu"), "/usr/share/qemu", "/usr/share/seabios")
+        qemu, dirs = str(root / "usr/bin/qemu-system-x86_64"), data_dirs(root)
+    else:
+        # a QEMU extracted from a .deb (ROOT/usr/bin/qemu-...) needs its own data folder first
+        root = Path(qemu).resolve().parent.parent.parent if "/" in qemu else None
+        if root is not None and root != Path("/") and (root / "usr/share/qemu").is_dir():
+            dirs = data_dirs(root)
     params = RunParams(qemu=qemu, data_dirs=dirs, hot_mib=args.hot_mib, delay=args.delay,
                        bandwidth=args.bandwidth, downtime_ms=args.downtime,
                        auto_converge=args.auto_converge, time_limit=args.time_limit)
