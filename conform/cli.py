@@ -60,6 +60,8 @@ def add_arguments(p) -> None:
                      help="the auto-converge capability (default: on)")
     run.add_argument("--time-limit", type=_positive_float, default=60.0, metavar="SECONDS",
                      help="cancel the migration after this long (default: %(default)s)")
+    run.add_argument("--guest-check", action=argparse.BooleanOptionalAction, default=True,
+                     help="the guest checks every page before rewriting it (default: on)")
     run.add_argument("--save-trace", metavar="FILE", help="keep the source's trace log here")
     run.add_argument("--save-samples", metavar="FILE", help="keep the samples (and results) here")
     p.add_argument("--quiet", action="store_true", help="print only broken rules and the summary")
@@ -94,7 +96,8 @@ def _run(args):
             dirs = data_dirs(root)
     params = RunParams(qemu=qemu, data_dirs=dirs, hot_mib=args.hot_mib, delay=args.delay,
                        bandwidth=args.bandwidth, downtime_ms=args.downtime,
-                       auto_converge=args.auto_converge, time_limit=args.time_limit)
+                       auto_converge=args.auto_converge, time_limit=args.time_limit,
+                       guest_check=args.guest_check)
     try:
         params.check()
     except ValueError as exc:

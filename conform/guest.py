@@ -18,8 +18,9 @@ class BuildError(Exception):
 
 
 def build_guest(outdir: Path, hot_bytes: int, delay: int, passes_per_dot: int = 1000,
-                start: int = HOT_START) -> Path:
-    """Assemble and link the guest for a hot set of ``hot_bytes`` at ``start``; returns the ELF."""
+                start: int = HOT_START, check: bool = True) -> Path:
+    """Assemble and link the guest for a hot set of ``hot_bytes`` at ``start``; returns the ELF.
+    ``check`` off builds a guest that only writes (no self-check on the destination)."""
     if hot_bytes <= 0 or hot_bytes % PAGE:
         raise BuildError(f"hot-set size must be a positive multiple of {PAGE} bytes")
     for tool in ("as", "ld"):
@@ -27,7 +28,8 @@ def build_guest(outdir: Path, hot_bytes: int, delay: int, passes_per_dot: int = 
             raise BuildError(f"GNU {tool} not found (install binutils)")
     src = resources.files("dirtyproof.conform").joinpath("guest.S")
     obj, elf = outdir / "guest.o", outdir / "guest.elf"
-    syms = {"START": start, "SIZE": hot_bytes, "DELAY": delay, "PASSES_PER_DOT": passes_per_dot}
+    syms = {"START": start, "SIZE": hot_bytes, "DELAY": delay, "PASSES_PER_DOT": passes_per_dot,
+            "CHECK": int(check)}
     defs = [a for k, v in syms.items() for a in ("--defsym", f"{k}={v}")]
     with resources.as_file(src) as path:
         steps = (["as", "--32", *defs, str(path), "-o", str(obj)],

@@ -70,6 +70,8 @@ def rule_guest_self_check(rec: Record) -> Verdict:
     g = rec.result.get("guest")
     if not g:
         return Verdict("guest-self-check", "n/a", "the guest did not resume on a destination")
+    if g.get("checks") is False:
+        return Verdict("guest-self-check", "n/a", "the guest was built without its check (--no-guest-check)")
     if g.get("lost"):
         return Verdict("guest-self-check", "broken", "the guest found a lost page on the destination",
                        [f"  console: {g.get('console', '')[:120]!r}"])

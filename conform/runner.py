@@ -25,7 +25,11 @@ from .qmp import QMP, QMPError
 # The trace events the checks read (names absent from a QEMU version are ignored by it).
 TRACE_EVENTS = ("migration_bitmap_sync_start", "migration_bitmap_sync_end", "migration_throttle",
                 "migrate_set_state", "migration_completion_vm_stop", "cpu_throttle_set",
-                "cpu_throttle_dirty_sync")
+                "cpu_throttle_dirty_sync",
+                # for explaining a run, not read by the rules: the switchover threshold
+                # (max_size = bandwidth x downtime limit) and the pending sizes it is compared with
+                "migrate_transferred", "migrate_pending", "migrate_pending_exact",
+                "migrate_pending_estimate", "migration_thread_low_pending")
 SAMPLE_PERIOD_S = 0.1
 FINAL_STATES = ("completed", "failed", "cancelled")
 
@@ -48,7 +52,9 @@ class RunParams:
     auto_converge: bool = True
     time_limit: float = 60.0               # seconds of migration before it is cancelled
     warmup: float = 0.3                    # seconds the guest runs before the migration starts
+    guest_check: bool = True               # the guest checks each page before rewriting it
     qmp_wait: float = 10.0                 # seconds to wait for QEMU's QMP socket
+    linger: float = 0.0                    # seconds to keep sampling after the migration ended
     alter_dump_page: int | None = None     # test hook: flip a byte of this page in the dst dump
 
     def check(self) -> None:
@@ -163,7 +169,8 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
     qs = qd = None
     try:
         hot = p.hot_mib * 2**20
-        kernel = build_guest(d, hot, p.delay, passes_per_dot=max(1, (1 << 20) // (hot // PAGE)))
+        kernel = build_guest(d, hot, p.delay, passes_per_dot=max(1, (1 << 20) // (hot // PAGE)),
+                             check=p.guest_check)
         (d / "events").write_text("\n".join(TRACE_EVENTS) + "\n")
         dst = _start(_qemu_cmd(p, d, "dst", kernel), d, "dst")
         src = _start(_qemu_cmd(p, d, "src", kernel), d, "src")
@@ -217,6 +224,16 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
             next_t += SAMPLE_PERIOD_S
             time.sleep(max(0.0, next_t - time.monotonic()))
         rec.outcome = status + (" (time limit)" if cancelled else "")
+        linger_end = time.monotonic() + p.linger
+        while time.monotonic() < linger_end:
+            # what the source does after the migration ended (a timer still firing, a crash)
+            if src.poll() is not None:
+                rec.header["source_exited_after_end"] = src.returncode
+                break
+            t_send = time.time()
+            rec.samples.append({"t_send": t_send, "t_recv": time.time(), "query": qs.command("query-migrate"),
+                                "after_end": True})
+            time.sleep(SAMPLE_PERIOD_S)
         if status == "completed":
             _check_end_to_end(p, rec, d, qs, qd)
     finally:
@@ -260,7 +277,7 @@ def _check_end_to_end(p: RunParams, rec: RunRecord, d: Path, qs: QMP, qd: QMP) -
             break
         time.sleep(0.05)
     status = qd.command("query-status")
-    rec.guest = {"console": text[:200], "dots": text.count("."), "lost": "X" in text,
+    rec.guest = {"console": text[:200], "dots": text.count("."), "lost": "X" in text, "checks": p.guest_check,
                  "running": status.get("running", False), "status": status.get("status")}
 
 
