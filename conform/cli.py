@@ -58,6 +58,10 @@ def add_arguments(p) -> None:
     run.add_argument("--downtime", type=_count, metavar="MS", help="downtime-limit (QEMU's default: 300 ms)")
     run.add_argument("--auto-converge", action=argparse.BooleanOptionalAction, default=True,
                      help="the auto-converge capability (default: on)")
+    run.add_argument("--throttle-initial", type=_count, metavar="PCT",
+                     help="cpu-throttle-initial (QEMU's default: 20)")
+    run.add_argument("--linger", type=_positive_float, metavar="SECONDS",
+                     help="keep the source running this long after the migration ends, and watch it")
     run.add_argument("--time-limit", type=_positive_float, default=60.0, metavar="SECONDS",
                      help="cancel the migration after this long (default: %(default)s)")
     run.add_argument("--guest-check", action=argparse.BooleanOptionalAction, default=True,
@@ -97,7 +101,8 @@ def _run(args):
     params = RunParams(qemu=qemu, data_dirs=dirs, hot_mib=args.hot_mib, delay=args.delay,
                        bandwidth=args.bandwidth, downtime_ms=args.downtime,
                        auto_converge=args.auto_converge, time_limit=args.time_limit,
-                       guest_check=args.guest_check)
+                       guest_check=args.guest_check, throttle_initial=args.throttle_initial,
+                       linger=args.linger or 0.0)
     try:
         params.check()
     except ValueError as exc:

@@ -214,27 +214,44 @@ def rule_sync_gap(rec: Record, periodic: bool, auto_converge: bool) -> Verdict:
     return Verdict("sync-gap", "holds", f"longest gap {worst:.3f} s (limit {limit:.1f} s)")
 
 
-def rule_stopped_timer(rec: Record, periodic: bool) -> Verdict:
-    """The model (``Periodic.stop_threads``): once the migration leaves the active state the timer
-    is deleted and never fires; no timer sync and no throttle change after that."""
+def rule_stopped_timer(rec: Record, periodic: bool, settings: ThrottleSettings) -> Verdict:
+    """The model (``Periodic.stop_threads``, with the BQL, then the throttle reset): once the
+    migration has ended the timer never fires, and the throttle, once stopped, stays off. A tick
+    between "cancelling" and the end is allowed (the migration thread has not stopped it yet)."""
     stop_t = rec.left_active_at()
+    end_t = rec.ended_at()
     if stop_t == float("inf"):
         return Verdict("stopped-timer", "n/a", "the migration never left the active state")
-    late = [ev for ev in rec.timer_syncs if ev.t > stop_t]
-    late_th = [th for th in rec.throttles if th.event.t > stop_t and not _completion_sync_throttle(rec, th)]
-    if late or late_th:
-        stop = next(e for e in rec.states if e.t >= stop_t)
-        what = []
-        if late:
-            what.append(f"{len(late)} timer sync(s)")
-        if late_th:
-            what.append("a throttle change to " + ", ".join(f"{th.pct}%" for th in late_th))
-        return Verdict("stopped-timer", "broken",
-                       f"{' and '.join(what)} after the migration left the active state "
-                       f"({(late or [late_th[0].event])[0].t - stop_t:.3f} s later)",
-                       _lines(stop, *late[:2], *(th.event for th in late_th[:1]),
-                              *(th.pct_event for th in late_th[:1])))
-    return Verdict("stopped-timer", "holds", "nothing fired after the migration left the active state")
+    late = [ev for ev in rec.timer_syncs if ev.t > end_t]
+    before = [th for th in rec.throttles if th.event.t < stop_t]
+    # a late tick that set the *initial* percentage again found the throttle already stopped:
+    # it restarted it after migration_iteration_finish's cpu_throttle_stop, and nothing stops it again
+    restarted = [th for th in rec.throttles if th.event.t > stop_t and before and th.pct == settings.cpu_throttle_initial
+                 and not _completion_sync_throttle(rec, th)]
+    if not late and not restarted:
+        return Verdict("stopped-timer", "holds", "nothing fired after the migration ended")
+    ends = [e for e in rec.states if e.t >= stop_t][:2]
+    what = []
+    if restarted:
+        what.append(f"a timer tick restarted the throttle at {restarted[0].pct}% after it was stopped")
+    if late:
+        what.append(f"{len(late)} timer sync(s) after the migration ended ({late[0].t - end_t:.3f} s later)")
+    evidence = _lines(*ends, *late[:2], *(th.event for th in restarted[:1]), *(th.pct_event for th in restarted[:1]))
+    return Verdict("stopped-timer", "broken", "; ".join(what), evidence)
+
+
+def rule_source_survives(rec: Record) -> Verdict:
+    """The source QEMU outlives its migration (checked when the run lingered after the end)."""
+    lost = rec.header.get("source_lost_after_end")
+    code = rec.header.get("source_exited_after_end")
+    if lost is None and code is None:
+        lingered = any(s.get("after_end") for s in rec.samples)
+        return Verdict("source-survives", "holds" if lingered else "n/a",
+                       "the source answered after the end" if lingered else "the run did not linger after the end")
+    rc = (lost or {}).get("returncode", code)
+    log = [f"  source log: {line}" for line in rec.header.get("src_log_tail", [])[-2:]]
+    return Verdict("source-survives", "broken", f"the source QEMU died after the migration ended (exit status {rc})",
+                   log + [f"  trace line {e.line_no}: {e.raw}" for e in rec.timer_syncs[-1:]])
 
 
 def _completion_sync_throttle(rec: Record, th) -> bool:
@@ -257,4 +274,5 @@ def check_record(rec: Record, version: tuple[int, ...] | None = None) -> list[Ve
     return [rule_end_to_end(rec), rule_guest_pattern(rec), rule_guest_self_check(rec), rule_states(rec),
             rule_sync_count(rec), rule_period_counts(rec, design, config),
             rule_throttle_spec(rec, design, config, settings), rule_throttle_model(rec, design, config, settings),
-            rule_timer_sync(rec, periodic), rule_sync_gap(rec, periodic, auto), rule_stopped_timer(rec, periodic)]
+            rule_timer_sync(rec, periodic), rule_sync_gap(rec, periodic, auto), rule_stopped_timer(rec, periodic, settings),
+            rule_source_survives(rec)]

@@ -50,6 +50,7 @@ class RunParams:
     bandwidth: int | None = None           # max-bandwidth, bytes/s (QEMU's default if None)
     downtime_ms: int | None = None         # downtime-limit (QEMU's default if None)
     auto_converge: bool = True
+    throttle_initial: int | None = None    # cpu-throttle-initial (QEMU's default 20 if None)
     time_limit: float = 60.0               # seconds of migration before it is cancelled
     warmup: float = 0.3                    # seconds the guest runs before the migration starts
     guest_check: bool = True               # the guest checks each page before rewriting it
@@ -193,6 +194,8 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
             params["max-bandwidth"] = p.bandwidth
         if p.downtime_ms is not None:
             params["downtime-limit"] = p.downtime_ms
+        if p.throttle_initial is not None:
+            params["cpu-throttle-initial"] = p.throttle_initial
         if params:
             qs.command("migrate-set-parameters", **params)
         rec.header["migrate_parameters"] = qs.command("query-migrate-parameters")
@@ -222,7 +225,9 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
                 status = "stuck after cancel"
                 break
             next_t += SAMPLE_PERIOD_S
-            time.sleep(max(0.0, next_t - time.monotonic()))
+            # wake for the next sample, or exactly at the time limit (a cancel at a chosen instant)
+            wake = next_t if cancelled else min(next_t, start + p.time_limit + 1e-4)
+            time.sleep(max(0.0, wake - time.monotonic()))
         rec.outcome = status + (" (time limit)" if cancelled else "")
         linger_end = time.monotonic() + p.linger
         while time.monotonic() < linger_end:
@@ -231,8 +236,18 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
                 rec.header["source_exited_after_end"] = src.returncode
                 break
             t_send = time.time()
-            rec.samples.append({"t_send": t_send, "t_recv": time.time(), "query": qs.command("query-migrate"),
-                                "after_end": True})
+            try:
+                info = qs.command("query-migrate")
+            except QMPError as exc:
+                # the source went away after the migration ended: record how it died
+                try:
+                    src.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+                rec.header["source_lost_after_end"] = {"at": time.time(), "error": str(exc),
+                                                       "returncode": src.poll()}
+                break
+            rec.samples.append({"t_send": t_send, "t_recv": time.time(), "query": info, "after_end": True})
             time.sleep(SAMPLE_PERIOD_S)
         if status == "completed":
             _check_end_to_end(p, rec, d, qs, qd)
@@ -242,6 +257,9 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
             _stop(dst, qd)
         finally:
             for side in ("src", "dst"):
+                log = d / f"{side}.log"
+                if log.exists():
+                    rec.header[f"{side}_log_tail"] = log.read_text(errors="replace").splitlines()[-5:]
                 f = d / f"{side}.trace"
                 if f.exists():
                     text = f.read_text(errors="replace")

@@ -75,6 +75,13 @@ class Record:
                 return ev.t
         return float("inf")
 
+    def ended_at(self) -> float:
+        """When the migration reached a final state (completed, cancelled, failed), or never."""
+        for ev in self.states:
+            if ev.args.split()[-1:] and ev.args.split()[-1] in ("cancelled", "failed", "completed"):
+                return ev.t
+        return float("inf")
+
     @property
     def qemu_version(self) -> tuple[int, ...] | None:
         """QEMU's version from the samples header, if recorded."""
