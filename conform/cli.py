@@ -6,6 +6,7 @@ not be run (one line on stderr), 130 interrupted (both QEMUs are stopped first).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -152,5 +153,11 @@ def run(args) -> int:
     else:
         rec = _run(args)
     verdicts = check_record(rec, args.qemu_version)
-    print_report(rec, verdicts, quiet=args.quiet)
-    return 1 if any(v.broken for v in verdicts) else 0
+    code = 1 if any(v.broken for v in verdicts) else 0
+    try:
+        print_report(rec, verdicts, quiet=args.quiet)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader (head, less) went away: the verdict is still the exit status
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
