@@ -241,8 +241,9 @@ def rule_stopped_timer(rec: Record, periodic: bool, settings: ThrottleSettings) 
 
 
 def rule_source_survives(rec: Record) -> Verdict:
-    """The source QEMU outlives its migration (checked when the run lingered after the end)."""
-    lost = rec.header.get("source_lost_after_end")
+    """The source QEMU outlives its migration: it never dies mid-migration, and (when the run
+    lingered after the end) it is still alive then."""
+    lost = rec.header.get("source_lost") or rec.header.get("source_lost_after_end")
     code = rec.header.get("source_exited_after_end")
     if lost is None and code is None:
         lingered = any(s.get("after_end") for s in rec.samples)
@@ -250,7 +251,8 @@ def rule_source_survives(rec: Record) -> Verdict:
                        "the source answered after the end" if lingered else "the run did not linger after the end")
     rc = (lost or {}).get("returncode", code)
     log = [f"  source log: {line}" for line in rec.header.get("src_log_tail", [])[-2:]]
-    return Verdict("source-survives", "broken", f"the source QEMU died after the migration ended (exit status {rc})",
+    when = "during the migration" if rec.header.get("source_lost") else "after the migration ended"
+    return Verdict("source-survives", "broken", f"the source QEMU died {when} (exit status {rc})",
                    log + [f"  trace line {e.line_no}: {e.raw}" for e in rec.timer_syncs[-1:]])
 
 

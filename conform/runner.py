@@ -209,7 +209,13 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
         cancelled = False
         while True:
             t_send = time.time()
-            info = qs.command("query-migrate")
+            try:
+                info = qs.command("query-migrate")
+            except QMPError as exc:
+                # the source died mid-migration: a finding, not an error of the run
+                rec.header["source_lost"] = _lost(src, exc)
+                status = "source lost"
+                break
             sample = {"t_send": t_send, "t_recv": time.time(), "query": info}
             rec.samples.append(sample)
             if on_sample:
@@ -229,6 +235,8 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
             wake = next_t if cancelled else min(next_t, start + p.time_limit + 1e-4)
             time.sleep(max(0.0, wake - time.monotonic()))
         rec.outcome = status + (" (time limit)" if cancelled else "")
+        if status == "completed":
+            _check_end_to_end(p, rec, d, qs, qd)
         linger_end = time.monotonic() + p.linger
         while time.monotonic() < linger_end:
             # what the source does after the migration ended (a timer still firing, a crash)
@@ -239,18 +247,10 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
             try:
                 info = qs.command("query-migrate")
             except QMPError as exc:
-                # the source went away after the migration ended: record how it died
-                try:
-                    src.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
-                rec.header["source_lost_after_end"] = {"at": time.time(), "error": str(exc),
-                                                       "returncode": src.poll()}
+                rec.header["source_lost_after_end"] = _lost(src, exc)
                 break
             rec.samples.append({"t_send": t_send, "t_recv": time.time(), "query": info, "after_end": True})
             time.sleep(SAMPLE_PERIOD_S)
-        if status == "completed":
-            _check_end_to_end(p, rec, d, qs, qd)
     finally:
         try:
             _stop(src, qs)
@@ -269,6 +269,15 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
                         rec.dst_trace_text = text
             shutil.rmtree(d, ignore_errors=True)
     return rec
+
+
+def _lost(src: subprocess.Popen, exc: Exception) -> dict:
+    """How the source QEMU went away (its exit status once it has exited)."""
+    try:
+        src.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    return {"at": time.time(), "error": str(exc), "returncode": src.poll()}
 
 
 def _check_end_to_end(p: RunParams, rec: RunRecord, d: Path, qs: QMP, qd: QMP) -> None:

@@ -1,9 +1,6 @@
 """``dirtyproof conform`` on recorded runs: exit codes, one-line errors; the model is the model's."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 

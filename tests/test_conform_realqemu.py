@@ -125,3 +125,30 @@ def test_nothing_left_after_an_exception():
     with pytest.raises(RuntimeError):
         run_migration(RunParams(**_qemu("7.2"), hot_mib=60, time_limit=30), on_sample=boom)
     assert not leftovers()
+
+
+def _source_pid() -> int | None:
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"dirtyproof-conform-" in cmd and b"src.qmp" in cmd:
+                return int(d.name)
+    return None
+
+
+def test_source_killed_mid_migration_is_a_finding():
+    import signal
+
+    def kill(sample):
+        if len(rec_samples) == 3:
+            os.kill(_source_pid(), signal.SIGKILL)
+        rec_samples.append(sample)
+    rec_samples: list = []
+    rec = run_migration(RunParams(**_qemu("7.2"), hot_mib=60, time_limit=30), on_sample=kill)
+    assert rec.outcome == "source lost"
+    _, v = verdicts_of(rec)
+    assert v["source-survives"].broken and "-9" in v["source-survives"].detail
+    assert not leftovers()

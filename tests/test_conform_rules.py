@@ -262,3 +262,13 @@ def test_long_gap_between_syncs_breaks_the_periodic_design_only():
     v = load("q10-60mib-12s", trace_edit=gap, samples_edit=lambda s: "\n".join(s.splitlines()[:1]))
     assert v["sync-gap"].broken and "between syncs" in v["sync-gap"].detail
     assert load("q10-60mib-12s", trace_edit=gap, version=(7, 2, 0))["sync-gap"].verdict == "n/a"
+
+
+def test_source_dying_mid_migration_breaks_source_survives():
+    def died(text):
+        lines = text.splitlines()
+        head = json.loads(lines[0])
+        head["source_lost"] = {"at": 0, "error": "connection reset", "returncode": -11}
+        return "\n".join([json.dumps(head)] + lines[1:])
+    v = load("q72-60mib-12s", samples_edit=died)["source-survives"]
+    assert v.broken and "during the migration" in v.detail and "-11" in v.detail
