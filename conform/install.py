@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEBIAN = "http://deb.debian.org/debian"
+DEBIAN = os.environ.get("DIRTYPROOF_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 BACKPORTS_PACKAGES = ("qemu-system-x86", "qemu-system-common", "qemu-system-data")
 SYSTEM_PACKAGES = ("qemu-system-x86", "qemu-utils", "binutils")
@@ -94,10 +94,13 @@ def ensure_backports_qemu(install: bool = True) -> Path:
                 "-o", f"Dir::State::Lists={t / 'lists'}", "-o", f"Dir::Cache={t / 'cache'}",
                 "-o", "APT::Sandbox::User=root"]
         _run(["apt-get", *opts, "update", "-q"], 120, "apt-get update (bookworm-backports)")
+        if not any(f.name.endswith("_Packages") or "_Packages." in f.name for f in (t / "lists").iterdir()):
+            # apt-get update exits 0 when a source cannot be fetched; no package list means no archive
+            raise Unavailable(f"bookworm-backports not reachable at {DEBIAN}")
         debs = t / "debs"
         debs.mkdir()
         try:
-            done = subprocess.run(["apt-get", *opts, "download", "-q", *BACKPORTS_PACKAGES], cwd=debs,
+            done = subprocess.run(["apt-get", *opts, "download", "-q", *(f"{pkg}/bookworm-backports" for pkg in BACKPORTS_PACKAGES)], cwd=debs,
                                   capture_output=True, text=True, timeout=300)
         except subprocess.TimeoutExpired:
             raise Unavailable("apt-get download: no answer within 300 s") from None
