@@ -155,7 +155,7 @@ def run(args) -> int:
     verdicts = check_record(rec, args.qemu_version)
     code = 1 if any(v.broken for v in verdicts) else 0
     try:
-        print_report(rec, verdicts, quiet=args.quiet)
+        print_report(rec, verdicts, quiet=args.quiet, version=args.qemu_version)
         sys.stdout.flush()
     except BrokenPipeError:
         # the reader (head, less) went away: the verdict is still the exit status

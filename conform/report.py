@@ -5,11 +5,12 @@ from .model import design_for
 from .trace import Record
 
 
-def summary_line(rec: Record) -> str:
-    """What ran: QEMU version, outcome, syncs, final throttle, total time."""
+def summary_line(rec: Record, version: tuple[int, ...] | None = None) -> str:
+    """What ran: QEMU version (``version`` overrides the record's), outcome, syncs, throttle, times."""
     last = next((s["query"] for s in reversed(rec.samples) if "ram" in s["query"]), {})
-    v = rec.header.get("qemu_version", "unknown")
-    parts = [f"QEMU {v} ({design_for(rec.qemu_version).name} design)",
+    version = version or rec.qemu_version
+    v = ".".join(map(str, version)) if version else "unknown"
+    parts = [f"QEMU {v} ({design_for(version).name} design)",
              f"outcome {rec.result.get('outcome') or last.get('status', 'unknown')}",
              f"{len(rec.syncs)} syncs", f"{len(rec.throttles)} throttle changes"]
     if "total-time" in last:
@@ -19,9 +20,9 @@ def summary_line(rec: Record) -> str:
     return ", ".join(parts)
 
 
-def print_report(rec: Record, verdicts, quiet: bool = False) -> None:
+def print_report(rec: Record, verdicts, quiet: bool = False, version: tuple[int, ...] | None = None) -> None:
     """The report on stdout."""
-    print(summary_line(rec))
+    print(summary_line(rec, version))
     for v in verdicts:
         if quiet and not v.broken:
             continue

@@ -107,3 +107,21 @@ def test_runner_cleans_up_when_qemu_never_answers(tmp_path, monkeypatch):
     assert len(started) == 2                       # destination and source were both started
     assert not any(_alive(p) for p in started)     # and both stopped
     assert list(scratch.iterdir()) == []           # the run's folder is gone
+
+
+def test_bare_query_migrate_lines_and_a_version_flag(tmp_path, capsys):
+    """Runs recorded elsewhere: one query-migrate reply per line with a "t" field, no header."""
+    import json
+    bare = []
+    for line in (DATA / "q10-60mib-12s.samples").read_text().splitlines():
+        obj = json.loads(line)
+        if obj["kind"] == "sample":
+            bare.append(json.dumps({"t": obj["t_send"], **obj["query"]}))
+    path = tmp_path / "bare.jsonl"
+    path.write_text("\n".join(bare) + "\n")
+    args = ["conform", "--trace", str(DATA / "q10-60mib-12s.trace"), "--samples", str(path)]
+    assert main(args + ["--qemu-version", "10.0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "periodic design" in out and "HOLDS  throttle-model" in out
+    assert main(args) == 0                          # no version: the legacy design's rules
+    assert "legacy design" in capsys.readouterr().out
