@@ -236,6 +236,10 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
             time.sleep(max(0.0, wake - time.monotonic()))
         rec.outcome = status + (" (time limit)" if cancelled else "")
         if status == "completed":
+            # QEMU shows "completed" a moment before it fills in total-time and downtime
+            time.sleep(0.2)
+            t_send = time.time()
+            rec.samples.append({"t_send": t_send, "query": qs.command("query-migrate"), "t_recv": time.time()})
             _check_end_to_end(p, rec, d, qs, qd)
         linger_end = time.monotonic() + p.linger
         while time.monotonic() < linger_end:
