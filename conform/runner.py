@@ -170,7 +170,7 @@ def run_migration(p: RunParams, on_sample=None) -> RunRecord:
     qs = qd = None
     try:
         hot = p.hot_mib * 2**20
-        kernel = build_guest(d, hot, p.delay, passes_per_dot=max(1, (1 << 20) // (hot // PAGE)),
+        kernel = build_guest(d, hot, p.delay, passes_per_dot=max(1, (1 << 20) // ((hot // PAGE) * (1 + p.delay))),
                              check=p.guest_check)
         (d / "events").write_text("\n".join(TRACE_EVENTS) + "\n")
         dst = _start(_qemu_cmd(p, d, "dst", kernel), d, "dst")
@@ -300,7 +300,7 @@ def _check_end_to_end(p: RunParams, rec: RunRecord, d: Path, qs: QMP, qd: QMP) -
     del src_mem, dst_mem
     con = d / "dst.con"
     qd.command("cont")
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 10.0     # two dots: at least one whole checked pass
     text = ""
     while time.monotonic() < deadline:
         text = con.read_text(errors="replace") if con.exists() else ""
