@@ -37,14 +37,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def geometry_named(name: str, shift: int) -> Geometry:
-    """``mixed`` (aligned and unaligned blocks, two slots in one) or ``aligned`` (fast path only)."""
-    if name == "mixed":
-        return Geometry.simple(aligned=1, unaligned=1, pages=64, shift=shift)
-    if name == "aligned":
-        return Geometry.simple(aligned=2, unaligned=0, pages=64, shift=shift)
-    if name == "unaligned":
-        return Geometry.simple(aligned=0, unaligned=2, pages=64, shift=shift)
-    raise UserError(f"unknown geometry {name!r} (mixed, aligned, unaligned)")
+    """A named geometry (:func:`dirtyproof.impl.geometry.named`), bad names as bad input."""
+    from dirtyproof.impl.geometry import named
+    try:
+        return named(name, shift)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def config_from_args(args) -> Config:
