@@ -97,8 +97,10 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
     """The summary of a run: counts, a verdict per invariant, the violation with its last steps."""
     print(f"design {design_name}: {res.steps} steps, {res.syncs} syncs, {res.pages_sent} pages sent, "
           f"{'completed' if res.completed else 'not completed'}")
+    broken = {rv.rule for rv in res.rule_violations}
     for inv_id in res.checked:
-        verdict = "VIOLATED" if res.violation is not None and res.violation.invariant == inv_id else "ok"
+        verdict = ("VIOLATED" if res.violation is not None and res.violation.invariant == inv_id else
+                   "broken (a rule)" if inv_id in broken else "ok")
         print(f"  {inv_id:24s} {verdict}")
     if res.violation is not None and res.violation.invariant not in res.checked:
         print(f"  {res.violation.invariant:24s} VIOLATED")

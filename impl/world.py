@@ -414,7 +414,7 @@ class World:
         if actor is None or not self.runnable(actor):
             raise BadChoice(f"thread {name!r} cannot step now")
         self.current = actor
-        held_before = "bitmap_mutex" in actor.held
+        held_before = _may_hold_marks(actor)
         marks = self._mark_layers()
         try:
             rec = as_step(next(actor.gen))
@@ -440,9 +440,9 @@ class World:
         return out
 
     def _track_hands(self, actor: Actor, held_before: bool, marks: list) -> None:
-        """After ``actor``'s step: marks it cleared inside a ``bitmap_mutex`` section go into its
-        hands (minus pages it read in the step); leaving the section empties them."""
-        holds = "bitmap_mutex" in actor.held
+        """After ``actor``'s step: marks it cleared inside a ``bitmap_mutex`` section or a page
+        send go into its hands (minus pages it read in the step); leaving both empties them."""
+        holds = _may_hold_marks(actor)
         if held_before or holds:
             hands = self.ghost.hands_of(actor.name)
             for kind, off, bm, before in marks:
@@ -537,6 +537,13 @@ class World:
     def bytes_per_page(self) -> int:
         """Target page size in bytes."""
         return TARGET_PAGE_SIZE
+
+
+def _may_hold_marks(actor: Actor) -> bool:
+    """Whether ``actor`` is where QEMU keeps dirty marks in local variables: inside a
+    ``bitmap_mutex`` section, or inside one page's send (``ram_find_and_save_block``: the page
+    whose bit it took is read before the function returns)."""
+    return "bitmap_mutex" in actor.held or any(r.name == "ram_find_and_save_block" for r in actor.regions)
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:

@@ -214,7 +214,7 @@ def fingerprint(w: World) -> tuple:
                       tuple(sorted((a, tuple(sorted(h.fetched)), tuple(sorted(h.taken)))
                                    for a, h in g.hands.items())),
                       tuple(sorted((p, tuple(v)) for p, v in g.in_flight.items())),
-                      mig.cancel_requested, mig.downtime_raised, getattr(mig, "iteration_count", None),
+                      mig.cancel_requested, mig.downtime_raised, mig.iteration_count,
                       w.clock_ms - mig.time_last_bitmap_sync, mig.dirty_rate_high_cnt))
     parts.append((w.vm_running, w.throttle_pct, tuple(w.lock_owner.values())))
     for name, a in sorted(w.actors.items()):

@@ -93,7 +93,9 @@ def test_unsafe_is_found_short_and_replays(name, trace_dir):
         # saved trace ends at the violating step
         found, sh = rep.found, rep.found.shrink
         assert sh.invariant == entry["property"], sh.summary()
-        assert sh.length == found.length < sh.original_length
+        # shorter, unless the budget ran out first (a long default-world run, clear-mask-range)
+        assert sh.length == found.length <= sh.original_length
+        assert sh.length < sh.original_length or not sh.fixpoint, sh.summary()
         assert found.step == found.length - 1 and found.sweep_index < SCHEDULES
 
 
