@@ -27,7 +27,8 @@ LEGEND = f"""legend:
   counting  the counting lemmas against the design's counters (all sizes)
   hunt      swarm schedules, then the Hypothesis machine, over all configurations (--hunt-budget)
   verdict   the design's verdict over every engine: unsafe if any engine found a violation
-  expected  proofs/verdicts.json (shipped designs), the mutant manifest (corpus mutants), else safe;
+  expected  the manifest (mutants/manifest.json: shipped designs per configuration, corpus mutants
+            overall), else safe;
             "any" where an engine's verdict is not compared; match: yes, or NO"""
 
 

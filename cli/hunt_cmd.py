@@ -102,8 +102,8 @@ def run(args) -> int:
                 f"{rep.schedules} schedules, {_examples(rep, args)}, {rep.steps} steps, {rep.seconds:.1f} s")
         if rep.found is not None:
             line += f"; caught by {rep.found.invariant} in {rep.found.length} steps ({_origin(rep)})"
-            if entry and entry.get("catcher") and entry["catcher"] != rep.found.invariant:
-                line += f" (manifest expects {entry['catcher']})"
+            if entry and entry.get("property") and entry["property"] != rep.found.invariant:
+                line += f" (manifest expects {entry['property']})"
         print(("ok   " if ok else "FAIL ") + line)
         for r in rep.rules:
             print(f"     {r}")

@@ -26,6 +26,7 @@ VERB_MODULES = {
     "hunt": ("dirtyproof.cli.hunt_cmd", "hunt a design for lost pages with Hypothesis"),
     "prove": ("dirtyproof.cli.prove_cmd", "prove designs safe with Z3, or find counterexamples"),
     "check": ("dirtyproof.cli.check_cmd", "prove and hunt the shipped designs: the main job"),
+    "conform": ("dirtyproof.conform.cli", "run a real QEMU migration (or read one) and check it against the spec and the model"),
 }
 
 
@@ -38,14 +39,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def geometry_named(name: str, shift: int) -> Geometry:
-    """``mixed`` (aligned and unaligned blocks, two slots in one) or ``aligned`` (fast path only)."""
-    if name == "mixed":
-        return Geometry.simple(aligned=1, unaligned=1, pages=64, shift=shift)
-    if name == "aligned":
-        return Geometry.simple(aligned=2, unaligned=0, pages=64, shift=shift)
-    if name == "unaligned":
-        return Geometry.simple(aligned=0, unaligned=2, pages=64, shift=shift)
-    raise UserError(f"unknown geometry {name!r} (mixed, aligned, unaligned)")
+    """A named geometry (:func:`dirtyproof.impl.geometry.named`), bad names as bad input."""
+    from dirtyproof.impl.geometry import named
+    try:
+        return named(name, shift)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def config_from_args(args) -> Config:
@@ -116,8 +115,10 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
     print(f"design {design_name}: {res.steps} steps, {res.syncs} syncs, {res.pages_sent} pages sent, "
           f"{'completed' if res.completed else 'not completed'}")
     from dirtyproof.spec import BY_ID
+    broken = {rv.rule for rv in res.rule_violations}
     for inv_id in res.checked:
-        verdict = "VIOLATED" if res.violation is not None and res.violation.invariant == inv_id else "ok"
+        verdict = ("VIOLATED" if res.violation is not None and res.violation.invariant == inv_id else
+                   "broken (a rule)" if inv_id in broken else "ok")
         inv = BY_ID.get(inv_id)
         if verdict == "ok" and inv is not None and inv.when == "completion" and not res.completed:
             verdict = "not checked (the run did not complete)"

@@ -104,10 +104,11 @@ def sweep_config(i: int) -> Config:
                   switchover_pages=switchover)
 
 
-# Every PLAIN_EVERY-th sweep schedule is the plain random scheduler of ``dirtyproof run`` on the
-# default world (one KVM mode after another): the swarm's small worlds and drawn weights must not
-# make the sweep narrower than the naive scheduler (the corpus mutant clear-mask-range loses a
-# write in every plain default-world run, and in none of 200 swarm schedules).
+# Every PLAIN_EVERY-th sweep schedule is the plain random scheduler of ``dirtyproof run`` on one
+# of its named worlds (every KVM mode, then the next world): the swarm's small worlds and drawn
+# weights must not make the sweep narrower than the naive scheduler (the corpus mutant
+# clear-mask-range loses a write in every plain default-world run, and in none of 200 swarm
+# schedules; no swarm world has a fast-path block away from address 0).
 PLAIN_EVERY = 4
 PLAIN_STEPS = 2000
 
@@ -119,11 +120,14 @@ def is_plain(i: int) -> bool:
 
 def sweep_arm(i: int, seed: int, steps: int):
     """Sweep schedule ``i``'s world and scheduler: a swarm schedule on :func:`sweep_config(i)`, or
-    (every :data:`PLAIN_EVERY`-th) the plain :class:`RandomScheduler` on the default world."""
+    (every :data:`PLAIN_EVERY`-th) the plain :class:`RandomScheduler` on a named world."""
     from dirtyproof.impl.scheduler import RandomScheduler
 
     if is_plain(i):
-        return Config(kvm_mode=KVM_MODES[(i // PLAIN_EVERY) % len(KVM_MODES)]), RandomScheduler(seed, PLAIN_STEPS)
+        from dirtyproof.impl.geometry import PRESETS, named
+        j = i // PLAIN_EVERY
+        geo = named(PRESETS[(j // len(KVM_MODES)) % len(PRESETS)])
+        return Config(geometry=geo, kvm_mode=KVM_MODES[j % len(KVM_MODES)]), RandomScheduler(seed, PLAIN_STEPS)
     return sweep_config(i), swarm_scheduler(seed, steps)
 
 

@@ -140,3 +140,22 @@ class Geometry:
             blocks.append(BlockSpec(f"odd{i}", off + 5, n))
             off += 5 + n
         return cls(tuple(blocks), shift)
+
+
+# The named worlds of the command line and of the hunt's plain runs: fast-path blocks at 0 and
+# away from 0, slow-path blocks, both.
+PRESETS = ("mixed", "aligned", "unaligned")
+
+
+def named(name: str, shift: int = 2) -> Geometry:
+    """``mixed`` (an aligned and an unaligned block, two slots in one), ``aligned`` (two fast-path
+    blocks, the second away from address 0) or ``unaligned`` (two slow-path blocks);
+    ``ValueError`` for any other name."""
+    if name == "mixed":
+        return Geometry.simple(aligned=1, unaligned=1, pages=64, shift=shift)
+    if name == "aligned":
+        return Geometry.simple(aligned=2, unaligned=0, pages=64, shift=shift)
+    if name == "unaligned":
+        return Geometry.simple(aligned=0, unaligned=2, pages=64, shift=shift)
+    raise ValueError(f"unknown geometry {name!r} ({', '.join(PRESETS)})")
+

@@ -5,20 +5,21 @@ state, observed around every step (:meth:`dirtyproof.impl.world.World.step_threa
 its own operations (``read_page``, ``deliver``, ``kvm.log_start``):
 
 - **hands**: a dirty mark an actor took out of L2 (a sync's fetch) or out of ``bmap`` (a send's
-  take) while it holds ``bitmap_mutex`` is in that actor's hands until it releases the mutex or
-  reads the page. QEMU keeps such marks only in a function's local variables, and every one of
-  those lives inside one ``bitmap_mutex`` section (the slow path's ``test_and_clear`` result
-  before its ``test_and_set``, a fetched word before it is OR-ed into ``bmap``, the page a send
-  has taken and not yet read). A design that stores a bit later in the same section is not blamed
-  for the steps in between; one that drops it is caught at the latest when it releases the
-  mutex, because hands are emptied then. A bit cleared from a design bitmap (``iter_bmap``) is
+  take) while it holds ``bitmap_mutex`` or is inside one page's send (``ram_find_and_save_block``)
+  is in that actor's hands until it leaves both or reads the page. QEMU keeps such marks only in
+  a function's local variables, and every one of those lives inside one ``bitmap_mutex`` section
+  or one page's send (the slow path's ``test_and_clear`` result before its ``test_and_set``, a
+  fetched word before it is OR-ed into ``bmap``, the page a send has taken and not yet read). A
+  design that stores a bit later in the same section is not blamed for the steps in between;
+  one that drops it is caught at the latest when it leaves, because hands are emptied then. A bit cleared from a design bitmap (``iter_bmap``) is
   not in anybody's hands: such bitmaps are moved into ``bmap`` within one step, and a bit
   cleared there without being in another marked layer is dropped at once.
 - **in flight**: a page's content read by a send and not yet delivered, with the version read;
   ``deliver`` (by any thread: multifd channels deliver what the migration thread read) accepts
   only such a read, so a design cannot deliver a version nobody read.
 - **coverage owed**: from the step that starts dirty logging for the current attempt; over once
-  logging stops, unless the attempt completed (then the destination holds the guest).
+  logging stops, unless the attempt completed (then the destination holds the guest), and over
+  as soon as a cancel is requested (that attempt's destination is thrown away).
 - **period truth**: ``bmap`` bits newly set while ``bitmap_mutex`` was held, since QEMU's rate
   period last started (``time_last_bitmap_sync`` moved).
 """

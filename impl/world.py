@@ -249,13 +249,18 @@ class World:
     def _actor_name(self) -> str | None:
         return self.current.name if self.current is not None else None
 
-    def coverage_owed(self) -> bool:
-        """Whether the current attempt owes coverage: it started dirty logging, and logging is
-        still on or the attempt is completing (then the destination takes over)."""
+    def bitmaps_armed(self) -> bool:
+        """Whether the current attempt has started dirty logging, and logging is still on or the
+        attempt is completing (then the destination takes over)."""
         mig = self.mig
         if mig is None or self.kvm.log_starts <= self._log_starts_at_attempt:
             return False
         return self.kvm.logging or mig.phase in ("completing", "completed")
+
+    def coverage_owed(self) -> bool:
+        """Whether the current attempt owes coverage: its bitmaps are armed and it can still
+        complete (after ``migrate_cancel`` its destination is thrown away: nothing is owed)."""
+        return self.bitmaps_armed() and not self.mig.cancel_requested
 
     def note_sync_begin(self, background: bool) -> None:
         """A sync took ``bitmap_mutex``: remember ``bmap`` and the counter for the background checks."""
@@ -410,7 +415,7 @@ class World:
         if actor is None or not self.runnable(actor):
             raise BadChoice(f"thread {name!r} cannot step now")
         self.current = actor
-        held_before = "bitmap_mutex" in actor.held
+        held_before = _may_hold_marks(actor)
         marks = self._mark_layers()
         try:
             rec = as_step(next_step(actor))   # next(actor.gen), with a time limit and a type check
@@ -436,9 +441,9 @@ class World:
         return out
 
     def _track_hands(self, actor: Actor, held_before: bool, marks: list) -> None:
-        """After ``actor``'s step: marks it cleared inside a ``bitmap_mutex`` section go into its
-        hands (minus pages it read in the step); leaving the section empties them."""
-        holds = "bitmap_mutex" in actor.held
+        """After ``actor``'s step: marks it cleared inside a ``bitmap_mutex`` section or a page
+        send go into its hands (minus pages it read in the step); leaving both empties them."""
+        holds = _may_hold_marks(actor)
         if held_before or holds:
             hands = self.ghost.hands_of(actor.name)
             for kind, off, bm, before in marks:
@@ -533,6 +538,13 @@ class World:
     def bytes_per_page(self) -> int:
         """Target page size in bytes."""
         return TARGET_PAGE_SIZE
+
+
+def _may_hold_marks(actor: Actor) -> bool:
+    """Whether ``actor`` is where QEMU keeps dirty marks in local variables: inside a
+    ``bitmap_mutex`` section, or inside one page's send (``ram_find_and_save_block``: the page
+    whose bit it took is read before the function returns)."""
+    return "bitmap_mutex" in actor.held or any(r.name == "ram_find_and_save_block" for r in actor.regions)
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """dirtyproof.mutants: deliberately broken designs, each one change away from a real design.
 
 ``MUTANTS`` maps corpus names to classes; ``manifest.json`` records, for every mutant and every
-shipped design, the expected verdict, the invariant expected to catch it and the longest
-shrunk counterexample the hunter may report (:func:`load_manifest`).
+shipped design, the expected verdict, the property expected to break and the rule that flags it on
+the way, and the longest shrunk counterexample the hunter may report (:func:`load_manifest`).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ MUTANTS: dict[str, type] = {c.name: c for c in (
 
 def load_manifest() -> dict:
     """The manifest: ``{"designs": {name: entry}, "mutants": {name: entry}}``; an entry has
-    ``verdict`` (safe/unsafe), ``catcher`` (invariant id or null), ``max_steps``, ``found_by``
+    ``verdict`` (safe/unsafe: whether a property breaks), ``property`` (its id or null), ``rule`` (the
+    rule flagged on the way, or for a safe entry the rule broken, or null), ``max_steps``, ``found_by``
     (``sweep`` or ``machine``) and ``machine_max_steps`` (see the manifest's ``_comment``)."""
     return json.loads(resources.files(__package__).joinpath("manifest.json").read_text())
 

@@ -210,11 +210,11 @@ def fingerprint(w: World) -> tuple:
     mig = w.mig
     if mig is not None:
         g = w.ghost
-        parts.append((mig.phase, w.coverage_owed(), mig.migration_dirty_pages, mig.pss_block, mig.pss_page,
+        parts.append((mig.phase, w.bitmaps_armed(), mig.migration_dirty_pages, mig.pss_block, mig.pss_page,
                       tuple(sorted((a, tuple(sorted(h.fetched)), tuple(sorted(h.taken)))
                                    for a, h in g.hands.items())),
                       tuple(sorted((p, tuple(v)) for p, v in g.in_flight.items())),
-                      mig.cancel_requested, mig.downtime_raised, getattr(mig, "iteration_count", None),
+                      mig.cancel_requested, mig.downtime_raised, mig.iteration_count,
                       w.clock_ms - mig.time_last_bitmap_sync, mig.dirty_rate_high_cnt))
     parts.append((w.vm_running, w.throttle_pct, tuple(w.lock_owner.values())))
     for name, a in sorted(w.actors.items()):

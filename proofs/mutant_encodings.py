@@ -231,8 +231,8 @@ NOT_EXPRESSIBLE = {
                        "the term the counting lemmas refute (proofs/counting_conformance.py)",
     "timer-mutex-before-bql": "a lock-order deadlock: the encoding has no lock-waiting states",
     "iterate-sync-in-mutex": "a lock-order deadlock: the encoding has no lock-waiting states",
-    "bg-sync-takes-legacy-path": "its catcher (a background sync leaves bmap alone) is a whole-bitmap "
-                                 "property, not a per-page loss: per page it is one more ordinary sync",
+    "bg-sync-takes-legacy-path": "it breaks only QEMU's rule that a background sync leaves bmap alone (a "
+                                 "whole-bitmap rule) and no property: per page it is one more ordinary sync",
 }
 
 

@@ -215,7 +215,7 @@ def project(w, q: int, hooks=()) -> dict:
               shadow=("shadow_bmap" in rb.extra_bitmaps and rb.shadow_bmap.test(rel)),
               bss=bg and rb.background_sync_shown_up,
               modern=bg and d.sync_mode == RAMBLOCK_SYN_MODERN,
-              log=kvm.logging, ready=w.coverage_owed(), vm=w.vm_running,
+              log=kvm.logging, ready=w.bitmaps_armed(), vm=w.vm_running,
               creq=mig is not None and mig.cancel_requested, wquit=bg and d.watcher_quit,
               err=False, pq=False, pc=False, cpend=False,
               mpc=M_NONE, mk=0, sy=Y_NONE, syo=0, syf=0, ss=0, tpc=T_NONE, wpc=W_NONE,

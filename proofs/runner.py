@@ -2,7 +2,6 @@
 bounded model checking, Z3 confirmation of the path, and a replayed concrete counterexample."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,6 @@ from .obligations import GEOMETRIES, KVM_MODES, Obligation, prove
 from .solver import QueryRunner
 
 CONFIGS = tuple(f"{m}/{g}" for m in KVM_MODES for g in GEOMETRIES)
-VERDICTS_FILE = Path(__file__).with_name("verdicts.json")
 
 
 class EncodingBug(Exception):
@@ -43,14 +41,9 @@ def user_encoding(design_cls) -> bool:
 
 def config_of(mode: str, geo: str):
     """The reference model's world of a proof configuration (the geometry the prover abstracts)."""
-    from dirtyproof.impl import Config, Geometry
-    if geo == "mixed":
-        g = Geometry.simple(aligned=1, unaligned=1, pages=64, shift=2)
-    elif geo == "aligned":
-        g = Geometry.simple(aligned=2, unaligned=0, pages=64, shift=2)
-    else:
-        g = Geometry.simple(aligned=0, unaligned=2, pages=64, shift=2)
-    return Config(geometry=g, kvm_mode=mode)
+    from dirtyproof.impl import Config
+    from dirtyproof.impl.geometry import named
+    return Config(geometry=named(geo, 2), kvm_mode=mode)
 
 
 def describe_mismatch(m) -> str:
@@ -152,5 +145,7 @@ def prove_config(design_spec: str, design_cls, config: str, runner: QueryRunner,
 
 
 def expected_verdicts() -> dict:
-    """The recorded expectations: design -> config -> safe/unsafe."""
-    return json.loads(VERDICTS_FILE.read_text())["expected"]
+    """The prover's recorded expectations for the shipped designs: design -> config -> safe/unsafe
+    (the manifest, mutants/manifest.json, is their one home)."""
+    from dirtyproof.mutants import load_manifest
+    return {name: e["prover"] for name, e in load_manifest()["designs"].items()}

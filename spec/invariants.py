@@ -70,10 +70,10 @@ class Invariant:
 
     def applies_to(self, design) -> bool:
         """Whether the invariant is checked for ``design`` (designs opt out of what they never claim)."""
-        if self.id in getattr(design, "not_applicable", ()):
+        if self.id in design.not_applicable:
             return False
         if self.designs == "background":
-            return bool(getattr(design, "coverage_bitmaps", ()))
+            return bool(design.coverage_bitmaps)
         return True
 
 
@@ -253,13 +253,14 @@ INVARIANTS: tuple[Invariant, ...] = (
               "source's version at the stop: no write the guest made is missing on the destination.",
               check_no_loss, when="completion"),
     Invariant("coverage", "Per-step coverage",
-              "At every step of a migration that has started dirty logging, every page whose latest "
+              "At every step of a migration that has started dirty logging and is not being "
+              "cancelled, every page whose latest "
               "version has not been read by a send is marked in some layer that leads to its being "
               "sent again (L1, an un-synced L1c, L2, bmap, a design bitmap that counts toward "
               "coverage), or is in an actor's hands: taken out of L2 or bmap by an actor inside its "
-              "current bitmap_mutex section (a sync's local carry, a send that has taken the page's "
-              "bmap bit and not yet read it). Hands are emptied when the actor "
-              "releases bitmap_mutex, so a mark dropped there breaks coverage at the release. It is "
+              "current bitmap_mutex section or page send (a sync's local carry, a send that has taken "
+              "the page's bmap bit and not yet read it). Hands are emptied when the actor leaves both, "
+              "so a mark dropped there breaks coverage when it leaves. It is "
               "the inductive strengthening of no-loss: a violation is extended to completion to show "
               "the lost write.",
               check_coverage),

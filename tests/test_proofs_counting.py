@@ -37,10 +37,10 @@ def test_word_sync_is_the_lemma_on_a_hand_worked_word():
 @pytest.mark.parametrize("name", COUNTING_MUTANTS)
 def test_counting_mutants_are_refuted_and_the_model_replays(name):
     """The mutant's counter adds popcount(bits); the lemma refutes that term, and Z3's model of the
-    refutation, replayed in the mutant's own sync, breaks the manifest's catcher."""
+    refutation, replayed in the mutant's own sync, breaks the property the manifest names."""
     v = check_counting(MUTANTS[name], QueryRunner(), samples=32)
     assert RAW_BITS in v.terms.values() and v.verdict == "unsafe"
-    assert MANIFEST[name]["catcher"] in v.refuted.values()
+    assert MANIFEST[name]["property"] in v.refuted.values()
     old, bits = v.word
     assert (old | bits).bit_count() != old.bit_count() + bits.bit_count()
 
