@@ -178,8 +178,16 @@ def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces) -> l
     counting, why = counting_verdict(cls)
     found_unsafe |= counting == "unsafe"
     cwant = "any" if per[CONFIGS[0]] is None else "safe"
-    rows.append(Row(spec, "counting", "all sizes", cwant, counting,
-                    counting == cwant or (cwant == "any" and counting != "unknown"), time.perf_counter() - t, why))
+    from dirtyproof.impl.designs import DESIGNS
+    shipped = DESIGNS.get(spec) is cls
+    if counting == "unknown" and not shipped and cwant == "safe":
+        # the lemmas do not cover a user's counters: not a verdict (the runs and the hunt check
+        # the counters after every step); a shipped design must be covered
+        ok_counting = True
+        why = why or "the counting lemmas do not cover this design's counters; the runs and the hunt check them"
+    else:
+        ok_counting = counting == cwant or (cwant == "any" and counting != "unknown")
+    rows.append(Row(spec, "counting", "all sizes", cwant, counting, ok_counting, time.perf_counter() - t, why))
     t = time.perf_counter()
     h, rep = hunt_verdict(cls, budget, spec, traces)
     found_unsafe |= h == "unsafe"
@@ -223,7 +231,7 @@ def print_table(rows: list[Row]) -> None:
             runs = r.got if name == "hunt" else ""
             print(f"{design:{dw}s}  {name:8s} {config:22s} {r.expected:9s} {got:12s} {runs:34s} "
                   f"{r.seconds:6.1f}s  {'yes' if r.ok else 'NO'}")
-            if r.detail and not r.ok:
+            if r.detail and (not r.ok or name == "counting"):
                 print("\n".join(f"{'':{dw}s}    {line}" for line in r.detail.splitlines()[:40]))
             if r.trace and not r.ok:
                 print(f"{'':{dw}s}    counterexample trace: {r.trace}")
