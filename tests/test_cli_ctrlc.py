@@ -19,10 +19,10 @@ USER = str(HERE / "cli_user_designs.py")
 
 @pytest.fixture(scope="module")
 def long_trace(tmp_path_factory):
-    """A trace of a livelocked run: a replay of it takes a few seconds."""
+    """A trace of a livelocked run (145000 steps): a replay of it takes several seconds."""
     path = tmp_path_factory.mktemp("ctrlc") / "long.json"
     subprocess.run([sys.executable, "-m", "dirtyproof.cli", "run", "--design", f"{USER}:Livelock", "--steps",
-                    "1000", "--trace", str(path)], capture_output=True, timeout=300)
+                    "2500", "--trace", str(path)], capture_output=True, timeout=300)
     assert path.exists()
     return path
 
