@@ -14,16 +14,19 @@ from dirtyproof.impl.config import TARGET_PAGE_SIZE, Config
 from dirtyproof.impl.designs import Legacy, Periodic
 
 
+_QEMU = Config()        # QEMU's defaults live in the model's Config, once
+
+
 @dataclass(frozen=True)
 class ThrottleSettings:
     """The migration parameters the throttle reads (``query-migrate-parameters``' names)."""
 
     auto_converge: bool = True
-    throttle_trigger_threshold: int = 50
-    cpu_throttle_initial: int = 20
-    cpu_throttle_increment: int = 10
-    cpu_throttle_tailslow: bool = False
-    max_cpu_throttle: int = 99
+    throttle_trigger_threshold: int = _QEMU.throttle_trigger_threshold
+    cpu_throttle_initial: int = _QEMU.cpu_throttle_initial
+    cpu_throttle_increment: int = _QEMU.cpu_throttle_increment
+    cpu_throttle_tailslow: bool = _QEMU.cpu_throttle_tailslow
+    max_cpu_throttle: int = _QEMU.max_cpu_throttle
 
     @classmethod
     def from_query(cls, params: dict | None, auto_converge: bool) -> "ThrottleSettings":

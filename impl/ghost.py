@@ -5,8 +5,8 @@ state, observed around every step (:meth:`dirtyproof.impl.world.World.step_threa
 its own operations (``read_page``, ``deliver``, ``kvm.log_start``):
 
 - **hands**: a dirty mark an actor took out of L2 (a sync's fetch) or out of ``bmap`` (a send's
-  take) while it holds ``bitmap_mutex`` or is inside one page's send (``ram_find_and_save_block``)
-  is in that actor's hands until it leaves both or reads the page. QEMU keeps such marks only in
+  take) while it holds ``bitmap_mutex`` or is inside a sync (``migration_bitmap_sync``) or one
+  page's send (``ram_find_and_save_block``) is in that actor's hands until it leaves both or reads the page. QEMU keeps such marks only in
   a function's local variables, and every one of those lives inside one ``bitmap_mutex`` section
   or one page's send (the slow path's ``test_and_clear`` result before its ``test_and_set``, a
   fetched word before it is OR-ed into ``bmap``, the page a send has taken and not yet read). A

@@ -540,11 +540,15 @@ class World:
         return TARGET_PAGE_SIZE
 
 
+# Interface methods whose locals may hold dirty marks: a sync's fetched bits, a send's taken page.
+_MARK_HOLDERS = frozenset(("migration_bitmap_sync", "ram_find_and_save_block"))
+
+
 def _may_hold_marks(actor: Actor) -> bool:
     """Whether ``actor`` is where QEMU keeps dirty marks in local variables: inside a
-    ``bitmap_mutex`` section, or inside one page's send (``ram_find_and_save_block``: the page
-    whose bit it took is read before the function returns)."""
-    return "bitmap_mutex" in actor.held or any(r.name == "ram_find_and_save_block" for r in actor.regions)
+    ``bitmap_mutex`` section, a sync (``migration_bitmap_sync``) or one page's send
+    (``ram_find_and_save_block``: the page whose bit it took is read before it returns)."""
+    return "bitmap_mutex" in actor.held or any(r.name in _MARK_HOLDERS for r in actor.regions)
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:

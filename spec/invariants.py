@@ -258,7 +258,7 @@ INVARIANTS: tuple[Invariant, ...] = (
               "version has not been read by a send is marked in some layer that leads to its being "
               "sent again (L1, an un-synced L1c, L2, bmap, a design bitmap that counts toward "
               "coverage), or is in an actor's hands: taken out of L2 or bmap by an actor inside its "
-              "current bitmap_mutex section or page send (a sync's local carry, a send that has taken "
+              "current bitmap_mutex section, sync or page send (a sync's local carry, a send that has taken "
               "the page's bmap bit and not yet read it). Hands are emptied when the actor leaves both, "
               "so a mark dropped there breaks coverage when it leaves. It is "
               "the inductive strengthening of no-loss: a violation is extended to completion to show "
