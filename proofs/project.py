@@ -84,7 +84,7 @@ def sync_position(w, q, fr, label, hooks=()) -> int:
         return Y_BLK2
     if "xchg L2 word" in label:
         k = _frame(fr, "cpu_physical_memory_sync_dirty_bitmap")["k"]
-        return Y_BLK2 if k < rel >> 6 else Y_QDONE
+        return Y_BLK2 if k < rel // rb.word_bits else Y_QDONE
     if "clear_bmap all set" in label:
         return Y_CBD
     if "folded into bmap" in label:
