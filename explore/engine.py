@@ -16,8 +16,8 @@ world steps are deterministic given the choices). Two things make that affordabl
 """
 from __future__ import annotations
 
+import heapq
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 from dirtyproof.impl.scheduler import DesignCrash
@@ -28,10 +28,15 @@ from . import checks as spec_checks
 from .bounds import Bounds
 from .choices import enabled, periods, terminal
 from .fingerprint import fingerprint
+from .footprint import recording, track, track_mig, writes_of
 from .reductions import Reductions
 from .undo import Snapshot
 
 CACHE_WORLDS = 4096
+# Expansion orders: ``moves`` expands states by environment moves spent, then depth, so a bug
+# that needs few writes is found before the many interleavings of more writes are enumerated;
+# ``bfs`` is plain breadth-first. Both report the cheapest counterexample in their order.
+ORDERS = ("moves", "bfs")
 
 
 @dataclass
@@ -68,7 +73,9 @@ class Explorer:
     """One exploration of ``design_cls`` on ``config`` within ``bounds``."""
 
     def __init__(self, design_cls, config, bounds: Bounds | None = None,
-                 reductions: Reductions | None = None, progress=None):
+                 reductions: Reductions | None = None, progress=None, order: str = "moves"):
+        if order not in ORDERS:
+            raise ValueError(f"order {order!r}: expected one of {', '.join(ORDERS)}")
         self.design_cls = design_cls
         self.config = config
         self.bounds = bounds or Bounds()
@@ -78,12 +85,17 @@ class Explorer:
         probe = World(config, design_cls)
         self.checks = spec_checks.checks_for(probe.design)
         self.pages = list(probe.guest_pages)
-        self.red.prepare(probe)
         # per node: parent index, choice from the parent, depth, remaining budgets
         self.parent: list[int] = [-1]
         self.choice: list = [None]
         self.depth: list[int] = [0]
         self.budgets: list[tuple] = [self.bounds.budgets()]
+        self.spent: list[int] = [0]
+        self.expanded: list[bool] = [False]
+        self.total = sum(self.bounds.budgets())
+        self.order = order
+        self.heap: list = []
+        self.seq = 0
         self.seen: dict[int, int] = {}
         self.cache: dict[int, World] = {}
         self.res = Result(getattr(design_cls, "name", design_cls.__qualname__), config, self.bounds, self.red)
@@ -97,24 +109,38 @@ class Explorer:
             i = self.parent[i]
         return out[::-1]
 
+    def fresh(self) -> World:
+        """A new initial world (switched to footprint recording when the reduction needs it)."""
+        w = World(self.config, self.design_cls)
+        return track(w) if self.red.por else w
+
     def world(self, i: int) -> World:
         """A live world in node ``i``'s state: the cached one, or a replay of its path."""
         w = self.cache.pop(i, None)
         if w is not None:
             return w
         self.res.replays += 1
-        w = World(self.config, self.design_cls)
+        w = self.fresh()
+        por = self.red.por
         for ch in self.path(i):
             w.step(ch)
-            # checks may keep state of their own on the world (bmap-full-after-setup marks the
-            # attempt checked): run them as the first visit did, so the replay is the same state
-            spec_checks.check(w, self.checks)
+            if por:
+                track_mig(w)
+            # checks may keep state of their own on the world: leave it as the first visit did
+            spec_checks.replayed(w, self.checks)
         return w
 
     # -- one transition ---------------------------------------------------------------------------
-    def _step(self, w: World, ch) -> Violation | None:
+    def _step(self, w: World, ch, tags: set | None = None) -> Violation | None:
         try:
-            w.step(ch)
+            if tags is None:
+                w.step(ch)
+            else:
+                with recording() as got:
+                    w.step(ch)
+                tags |= got
+            if self.red.por:
+                track_mig(w)
         except ModelError as exc:
             return Violation(exc.invariant, str(exc))
         except Exception as exc:  # a bug in design code, not a verdict
@@ -128,11 +154,27 @@ class Explorer:
                 return Violation("progress", f"deadlock: {cycle}")
         return None
 
+    def _cost(self, j: int):
+        """The order in which nodes are expanded: by depth (``bfs``), or by environment moves
+        spent, then depth (``moves``)."""
+        if self.order == "bfs":
+            return (0, self.depth[j])
+        return (self.spent[j], self.depth[j])
+
+    def _push(self, key, item) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (key, self.seq, item))
+
     def _add(self, w, i: int, ch, budgets) -> int | None:
-        """Record the state ``w`` reached from node ``i`` by ``ch``; its node index if new."""
+        """Record the state ``w`` reached from node ``i`` by ``ch``; its node index if new. A node
+        not yet expanded that is reached again by a shorter path takes that path."""
         self.res.generated += 1
-        fp = fingerprint(w, (budgets, self.red.key(w)))
-        if fp in self.seen:
+        fp = fingerprint(w, budgets)
+        j = self.seen.get(fp)
+        if j is not None:
+            if not self.expanded[j] and self.depth[i] + 1 < self.depth[j]:
+                self.parent[j], self.choice[j], self.depth[j] = i, list(ch), self.depth[i] + 1
+                self._push(self._cost(j), j)
             return None
         j = len(self.parent)
         self.seen[fp] = j
@@ -140,7 +182,57 @@ class Explorer:
         self.choice.append(list(ch))
         self.depth.append(self.depth[i] + 1)
         self.budgets.append(budgets)
+        self.spent.append(self.total - sum(budgets))
+        self.expanded.append(False)
+        self._push(self._cost(j), j)
         return j
+
+    def _violation(self, i: int, ch, v: Violation, budgets) -> None:
+        """Queue a violating transition at its cost: it is reported when no cheaper path is left."""
+        spent = self.total - sum(budgets)
+        key = (0, self.depth[i] + 1) if self.order == "bfs" else (spent, self.depth[i] + 1)
+        self._push(key, ("violation", i, ch, v))
+
+    def _env(self, w, i, budgets, moves, new) -> Result | None:
+        """Take every environment move in ``moves`` on the live world ``w``, restoring it after each."""
+        snap = Snapshot(w)
+        for ch, slot in moves:
+            nb = budgets if slot is None else budgets[:slot] + (budgets[slot] - 1,) + budgets[slot + 1:]
+            v = self._step(w, ch)
+            if v is not None:
+                self._violation(i, ch, v, nb)
+            elif self._add(w, i, ch, nb) is not None:
+                new.append(True)
+            snap.restore()
+        return None
+
+    def _threads(self, w, i, budgets, moves, new, tags) -> Result | None:
+        """Take every thread step (and ``start``) in ``moves``; the last on ``w`` itself."""
+        for k, ch in enumerate(moves):
+            wt = w if k == len(moves) - 1 else self.world(i)
+            v = self._step(wt, ch, tags)
+            if v is not None:
+                self._violation(i, ch, v, budgets)
+                continue
+            j = self._add(wt, i, ch, budgets)
+            if j is not None:
+                new.append(True)
+                if wt is w and len(self.cache) < CACHE_WORLDS:
+                    self.cache[j] = wt
+        return None
+
+    def _dependent(self, moves, wakes, tags, progressed: bool) -> list:
+        """The environment moves to take now: those a thread step's footprint conflicts with,
+        management commands, and clock moves that wake a thread. When no thread step reached a
+        new state (a cycle may be closing), every move, so none is postponed for ever."""
+        if not progressed:
+            return moves
+        out = []
+        for (ch, slot), wake in zip(moves, wakes):
+            conflicts = writes_of(ch)
+            if conflicts is None or wake or not conflicts.isdisjoint(tags):
+                out.append((ch, slot))
+        return out
 
     def _fail(self, i: int, ch, v: Violation) -> Result:
         self.res.violation = v
@@ -159,13 +251,20 @@ class Explorer:
 
     def _run(self) -> Result:
         b = self.bounds
-        w0 = World(self.config, self.design_cls)
-        self.seen[fingerprint(w0, (self.budgets[0], self.red.key(w0)))] = 0
+        w0 = self.fresh()
+        self.seen[fingerprint(w0, self.budgets[0])] = 0
         self.cache[0] = w0
-        queue = deque([0])
+        self._push(self._cost(0), 0)
         last_report = time.perf_counter()
-        while queue:
-            i = queue.popleft()
+        while self.heap:
+            key, _, item = heapq.heappop(self.heap)
+            if isinstance(item, tuple):
+                _, i, ch, v = item
+                return self._fail(i, ch, v)
+            i = item
+            if self.expanded[i] or key != self._cost(i):
+                continue                      # expanded already, or a stale entry of a shortened node
+            self.expanded[i] = True
             d = self.depth[i]
             self.res.depth = max(self.res.depth, d)
             if d >= b.max_depth:
@@ -178,48 +277,47 @@ class Explorer:
             w = self.world(i)
             budgets = self.budgets[i]
             threads, env = enabled(w, budgets, self.periods, self.pages)
-            threads, env = self.red.filter(w, threads, env)
             if not threads and not env:
                 if terminal(w):
                     self.res.completed_paths += 1
-                    continue
-                return self._fail(i, None, Violation(
-                    "progress", "no thread can run and no clock move wakes one: the migration never completes"))
-            new: list[int] = []
-            movable = [c for c in env if c[0] != ["mgmt", "start"]]
-            if movable:
-                snap = Snapshot(w)
-                for ch, slot in movable:
-                    nb = budgets if slot is None else budgets[:slot] + (budgets[slot] - 1,) + budgets[slot + 1:]
-                    v = self._step(w, ch)
-                    if v is not None:
-                        return self._fail(i, ch, v)
-                    j = self._add(w, i, ch, nb)
-                    if j is not None:
-                        new.append(j)
-                    snap.restore()
+                else:
+                    self._push(key, ("violation", i, None, Violation(
+                        "progress", "no thread can run and no clock move wakes one: the migration never completes")))
+                continue
+            new: list = []
             consuming = threads + [c[0] for c in env if c[0] == ["mgmt", "start"]]
-            for k, ch in enumerate(consuming):
-                wt = w if k == len(consuming) - 1 else self.world(i)
-                v = self._step(wt, ch)
-                if v is not None:
-                    return self._fail(i, ch, v)
-                j = self._add(wt, i, ch, budgets)
-                if j is not None:
-                    new.append(j)
-                    if wt is w and len(self.cache) < CACHE_WORLDS:
-                        self.cache[j] = wt
-            queue.extend(new)
+            movable = [c for c in env if c[0] != ["mgmt", "start"]]
+            if self.red.por and consuming and movable:
+                # threads first, recording what each step touches; then only the environment
+                # moves that do not commute with some enabled thread step (on a fresh replay:
+                # the live world went to the last thread step)
+                tags: set = set()
+                wakes = [_wakes(w, ch[1]) if ch[0] == "clock" else False for ch, _ in movable]
+                self._threads(w, i, budgets, consuming, new, tags)
+                movable = self._dependent(movable, wakes, tags, bool(new))
+                if movable:
+                    self._env(self.world(i), i, budgets, movable, new)
+            else:
+                if movable:
+                    self._env(w, i, budgets, movable, new)
+                if consuming:
+                    self._threads(w, i, budgets, consuming, new, None)
             if self.progress is not None and time.perf_counter() - last_report > 5:
                 last_report = time.perf_counter()
-                self.progress(self.res, len(self.parent), len(queue), d)
+                self.progress(self.res, len(self.parent), len(self.heap), d)
         return self.res
 
 
+def _wakes(w: World, delta: int) -> bool:
+    """Whether moving the clock by ``delta`` makes a sleeping thread runnable."""
+    t = w.clock_ms + delta
+    return any(not a.done and w.clock_ms < a.wake_at_ms <= t for a in w.actors.values())
+
+
 def explore(design_cls, config, bounds: Bounds | None = None, reductions: Reductions | None = None,
-            progress=None) -> Result:
+            progress=None, order: str = "moves") -> Result:
     """Explore ``design_cls`` on ``config`` within ``bounds``; see :class:`Explorer`."""
-    return Explorer(design_cls, config, bounds, reductions, progress).run()
+    return Explorer(design_cls, config, bounds, reductions, progress, order).run()
 
 
 __all__ = ["Explorer", "Result", "explore"]

@@ -32,6 +32,8 @@ IGNORED = {
                            "clear_bmap_shift", "index"}),
     "Actor": frozenset({"label"}),
 }
+IGNORED["TrackedWorld"] = IGNORED["World"]      # the explorer's footprint-recording subclasses
+IGNORED["TrackedKVM"] = IGNORED["KVM"]
 _NONE = frozenset()
 _ATOMS = (int, float, str, bool, bytes, type(None))
 

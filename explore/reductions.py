@@ -1,27 +1,25 @@
-"""State-space reductions of the explorer (each justified in docs/explore.md, each switchable)."""
+"""The state-space reductions of the explorer, each switchable (justified in docs/explore.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reductions:
-    """Which reductions are on. With all off the explorer enumerates every enabled choice."""
+    """Which reductions are on.
 
-    def prepare(self, w) -> None:
-        """Learn what the reductions need from a fresh world of the exploration."""
+    ``por``: partial-order reduction. An environment move (a write or a clock move) that
+    commutes with every thread step enabled in a state is not taken there: it is taken later,
+    just before a step it does not commute with. Management commands are always taken."""
 
-    def key(self, w):
-        """Extra fingerprint content the reductions need (none so far)."""
-        return ()
-
-    def filter(self, w, threads, env):
-        """The choices to explore in ``w`` (all of them with the reductions off)."""
-        return threads, env
+    por: bool = True
 
     def describe(self) -> str:
         """One line naming the reductions on."""
-        return "none"
+        on = [n for n, v in (("partial-order", self.por),) if v]
+        return ", ".join(on) if on else "none"
 
 
-__all__ = ["Reductions"]
+NONE = Reductions(por=False)
+
+__all__ = ["Reductions", "NONE"]
