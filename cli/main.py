@@ -24,6 +24,7 @@ VERB_MODULES = {
     "hunt": ("dirtyproof.cli.hunt_cmd", "hunt a design for lost pages with Hypothesis"),
     "prove": ("dirtyproof.cli.prove_cmd", "prove designs safe with Z3, or find counterexamples"),
     "check": ("dirtyproof.cli.check_cmd", "prove and hunt the shipped designs: the main job"),
+    "explore": ("dirtyproof.explore.cli", "explore every interleaving of a small world, as TLC does"),
 }
 
 

@@ -36,12 +36,14 @@ class Bounds:
     ``guest_writes``/``device_writes``: vCPU and device writes (any page each); ``clock_moves``:
     moves of the clock to a time that can change what a thread does (moves to the next wake-up
     when no thread can run are free: time simply passes); ``cancels``: cancel-and-restart;
-    ``max_depth``: paths are cut there (then the result is not exhaustive)."""
+    ``moves``: all of these together on one path; ``max_depth``: paths are cut there (then the
+    result is not exhaustive); ``max_states``: the search stops there (likewise)."""
 
     guest_writes: int = 2
     device_writes: int = 1
     clock_moves: int = 2
     cancels: int = 1
+    moves: int = 2
     max_depth: int = 200
     max_states: int = 2_000_000
 
@@ -51,9 +53,9 @@ class Bounds:
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"bound {f.name} must be a non-negative integer, not {v!r}")
 
-    def budgets(self) -> tuple[int, int, int, int]:
-        """The starting budgets (guest, device, clock, cancels) a path spends."""
-        return (self.guest_writes, self.device_writes, self.clock_moves, self.cancels)
+    def budgets(self) -> tuple[int, int, int, int, int]:
+        """The starting budgets (guest, device, clock, cancels, all moves) a path spends."""
+        return (self.guest_writes, self.device_writes, self.clock_moves, self.cancels, self.moves)
 
     def to_json(self) -> dict:
         """A JSON-able form."""
@@ -78,7 +80,7 @@ def describe_world(cfg: Config) -> str:
 def describe_bounds(b: Bounds) -> str:
     """One line naming the bounds."""
     return (f"guest_writes={b.guest_writes}, device_writes={b.device_writes}, clock_moves={b.clock_moves}, "
-            f"cancels={b.cancels}, max_depth={b.max_depth}")
+            f"cancels={b.cancels}, moves={b.moves} in all, max_depth={b.max_depth}")
 
 
 __all__ = ["Bounds", "default_config", "default_geometry", "describe_world", "describe_bounds", "KVM_MODES"]

@@ -5,7 +5,7 @@ A choice is the ``[actor, arg]`` of :meth:`World.step`, so a path of choices is 
 from __future__ import annotations
 
 # Budget slots of a path (see Bounds.budgets).
-GUEST, DEVICE, CLOCK, CANCEL = range(4)
+GUEST, DEVICE, CLOCK, CANCEL, MOVES = range(5)
 
 # Config fields holding a period some design compares the clock with; the base design's rate
 # period (``time_last_bitmap_sync + 1000`` in ``migration_bitmap_sync``) is a QEMU constant.
@@ -51,6 +51,8 @@ def enabled(w, budgets, pers, pages) -> tuple[list, list]:
         return [], []
     threads = [[n, None] for n in w.runnable_threads()]
     env = []
+    if not budgets[MOVES]:
+        budgets = (0, 0, 0, 0, 0)
     if w.migration_active() and not mig.downtime_raised and mig.phase in ("setup", "active"):
         env.append((["mgmt", "switchover"], None))
     if budgets[CANCEL] and w.can_cancel():
@@ -72,4 +74,4 @@ def enabled(w, budgets, pers, pages) -> tuple[list, list]:
     return threads, env
 
 
-__all__ = ["enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL"]
+__all__ = ["enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES"]

@@ -26,7 +26,7 @@ from dirtyproof.spec import Violation
 
 from . import checks as spec_checks
 from .bounds import Bounds
-from .choices import enabled, periods, terminal
+from .choices import MOVES, enabled, periods, terminal
 from .fingerprint import fingerprint
 from .footprint import recording, track, track_mig, writes_of
 from .reductions import Reductions
@@ -92,7 +92,7 @@ class Explorer:
         self.budgets: list[tuple] = [self.bounds.budgets()]
         self.spent: list[int] = [0]
         self.expanded: list[bool] = [False]
-        self.total = sum(self.bounds.budgets())
+        self.total = self.bounds.moves
         self.order = order
         self.heap: list = []
         self.seq = 0
@@ -182,14 +182,14 @@ class Explorer:
         self.choice.append(list(ch))
         self.depth.append(self.depth[i] + 1)
         self.budgets.append(budgets)
-        self.spent.append(self.total - sum(budgets))
+        self.spent.append(self.total - budgets[MOVES])
         self.expanded.append(False)
         self._push(self._cost(j), j)
         return j
 
     def _violation(self, i: int, ch, v: Violation, budgets) -> None:
         """Queue a violating transition at its cost: it is reported when no cheaper path is left."""
-        spent = self.total - sum(budgets)
+        spent = self.total - budgets[MOVES]
         key = (0, self.depth[i] + 1) if self.order == "bfs" else (spent, self.depth[i] + 1)
         self._push(key, ("violation", i, ch, v))
 
@@ -197,7 +197,7 @@ class Explorer:
         """Take every environment move in ``moves`` on the live world ``w``, restoring it after each."""
         snap = Snapshot(w)
         for ch, slot in moves:
-            nb = budgets if slot is None else budgets[:slot] + (budgets[slot] - 1,) + budgets[slot + 1:]
+            nb = budgets if slot is None else _spend(budgets, slot)
             v = self._step(w, ch)
             if v is not None:
                 self._violation(i, ch, v, nb)
@@ -306,6 +306,14 @@ class Explorer:
                 last_report = time.perf_counter()
                 self.progress(self.res, len(self.parent), len(self.heap), d)
         return self.res
+
+
+def _spend(budgets: tuple, slot: int) -> tuple:
+    """The budgets after one move paid from ``slot`` (and from the all-moves budget)."""
+    out = list(budgets)
+    out[slot] -= 1
+    out[MOVES] -= 1
+    return tuple(out)
 
 
 def _wakes(w: World, delta: int) -> bool:
