@@ -97,6 +97,8 @@ class Explorer:
         self.heap: list = []
         self.seq = 0
         self.seen: dict[int, int] = {}
+        self.sample_duplicates = 0
+        self.duplicates: list = []
         self.cache: dict[int, World] = {}
         self.res = Result(getattr(design_cls, "name", design_cls.__qualname__), config, self.bounds, self.red)
 
@@ -119,10 +121,14 @@ class Explorer:
         w = self.cache.pop(i, None)
         if w is not None:
             return w
+        return self.replay(self.path(i))
+
+    def replay(self, path) -> World:
+        """A fresh world driven along ``path`` (each step's checks passed when first taken)."""
         self.res.replays += 1
         w = self.fresh()
         por = self.red.por
-        for ch in self.path(i):
+        for ch in path:
             w.step(ch)
             if por:
                 track_mig(w)
@@ -172,6 +178,8 @@ class Explorer:
         fp = fingerprint(w, budgets)
         j = self.seen.get(fp)
         if j is not None:
+            if len(self.duplicates) < self.sample_duplicates and self.res.generated % 7 == 0:
+                self.duplicates.append((j, i, list(ch)))     # for the soundness test
             if not self.expanded[j] and self.depth[i] + 1 < self.depth[j]:
                 self.parent[j], self.choice[j], self.depth[j] = i, list(ch), self.depth[i] + 1
                 self._push(self._cost(j), j)

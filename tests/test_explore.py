@@ -1,0 +1,123 @@
+"""The explorer: verdicts, shortest counterexamples that replay, sound fingerprints, reductions.
+
+Default suite: small bounds only (a few seconds). Explorations of the full default bounds and of
+the whole corpus are under the opt-in ``slow`` marker.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dirtyproof.cli.main import main
+from dirtyproof.explore import Bounds, Reductions, default_config, explore
+from dirtyproof.explore.fingerprint import fingerprint
+from dirtyproof.explore.reductions import NONE
+from dirtyproof.explore.soundness import sampled_pairs, successors
+from dirtyproof.impl.designs import DESIGNS
+from dirtyproof.impl.trace import Trace
+from dirtyproof.impl.world import World
+from dirtyproof.mutants import MUTANTS, load_manifest
+
+ZERO = Bounds(guest_writes=0, device_writes=0, clock_moves=0, cancels=0, moves=0)
+ONE_WRITE = Bounds(guest_writes=1, device_writes=0, clock_moves=0, cancels=0, moves=1)
+ONE_MOVE = Bounds(guest_writes=1, device_writes=1, clock_moves=1, cancels=1, moves=1)
+
+# Mutants the explorer finds without any environment move, or with one: (name, bounds).
+QUICK = [("read-before-clear", ZERO), ("clear-mask-range", ZERO), ("dirty-count-raw-bits", ZERO),
+         ("period-popcount", ZERO), ("bmap-init-last-page-missing", ZERO),
+         ("timer-mutex-before-bql", Bounds(guest_writes=0, device_writes=0, clock_moves=1, cancels=0, moves=1)),
+         ("clear-no-reprotect", ONE_WRITE)]
+
+
+@pytest.mark.parametrize("name,bounds", QUICK, ids=[q[0] for q in QUICK])
+def test_quick_mutants_found_with_their_catcher(name, bounds):
+    res = explore(MUTANTS[name], default_config("manual"), bounds)
+    assert res.violation is not None
+    assert res.violation.invariant == load_manifest()["mutants"][name]["catcher"]
+
+
+def test_counterexample_replays_to_the_same_violation(tmp_path):
+    from dirtyproof.explore.report import save_trace
+    res = explore(MUTANTS["read-before-clear"], default_config("manual"), ZERO)
+    path = save_trace(res, "read-before-clear", str(tmp_path))
+    _, replayed = Trace.load(path).replay()
+    assert replayed.violation.invariant == "clear-before-read"
+    assert replayed.violation_step == len(res.path) - 1
+
+
+def test_breadth_first_gives_the_shortest_counterexample():
+    # every path to the violation is at least as long as the one reported
+    bfs = explore(MUTANTS["read-before-clear"], default_config("manual"), ONE_WRITE, order="bfs")
+    moves = explore(MUTANTS["read-before-clear"], default_config("manual"), ONE_WRITE)
+    assert bfs.violation is not None and len(bfs.path) <= len(moves.path)
+    cut = explore(MUTANTS["read-before-clear"], default_config("manual"),
+                  ONE_WRITE.with_(max_depth=len(bfs.path) - 1), order="bfs")
+    assert cut.violation is None and not cut.exhaustive
+
+
+@pytest.mark.parametrize("design", ["legacy", "periodic", "iterate-sync", "background-v1"])
+def test_shipped_designs_exhaust_a_zero_move_bound(design):
+    res = explore(DESIGNS[design], default_config("manual"), ZERO)
+    assert res.violation is None and res.exhaustive
+    assert res.completed_paths > 0
+
+
+def test_legacy_exhausts_one_write_in_each_mode():
+    for mode in ("legacy", "manual", "initially_set"):
+        res = explore(DESIGNS["legacy"], default_config(mode), ONE_WRITE)
+        assert res.ok and res.exhaustive, mode
+
+
+def test_partial_order_reduction_keeps_verdicts_and_saves_states():
+    on = explore(DESIGNS["legacy"], default_config("manual"), ONE_WRITE)
+    off = explore(DESIGNS["legacy"], default_config("manual"), ONE_WRITE, reductions=NONE)
+    assert on.exhaustive and off.exhaustive
+    assert on.distinct < off.distinct
+    for name, bounds in QUICK:
+        a = explore(MUTANTS[name], default_config("manual"), bounds, reductions=NONE)
+        b = explore(MUTANTS[name], default_config("manual"), bounds, reductions=Reductions())
+        assert a.violation.invariant == b.violation.invariant, name
+        assert len(a.path) == len(b.path), name
+
+
+def test_fingerprints_are_sound_on_sampled_pairs():
+    """States with one fingerprint, reached by different paths, have the same successors."""
+    pairs = 0
+    for name in ("legacy", "periodic"):
+        for ex, p1, p2, budgets in sampled_pairs(DESIGNS[name], default_config("manual"), ONE_WRITE, samples=6):
+            assert successors(ex, p1, budgets) == successors(ex, p2, budgets), (name, p1, p2)
+            pairs += 1
+    assert pairs >= 6
+
+
+def test_fingerprint_sees_thread_positions_and_layers():
+    w1, w2 = World(default_config(), DESIGNS["legacy"]), World(default_config(), DESIGNS["legacy"])
+    assert fingerprint(w1) == fingerprint(w2)
+    w1.step(["mgmt", "start"]), w2.step(["mgmt", "start"])
+    w1.step(["migration", None])
+    assert fingerprint(w1) != fingerprint(w2)          # same data so far but for the frame
+    w2.step(["migration", None])
+    assert fingerprint(w1) == fingerprint(w2)
+    w1.step(["vcpu0", 1])
+    assert fingerprint(w1) != fingerprint(w2)
+
+
+def test_cli_exit_codes_and_output(tmp_path, capsys):
+    assert main(["explore", "--design", "legacy", "--kvm-mode", "manual", "--moves", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "no violation: exhaustive within bounds B" in out and "distinct states" in out
+    assert main(["explore", "--design", "read-before-clear", "--kvm-mode", "manual", "--moves", "0",
+                 "--trace-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "VIOLATION of clear-before-read" in out and "counterexample (" in out
+    traces = list(tmp_path.glob("*.json"))
+    assert len(traces) == 1 and json.loads(traces[0].read_text())["violation"]["invariant"] == "clear-before-read"
+    assert main(["explore", "--design", "no-such-design"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cut_search_is_not_called_exhaustive():
+    res = explore(DESIGNS["legacy"], default_config("manual"), ONE_WRITE.with_(max_states=50))
+    assert res.ok and not res.exhaustive and res.capped
