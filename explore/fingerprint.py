@@ -35,7 +35,7 @@ IGNORED = {
 IGNORED["TrackedWorld"] = IGNORED["World"]      # the explorer's footprint-recording subclasses
 IGNORED["TrackedKVM"] = IGNORED["KVM"]
 _NONE = frozenset()
-_ATOMS = (int, float, str, bool, bytes, type(None))
+_ATOMS = frozenset({int, float, str, bool, bytes, type(None)})
 
 
 class Encoder:
@@ -57,11 +57,12 @@ class Encoder:
 
     def _seq(self, v):
         enc = self.encode
-        return (type(v) is tuple, tuple([enc(x) for x in v]))
+        return (type(v) is tuple, tuple([x if type(x) in _ATOMS else enc(x) for x in v]))
 
     def _dict(self, v):
         enc = self.encode
-        return ("d", tuple([(enc(k), enc(x)) for k, x in v.items()]))
+        return ("d", tuple([(k if type(k) in _ATOMS else enc(k), x if type(x) in _ATOMS else enc(x))
+                            for k, x in v.items()]))
 
     def _set(self, v):
         return ("s", tuple(sorted((self.encode(x) for x in v), key=repr)))
@@ -78,7 +79,7 @@ class Encoder:
         enc = self.encode
         d = getattr(o, "__dict__", None)
         if d is not None:
-            items = tuple([(k, enc(x)) for k, x in d.items() if k not in ignored])
+            items = tuple([(k, x if type(x) in _ATOMS else enc(x)) for k, x in d.items() if k not in ignored])
         else:
             slots = [s for c in t.__mro__ for s in getattr(c, "__slots__", ())]
             items = tuple([(s, enc(getattr(o, s, None))) for s in slots if s not in ignored])
@@ -99,7 +100,7 @@ class Encoder:
         # variable gives (docs/explore.md; the soundness test checks it on sampled states)
         code = fr.f_code
         enc = self.encode
-        loc = tuple([(k, enc(x)) for k, x in fr.f_locals.items()])
+        loc = tuple([(k, x if type(x) in _ATOMS else enc(x)) for k, x in fr.f_locals.items()])
         return ("g", code.co_qualname, code.co_firstlineno, fr.f_lasti, loc, enc(g.gi_yieldfrom))
 
 
