@@ -265,6 +265,8 @@ class Explorer:
         self._push(self._cost(0), 0)
         last_report = time.perf_counter()
         while self.heap:
+            if self.sample_duplicates and len(self.duplicates) >= self.sample_duplicates:
+                break                         # sampling for the soundness test only
             key, _, item = heapq.heappop(self.heap)
             if isinstance(item, tuple):
                 _, i, ch, v = item

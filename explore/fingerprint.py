@@ -110,6 +110,8 @@ def _array(enc, v):
 
 def _classify(t):
     """How values of type ``t`` are encoded (decided once per type)."""
+    if issubclass(t, Bitmap):                     # the explorer's footprint-recording bitmaps
+        return _DISPATCH[Bitmap]
     if issubclass(t, np.generic):
         return lambda enc, v: v.item()
     if issubclass(t, (types.FunctionType, types.BuiltinFunctionType, type, types.ModuleType)):

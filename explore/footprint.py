@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from dirtyproof.impl.bitmap import Bitmap
 from dirtyproof.impl.kvm import KVM
 from dirtyproof.impl.world import MigrationState, World
 
 _ON = [False]
 _TAGS: set = set()
 
-# World and KVM attributes written by environment moves, and the tag an access records.
-WORLD_TRACKED = {"src_version": "src", "L2": "L2", "clock_ms": "clock", "vm_running": "vm"}
-KVM_TRACKED = {"L1": "L1", "protected": "WP"}
+# World attributes written by environment moves, and the tag an access records. The bitmaps the
+# environment writes (L1, write protection, L2) record their accesses page by page themselves.
+WORLD_TRACKED = {"src_version": "src", "clock_ms": "clock", "vm_running": "vm"}
 # MigrationState fields management commands write or are enabled by.
 MIG_TRACKED = {"downtime_raised": "downtime", "cancel_requested": "cancel", "phase": "phase"}
 
@@ -42,6 +43,122 @@ def _prop(name: str, tag: str) -> property:
     return property(get, put, doc=f"``{name}``, with accesses during a tracked step recorded as {tag!r}")
 
 
+@contextmanager
+def _quiet():
+    """Suspend recording (inside an operation that has recorded its own, narrower, footprint)."""
+    was = _ON[0]
+    _ON[0] = False
+    try:
+        yield
+    finally:
+        _ON[0] = was
+
+
+def _pages(tag: str, start: int, end: int) -> None:
+    if _ON[0]:
+        _TAGS.update((tag, p) for p in range(start, end))
+
+
+class _TrackedBitmap(Bitmap):
+    """A bitmap recording which pages a tracked step touches: single-bit and word operations
+    record their pages; any other use of the words records the whole bitmap (``TAG``)."""
+
+    __slots__ = ()
+    TAG = ""
+
+    @property
+    def words(self):
+        if _ON[0]:
+            _TAGS.add(self.TAG)
+        return Bitmap.words.__get__(self)
+
+    @words.setter
+    def words(self, value):
+        if _ON[0]:
+            _TAGS.add(self.TAG)
+        Bitmap.words.__set__(self, value)
+
+    def _bit(name):
+        base = getattr(Bitmap, name)
+
+        def op(self, i, *a):
+            if not _ON[0]:
+                return base(self, i, *a)
+            _TAGS.add((self.TAG, i))
+            with _quiet():
+                return base(self, i, *a)
+        op.__name__, op.__doc__ = name, base.__doc__
+        return op
+
+    def _range(name):
+        base = getattr(Bitmap, name)
+
+        def op(self, start, end):
+            if not _ON[0]:
+                return base(self, start, end)
+            _pages(self.TAG, start, end)
+            with _quiet():
+                return base(self, start, end)
+        op.__name__, op.__doc__ = name, base.__doc__
+        return op
+
+    test, set, clear, test_and_clear, test_and_set = map(_bit, ("test", "set", "clear", "test_and_clear", "test_and_set"))
+
+    def _word_pages(self, w, bits) -> None:
+        b = bits or self.word_bits
+        _pages(self.TAG, w * b, (w + 1) * b)
+
+    def word(self, w: int, bits: int | None = None) -> int:
+        """As the base; records the word's pages."""
+        if not _ON[0]:
+            return Bitmap.word(self, w, bits)
+        self._word_pages(w, bits)
+        with _quiet():
+            return Bitmap.word(self, w, bits)
+
+    def xchg_word(self, w: int, value: int, bits: int | None = None) -> int:
+        """As the base; records the word's pages."""
+        if not _ON[0]:
+            return Bitmap.xchg_word(self, w, value, bits)
+        self._word_pages(w, bits)
+        with _quiet():
+            return Bitmap.xchg_word(self, w, value, bits)
+
+    def set_word(self, w: int, value: int, bits: int | None = None) -> None:
+        """As the base; records the word's pages."""
+        if not _ON[0]:
+            return Bitmap.set_word(self, w, value, bits)
+        self._word_pages(w, bits)
+        with _quiet():
+            return Bitmap.set_word(self, w, value, bits)
+    find_next, range_bits, set_range, clear_range = map(_range, ("find_next", "range_bits", "set_range", "clear_range"))
+
+    def _range_mask_words(self, start: int, end: int):
+        """As the base: reads only the bitmap's size, no content."""
+        with _quiet():
+            return Bitmap._range_mask_words(self, start, end)
+
+    del _bit, _range
+
+
+class TrackedL1(_TrackedBitmap):
+    """KVM's dirty log, footprint-recording."""
+    __slots__ = ()
+    TAG = "L1"
+
+
+class TrackedWP(_TrackedBitmap):
+    """KVM's write protection, footprint-recording."""
+    __slots__ = ()
+    TAG = "WP"
+
+
+class TrackedL2(_TrackedBitmap):
+    """L2, footprint-recording."""
+    __slots__ = ()
+    TAG = "L2"
+
+
 class TrackedWorld(World):
     """A world whose environment-written attributes record their accesses during a tracked step."""
 
@@ -59,6 +176,14 @@ class TrackedWorld(World):
             _ON[0] = True
 
 
+    def kvm_slot_sync_dirty_pages(self, slot) -> None:
+        """As the base; touches L2 over the slot only."""
+        if not _ON[0]:
+            return World.kvm_slot_sync_dirty_pages(self, slot)
+        _pages("L2", slot.start, slot.end)
+        with _quiet():
+            return World.kvm_slot_sync_dirty_pages(self, slot)
+
     def runnable(self, actor) -> bool:
         """As :meth:`World.runnable`, not recorded: whether a thread may step is its enabledness,
         which the explorer accounts for separately (a clock move that wakes a thread is always taken)."""
@@ -72,9 +197,26 @@ class TrackedWorld(World):
 
 
 class TrackedKVM(KVM):
-    """KVM whose L1 and write-protection maps record their accesses during a tracked step."""
+    """KVM whose ioctls record the pages of L1 and write protection they touch."""
 
-    locals().update({n: _prop(n, t) for n, t in KVM_TRACKED.items()})
+    def get_dirty_log(self, slot) -> None:
+        """As the base: reads (legacy mode: also clears and protects) the slot's pages."""
+        if not _ON[0]:
+            return KVM.get_dirty_log(self, slot)
+        _pages("L1", slot.start, slot.end)
+        _pages("WP", slot.start, slot.end)
+        with _quiet():
+            return KVM.get_dirty_log(self, slot)
+
+    def clear_dirty_log(self, slot, start: int, end: int, mask=None):
+        """As the base: clears and protects pages of [start, end) within the slot."""
+        if not _ON[0]:
+            return KVM.clear_dirty_log(self, slot, start, end, mask)
+        lo, hi = max(start, slot.start), min(end, slot.end)
+        _pages("L1", lo, hi)
+        _pages("WP", lo, hi)
+        with _quiet():
+            return KVM.clear_dirty_log(self, slot, start, end, mask)
 
 
 class TrackedMig(MigrationState):
@@ -99,10 +241,10 @@ def track(w: World) -> World:
     for name in WORLD_TRACKED:
         d["_" + name] = d.pop(name)
     w.__class__ = TrackedWorld
-    kd = w.kvm.__dict__
-    for name in KVM_TRACKED:
-        kd["_" + name] = kd.pop(name)
     w.kvm.__class__ = TrackedKVM
+    w.kvm.L1.__class__ = TrackedL1
+    w.kvm.protected.__class__ = TrackedWP
+    w.L2.__class__ = TrackedL2
     return w
 
 
@@ -125,9 +267,9 @@ def writes_of(choice) -> frozenset | None:
     commands other than switchover and cancel are)."""
     who, arg = choice
     if who.startswith("vcpu"):
-        return frozenset({"src", ("src", arg), "L1", "WP", "vm"})
+        return frozenset({"src", ("src", arg), "L1", ("L1", arg), "WP", ("WP", arg), "vm"})
     if who == "device":
-        return frozenset({"src", ("src", arg), "L2", "vm"})
+        return frozenset({"src", ("src", arg), "L2", ("L2", arg), "vm"})
     if who == "clock":
         return frozenset({"clock"})
     if arg == "switchover":
@@ -137,4 +279,4 @@ def writes_of(choice) -> frozenset | None:
     return None
 
 
-__all__ = ["TrackedWorld", "TrackedKVM", "TrackedMig", "track", "track_mig", "recording", "writes_of"]
+__all__ = ["TrackedWorld", "TrackedKVM", "TrackedMig", "TrackedL1", "TrackedWP", "TrackedL2", "track", "track_mig", "recording", "writes_of"]
