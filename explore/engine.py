@@ -97,6 +97,9 @@ class Explorer:
         self.heap: list = []
         self.seq = 0
         self.seen: dict[int, int] = {}
+        self.edges: list[list[int]] = [[]]
+        self.edge_choice: dict = {}
+        self.finished: set[int] = set()   # completed end states, and states cut by a bound
         self.sample_duplicates = 0
         self.duplicates: list = []
         self.cache: dict[int, World] = {}
@@ -178,6 +181,8 @@ class Explorer:
         fp = fingerprint(w, budgets)
         j = self.seen.get(fp)
         if j is not None:
+            self.edges[i].append(j)
+            self.edge_choice.setdefault((i, j), list(ch))
             if len(self.duplicates) < self.sample_duplicates and self.res.generated % 7 == 0:
                 self.duplicates.append((j, i, list(ch)))     # for the soundness test
             if not self.expanded[j] and self.depth[i] + 1 < self.depth[j]:
@@ -192,6 +197,9 @@ class Explorer:
         self.budgets.append(budgets)
         self.spent.append(self.total - budgets[MOVES])
         self.expanded.append(False)
+        self.edges.append([])
+        self.edges[i].append(j)
+        self.edge_choice.setdefault((i, j), list(ch))
         self._push(self._cost(j), j)
         return j
 
@@ -279,20 +287,23 @@ class Explorer:
             self.res.depth = max(self.res.depth, d)
             if d >= b.max_depth:
                 self.res.truncated += 1
+                self.finished.add(i)
                 self.cache.pop(i, None)
                 continue
             if len(self.parent) >= b.max_states:
                 self.res.capped = True
-                break
+                return self.res
             w = self.world(i)
             budgets = self.budgets[i]
             threads, env = enabled(w, budgets, self.periods, self.pages)
-            if not threads and not env:
-                if terminal(w):
-                    self.res.completed_paths += 1
-                else:
-                    self._push(key, ("violation", i, None, Violation(
-                        "progress", "no thread can run and no clock move wakes one: the migration never completes")))
+            if terminal(w):
+                self.res.completed_paths += 1
+                self.finished.add(i)
+                continue
+            if not threads and w.next_wakeup() is None and w.mig is not None and w.migration_active():
+                # writes, clock moves and management change no lock, join or wake-up: stuck for ever
+                self._push(key, ("violation", i, None, Violation(
+                    "progress", "no thread can run and no clock move wakes one: the migration never completes")))
                 continue
             new: list = []
             consuming = threads + [c[0] for c in env if c[0] == ["mgmt", "start"]]
@@ -315,7 +326,65 @@ class Explorer:
             if self.progress is not None and time.perf_counter() - last_report > 5:
                 last_report = time.perf_counter()
                 self.progress(self.res, len(self.parent), len(self.heap), d)
+        if not (self.sample_duplicates and self.duplicates):
+            self._livelock()
         return self.res
+
+    def _livelock(self) -> None:
+        """After an exhaustive search: a state from which no path reaches completion (or a state
+        cut by the depth bound) is a ``progress`` violation, reported at the cheapest such state."""
+        back: list[list[int]] = [[] for _ in self.parent]
+        for i, out in enumerate(self.edges):
+            for j in out:
+                back[j].append(i)
+        ok = [False] * len(self.parent)
+        todo = list(self.finished)
+        for i in todo:
+            ok[i] = True
+        while todo:
+            j = todo.pop()
+            for i in back[j]:
+                if not ok[i]:
+                    ok[i] = True
+                    todo.append(i)
+        stuck = sorted((i for i in range(len(self.parent)) if not ok[i] and self.expanded[i]),
+                       key=lambda k: (self._cost(k), k))
+        if not stuck:
+            return
+        bad = set(stuck)
+        for i in stuck:                       # the cheapest state on a loop: report the lasso
+            loop = self._loop(i, bad)
+            if loop is not None:
+                self._fail(i, None, Violation("progress", f"the last {len(loop)} steps loop back to the state "
+                                              f"before them and no path completes the migration"))
+                self.res.path += loop
+                return
+        self._fail(stuck[0], None, Violation("progress", "no path from this state completes the migration"))
+
+    def _loop(self, start: int, within: set) -> list | None:
+        """Choices of a shortest cycle from ``start`` back to it through ``within``, or ``None``."""
+        prev = {start: None}
+        frontier = [start]
+        while frontier:
+            nxt = []
+            for i in frontier:
+                for j in self.edges[i]:
+                    if j == start:
+                        steps, k = [], i
+                        while k is not None and k != start:
+                            steps.append(k)
+                            k = prev[k]
+                        chain = [start] + steps[::-1] + [start]
+                        return [self._edge_choice(a, b) for a, b in zip(chain, chain[1:])]
+                    if j in within and j not in prev:
+                        prev[j] = i
+                        nxt.append(j)
+            frontier = nxt
+        return None
+
+    def _edge_choice(self, a: int, b: int):
+        """A choice leading from node ``a`` to node ``b`` (recorded with each edge)."""
+        return self.edge_choice[(a, b)]
 
 
 def _spend(budgets: tuple, slot: int) -> tuple:
