@@ -127,12 +127,17 @@ def test_cut_search_is_not_called_exhaustive():
 # -- the slow tier (opt-in: DIRTYPROOF_SLOW=1 python -m pytest -m slow tests/test_explore*.py) ------
 OPT_IN = pytest.mark.skipif(__import__("os").environ.get("DIRTYPROOF_SLOW") != "1",
                             reason="slow tier: set DIRTYPROOF_SLOW=1")
-# Needs more than the default bound's two moves in the explored world (benchmarks/README.md).
+# Not found within the default bound in the explored world (benchmarks/README.md): the three
+# background-sync bugs need a third environment move (a write before an exact sync, a clock move
+# past the watcher's idle time, a write the background sync moves), background-v1's loss a fourth;
+# clear-previous-chunk is not found in 120,000 states of two moves.
 BEYOND_DEFAULT_BOUND = {"clear-previous-chunk", "forget-iter-fold", "bg-sync-takes-legacy-path", "background-v1"}
+# The explorer's cheapest counterexample trips another check first than the hunt's shrunk one.
+OTHER_CATCHER = {"bmap-reused-on-restart": "bmap-full-after-setup"}
 
 
 def _first_violation(cls, bounds):
-    for mode in ("manual", "initially_set", "legacy"):
+    for mode in ("initially_set", "manual", "legacy"):
         res = explore(cls, default_config(mode), bounds)
         if res.violation is not None:
             return res
@@ -149,7 +154,7 @@ def test_corpus_found_within_the_default_bound_with_reductions_on(name):
     entry = {**load_manifest()["mutants"], **load_manifest()["designs"]}[name]
     res = _first_violation(cls, Bounds())
     assert res is not None
-    assert res.violation.invariant == entry["catcher"]
+    assert res.violation.invariant == OTHER_CATCHER.get(name, entry["catcher"])
 
 
 @pytest.mark.slow
