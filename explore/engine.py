@@ -237,16 +237,16 @@ class Explorer:
                     self.cache[j] = wt
         return None
 
-    def _dependent(self, moves, wakes, tags, progressed: bool) -> list:
-        """The environment moves to take now: those a thread step's footprint conflicts with,
-        management commands, and clock moves that wake a thread. When no thread step reached a
-        new state (a cycle may be closing), every move, so none is postponed for ever."""
+    def _dependent(self, moves, tags, progressed: bool) -> list:
+        """The environment moves to take now: those a thread step's footprint conflicts with, and
+        management commands other than switchover and cancel. When no thread step reached a new
+        state (a cycle may be closing), every move, so none is postponed for ever."""
         if not progressed:
             return moves
         out = []
-        for (ch, slot), wake in zip(moves, wakes):
+        for ch, slot in moves:
             conflicts = writes_of(ch)
-            if conflicts is None or wake or not conflicts.isdisjoint(tags):
+            if conflicts is None or not conflicts.isdisjoint(tags):
                 out.append((ch, slot))
         return out
 
@@ -312,12 +312,18 @@ class Explorer:
                 # threads first, recording what each step touches; then only the environment
                 # moves that do not commute with some enabled thread step (on a fresh replay:
                 # the live world went to the last thread step)
+                # moves taken whatever the footprints (a clock move that wakes a thread) go first,
+                # on the live world, which saves the replay when no other move is needed
                 tags: set = set()
-                wakes = [_wakes(w, ch[1]) if ch[0] == "clock" else False for ch, _ in movable]
+                always = [c for c in movable if c[0][0] == "clock" and _wakes(w, c[0][1])]
+                maybe = [c for c in movable if c not in always]
+                if always:
+                    self._env(w, i, budgets, always, new)
+                before = len(new)
                 self._threads(w, i, budgets, consuming, new, tags)
-                movable = self._dependent(movable, wakes, tags, bool(new))
-                if movable:
-                    self._env(self.world(i), i, budgets, movable, new)
+                maybe = self._dependent(maybe, tags, len(new) > before)
+                if maybe:
+                    self._env(self.world(i), i, budgets, maybe, new)
             else:
                 if movable:
                     self._env(w, i, budgets, movable, new)
