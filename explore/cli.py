@@ -53,14 +53,28 @@ def bounds_from_args(args) -> Bounds:
         raise UserError(str(exc)) from None
 
 
+def _config_file(path: str):
+    """The Config of a JSON file (the explored world); :class:`UserError` in one line otherwise."""
+    import json
+    from pathlib import Path
+
+    from dirtyproof.impl.config import Config
+    try:
+        data = json.loads(Path(path).read_text())
+        return Config.from_json(data)
+    except FileNotFoundError:
+        raise UserError(f"no such config file: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"config {path} is not JSON: {exc.msg} at line {exc.lineno}") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"bad config {path}: {exc}") from None
+
+
 def run(args) -> int:
     """Explore the design in every KVM mode asked for; print TLC-style summaries."""
     cls = design_class(args.design)
     bounds = bounds_from_args(args)
-    base = None
-    if args.config:
-        from dirtyproof.cli.main import config_from_args
-        base = config_from_args(args)
+    base = _config_file(args.config) if args.config else None
     modes = args.kvm_mode or list(KVM_MODES)
     red = Reductions(por=not args.no_por)
     status = 0
