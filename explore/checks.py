@@ -23,7 +23,7 @@ def replayed(w, checks) -> None:
     passed when it was first taken). The spec's bmap-full-after-setup check marks an attempt as
     checked once its bitmaps are set up; a replay must leave the same mark, and that is all."""
     mig = w.mig
-    if mig is not None and mig.bitmaps_ready and not getattr(mig, "_setup_checked", False):
+    if mig is not None and getattr(mig, "bitmaps_ready", False) and not getattr(mig, "_setup_checked", False):
         check_step(w, checks)
 
 
