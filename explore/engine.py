@@ -1,9 +1,10 @@
-"""Breadth-first explicit-state exploration of the reference model, as TLC explores a TLA+ spec.
+"""Explicit-state exploration of the reference model, as TLC explores a TLA+ spec.
 
-From the initial world every enabled choice of every actor is taken, breadth-first; every
-transition is checked with every applicable check of the spec; states are deduplicated by
-:func:`~dirtyproof.explore.fingerprint.fingerprint`. The first violation found is on a shortest
-path (breadth-first order), and the search stops there.
+From the initial world every enabled choice of every actor is taken; every transition is checked
+with every applicable check of the spec; states are deduplicated by
+:func:`~dirtyproof.explore.fingerprint.fingerprint`. States are expanded cheapest first: by
+environment moves spent, then depth (``moves``), or by depth alone (``bfs``); a violation is
+reported when nothing cheaper is left, so it is on a cheapest path, and the search stops there.
 
 A state is rebuilt by replaying its choice path on a fresh world (generators cannot be copied;
 world steps are deterministic given the choices). Two things make that affordable:

@@ -16,7 +16,6 @@ them right after the step, and the explorer checks every transition), the curren
 """
 from __future__ import annotations
 
-import dataclasses
 import types
 
 import numpy as np
