@@ -177,3 +177,16 @@ def test_safe_designs_exhaust_the_default_bound(design, mode):
 def test_fingerprints_sound_on_many_sampled_pairs(design):
     for ex, p1, p2, budgets in sampled_pairs(DESIGNS[design], default_config("manual"), ONE_MOVE, samples=30):
         assert successors(ex, p1, budgets) == successors(ex, p2, budgets), (p1, p2)
+
+
+THREE_MOVES = Bounds(guest_writes=2, device_writes=0, clock_moves=1, cancels=0, moves=3)
+
+
+@pytest.mark.slow
+@OPT_IN
+@pytest.mark.parametrize("name,check", [("forget-iter-fold", "dirty-pages-count"),
+                                        ("bg-sync-takes-legacy-path", "bg-sync-no-bmap")])
+def test_background_sync_bugs_found_with_three_moves(name, check):
+    """Beyond the default bound: two writes and a clock move, in initially_set mode (2-3 min each)."""
+    res = explore(MUTANTS[name], default_config("initially_set"), THREE_MOVES)
+    assert res.violation is not None and res.violation.invariant == check
