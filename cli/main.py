@@ -27,6 +27,7 @@ VERB_MODULES = {
     "prove": ("dirtyproof.cli.prove_cmd", "prove designs safe with Z3, or find counterexamples"),
     "check": ("dirtyproof.cli.check_cmd", "prove and hunt the shipped designs: the main job"),
     "conform": ("dirtyproof.conform.cli", "run a real QEMU migration (or read one) and check it against the spec and the model"),
+    "explore": ("dirtyproof.explore.cli", "explore every interleaving of a small world, as TLC does"),
 }
 
 

@@ -9,6 +9,9 @@ import numpy as np
 
 BITS_PER_LONG = 64
 WORD_MASK = (1 << BITS_PER_LONG) - 1
+# Word widths a world may use for the fast path's ``unsigned long`` (see Geometry.word_bits):
+# each divides the 64-bit storage word, so a narrow word is a bit field of one storage word.
+WORD_WIDTHS = (4, 8, 16, 32, 64)
 
 
 def words_for(nbits: int) -> int:
@@ -19,10 +22,12 @@ def words_for(nbits: int) -> int:
 class Bitmap:
     """A fixed-size bitmap of ``nbits`` bits stored in ``uint64`` words (bit i of word w = page 64w+i)."""
 
-    __slots__ = ("nbits", "words")
+    __slots__ = ("nbits", "words", "word_bits")
 
-    def __init__(self, nbits: int, fill: bool = False):
+    def __init__(self, nbits: int, fill: bool = False, word_bits: int = BITS_PER_LONG):
         self.nbits = nbits
+        # the width of the words :meth:`word` and friends address (storage stays 64-bit)
+        self.word_bits = word_bits
         self.words = np.zeros(words_for(nbits), dtype=np.uint64)
         if fill:
             self.set_range(0, nbits)
@@ -63,19 +68,30 @@ class Bitmap:
         return False
 
     # -- words ---------------------------------------------------------------------------------
-    def word(self, w: int) -> int:
-        """Word ``w`` as a Python int."""
-        return self.words.item(w)
+    def word(self, w: int, bits: int | None = None) -> int:
+        """Word ``w`` of ``bits`` bits (default: this bitmap's ``word_bits``) as a Python int."""
+        b = bits or self.word_bits
+        if b == BITS_PER_LONG:
+            return self.words.item(w)
+        per = BITS_PER_LONG // b
+        return (self.words.item(w // per) >> ((w % per) * b)) & ((1 << b) - 1)
 
-    def xchg_word(self, w: int, value: int) -> int:
+    def xchg_word(self, w: int, value: int, bits: int | None = None) -> int:
         """Store ``value`` into word ``w`` and return the old word (QEMU's ``qatomic_xchg``)."""
-        old = self.words.item(w)
-        self.words[w] = value
+        old = self.word(w, bits)
+        self.set_word(w, value, bits)
         return old
 
-    def set_word(self, w: int, value: int) -> None:
-        """Store ``value`` into word ``w``."""
-        self.words[w] = value
+    def set_word(self, w: int, value: int, bits: int | None = None) -> None:
+        """Store ``value`` into word ``w`` of ``bits`` bits (default: ``word_bits``)."""
+        b = bits or self.word_bits
+        if b == BITS_PER_LONG:
+            self.words[w] = value
+            return
+        per = BITS_PER_LONG // b
+        sw, sh = w // per, (w % per) * b
+        field = ((1 << b) - 1) << sh
+        self.words[sw] = (self.words.item(sw) & ~field & WORD_MASK) | ((value << sh) & field)
 
     # -- ranges and whole bitmaps -------------------------------------------------------------
     def _range_mask_words(self, start: int, end: int) -> np.ndarray:
@@ -134,6 +150,7 @@ class Bitmap:
         other = Bitmap.__new__(Bitmap)
         other.nbits = self.nbits
         other.words = self.words.copy()
+        other.word_bits = self.word_bits
         return other
 
     def to_list(self) -> list[int]:

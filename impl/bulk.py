@@ -51,6 +51,9 @@ def check_bulk_applicable(w) -> None:
     design that syncs as the base design does, and no thread inside a sync (locks free)."""
     if w.mig is None:
         raise ValueError("bulk sync needs a migration (mgmt start first)")
+    if w.geometry.word_bits != BITS_PER_LONG:
+        # the vectorised fast path works on whole 64-bit storage words
+        raise ValueError(f"bulk sync needs {BITS_PER_LONG}-bit words, not {w.geometry.word_bits}")
     cls = type(w.design)
     changed = [m for m in SYNC_STEPS if getattr(cls, m) is not getattr(Design, m)]
     if changed:

@@ -1,14 +1,14 @@
 """Guest RAM geometry: RAMBlocks in the ram_addr page space, their KVM memslots and ``clear_bmap_shift``.
 
 All sizes are in target pages. A block is on QEMU's fast path when its offset and length are both
-multiples of 64 pages (one ``unsigned long`` of the dirty bitmaps); otherwise the L2->L3 sync of
-that block takes the page-at-a-time slow path.
+multiples of BITS_PER_LONG pages (one ``unsigned long`` of the dirty bitmaps: 64 by default, the
+geometry's ``word_bits``); otherwise the L2->L3 sync of that block takes the page-at-a-time slow path.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .bitmap import BITS_PER_LONG
+from .bitmap import BITS_PER_LONG, WORD_WIDTHS
 
 # QEMU allows clear-bitmap-shift 18..31 (in 4 KiB pages); the model accepts small values so that
 # a chunk holds only a few pages in tests.
@@ -24,6 +24,8 @@ class BlockSpec:
     offset: int
     pages: int
     slots: int = 1
+    # the world's word width, stamped by Geometry (so a RAMBlock knows its fast path from its spec)
+    word_bits: int = BITS_PER_LONG
 
     @property
     def end(self) -> int:
@@ -32,8 +34,8 @@ class BlockSpec:
 
     @property
     def fast_path(self) -> bool:
-        """Whether the L2->L3 sync of this block goes a word at a time (offset and length 64-aligned)."""
-        return self.offset % BITS_PER_LONG == 0 and self.pages % BITS_PER_LONG == 0
+        """Whether the L2->L3 sync of this block goes a word at a time (offset and length word-aligned)."""
+        return self.offset % self.word_bits == 0 and self.pages % self.word_bits == 0
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,15 @@ class Geometry:
 
     blocks: tuple[BlockSpec, ...]
     clear_bmap_shift: int = 2
+    # BITS_PER_LONG of the modelled host: 64 (x86-64), or narrower so that a small world holds a
+    # fast-path block (docs/explore.md says why the width changes nothing for any one page)
+    word_bits: int = BITS_PER_LONG
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if self.word_bits not in WORD_WIDTHS:
+            raise ValueError(f"word_bits {self.word_bits!r} not one of {', '.join(map(str, WORD_WIDTHS))}")
+        object.__setattr__(self, "blocks", tuple(
+            b if b.word_bits == self.word_bits else replace(b, word_bits=self.word_bits) for b in self.blocks))
         if not self.blocks:
             raise ValueError("geometry has no RAMBlock")
         if not isinstance(self.clear_bmap_shift, int) or not (
@@ -114,9 +122,12 @@ class Geometry:
 
     def to_json(self) -> dict:
         """A JSON-able description (traces record the geometry they ran on)."""
-        return {"clear_bmap_shift": self.clear_bmap_shift,
-                "blocks": [{"name": b.name, "offset": b.offset, "pages": b.pages, "slots": b.slots}
-                           for b in self.blocks]}
+        out = {"clear_bmap_shift": self.clear_bmap_shift,
+               "blocks": [{"name": b.name, "offset": b.offset, "pages": b.pages, "slots": b.slots}
+                          for b in self.blocks]}
+        if self.word_bits != BITS_PER_LONG:      # 64-bit traces stay as they were
+            out["word_bits"] = self.word_bits
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> "Geometry":
@@ -124,7 +135,7 @@ class Geometry:
         try:
             blocks = tuple(BlockSpec(str(b["name"]), b["offset"], b["pages"], b.get("slots", 1))
                            for b in data["blocks"])
-            return cls(blocks, data.get("clear_bmap_shift", 2))
+            return cls(blocks, data.get("clear_bmap_shift", 2), data.get("word_bits", BITS_PER_LONG))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed geometry: {exc!r}") from None
 

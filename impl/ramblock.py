@@ -18,15 +18,16 @@ class RAMBlock:
         self.offset = spec.offset
         self.pages = spec.pages
         self.fast_path = spec.fast_path
+        self.word_bits = spec.word_bits
         self.clear_bmap_shift = clear_bmap_shift
-        self.bmap = Bitmap(self.pages)
+        self.bmap = Bitmap(self.pages, word_bits=self.word_bits)
         self.clear_bmap = Bitmap((self.pages + (1 << clear_bmap_shift) - 1) >> clear_bmap_shift)
         self.extra_bitmaps: dict[str, Bitmap] = {}
         self.counters: dict[str, int] = {}
 
     def add_bitmap(self, name: str) -> Bitmap:
         """Allocate a design bitmap of one bit per page, reachable as ``block.<name>``."""
-        bm = Bitmap(self.pages)
+        bm = Bitmap(self.pages, word_bits=self.word_bits)
         self.extra_bitmaps[name] = bm
         setattr(self, name, bm)
         return bm
@@ -41,8 +42,8 @@ class RAMBlock:
         return start, min(start + (1 << self.clear_bmap_shift), self.pages)
 
     def words(self) -> int:
-        """Number of 64-page words of the block (fast path)."""
-        return (self.pages + 63) // 64
+        """Number of ``word_bits``-page words of the block (fast path)."""
+        return (self.pages + self.word_bits - 1) // self.word_bits
 
     def __repr__(self) -> str:
         return f"RAMBlock({self.idstr!r}, offset={self.offset}, pages={self.pages})"

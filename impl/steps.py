@@ -79,7 +79,8 @@ def _b(s: Step, w) -> str:
 
 
 def _bword(s: Step, w) -> int:
-    return s.word - (w.blocks[s.block].offset >> 6)
+    rb = w.blocks[s.block]
+    return s.word - rb.offset // rb.word_bits
 
 
 _TEMPLATES = {

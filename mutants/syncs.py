@@ -11,8 +11,8 @@ from dirtyproof.impl.steps import Step as S
 
 def _fast_path_word(w, rb, k: int) -> tuple[int, int]:
     """One atomic fast-path word: xchg L2 into bmap; returns (new bits, all bits fetched)."""
-    base = rb.offset >> 6
-    bits = w.L2.xchg_word(base + k, 0)
+    base = rb.offset // rb.word_bits
+    bits = w.L2.xchg_word(base + k, 0, rb.word_bits)
     old = rb.bmap.word(k)
     rb.bmap.set_word(k, old | bits)
     return (bits & ~old & WORD_MASK).bit_count(), bits.bit_count()
@@ -31,12 +31,12 @@ class NonAtomicXchg(Legacy):
         if not rb.fast_path:
             return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
         num_dirty = 0
-        base = rb.offset >> 6
+        base = rb.offset // rb.word_bits
         for k in range(rb.words()):
-            if w.L2.word(base + k):
-                bits = w.L2.word(base + k)
+            if w.L2.word(base + k, rb.word_bits):
+                bits = w.L2.word(base + k, rb.word_bits)
                 yield S(L2_READ_WORD, block=rb.index, word=base + k, value=bits)
-                w.L2.set_word(base + k, 0)
+                w.L2.set_word(base + k, 0, rb.word_bits)
                 old = rb.bmap.word(k)
                 num_dirty += (bits & ~old & WORD_MASK).bit_count()
                 rb.bmap.set_word(k, old | bits)
@@ -107,9 +107,9 @@ class DirtyCountRawBits(Legacy):
             return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
         num = 0
         for k in range(rb.words()):
-            if w.L2.word((rb.offset >> 6) + k):
+            if w.L2.word(rb.offset // rb.word_bits + k, rb.word_bits):
                 num += _fast_path_word(w, rb, k)[1]
-                yield S(L2_XCHG, block=rb.index, word=(rb.offset >> 6) + k)
+                yield S(L2_XCHG, block=rb.index, word=rb.offset // rb.word_bits + k)
         rb.clear_bmap.fill(True)
         yield S(CLEAR_BMAP_SET, block=rb.index)
         return num
@@ -135,11 +135,11 @@ class PeriodPopcount(Legacy):
         num = 0
         if rb.fast_path:
             for k in range(rb.words()):
-                if w.L2.word((rb.offset >> 6) + k):
+                if w.L2.word(rb.offset // rb.word_bits + k, rb.word_bits):
                     new, raw = _fast_path_word(w, rb, k)
                     num += new
                     self._raw += raw
-                    yield S(L2_XCHG, block=rb.index, word=(rb.offset >> 6) + k)
+                    yield S(L2_XCHG, block=rb.index, word=rb.offset // rb.word_bits + k)
             rb.clear_bmap.fill(True)
             yield S(CLEAR_BMAP_SET, block=rb.index)
             return num

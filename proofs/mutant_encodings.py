@@ -85,9 +85,10 @@ def _nonatomic_position(w, q, actor, step, rel):
     (``Y_CT``), after it."""
     if step.kind not in (L2_READ_WORD, L2_ZERO_WORD):
         return None
-    k = step.word - (w.block_of(q).offset >> 6)
-    if k != rel >> 6:
-        return Y_BLK2 if k < rel >> 6 else Y_QDONE
+    rb = w.block_of(q)
+    k, qk = step.word - rb.offset // rb.word_bits, rel // rb.word_bits
+    if k != qk:
+        return Y_BLK2 if k < qk else Y_QDONE
     return Y_CT if step.kind == L2_READ_WORD else Y_QDONE
 
 
@@ -106,7 +107,7 @@ class NonAtomicXchgEncoding(BaseEncoding):
             # the read step's record carries the word it read: q's bit of it is in the sync's hands
             actor = w.actors[{0: "migration", 1: "timer", 2: "watcher"}[st["syo"]]]
             rel = q - w.block_of(q).offset
-            st["carry"] = bool((actor.step.value >> (rel & 63)) & 1)
+            st["carry"] = bool((actor.step.value >> (rel % w.block_of(q).word_bits)) & 1)
         return st
 
     def sync_rules(self, owner, actor) -> list[Rule]:

@@ -70,8 +70,8 @@ def sync_position(w, q, actor, hooks=()) -> int:
     if kind == ITER_PROLOGUE:
         return Y_BLK2
     if kind == L2_XCHG:
-        k = step.word - (rb.offset >> 6)
-        return Y_BLK2 if k < rel >> 6 else Y_QDONE
+        k = step.word - rb.offset // rb.word_bits
+        return Y_BLK2 if k < rel // rb.word_bits else Y_QDONE
     if kind == CLEAR_BMAP_SET:
         return Y_CBD
     if kind == ITER_FOLD:

@@ -97,10 +97,10 @@ class BackgroundV1(Design):
             it.words &= ~(shadow.words & ~bmap.words)
             yield S(ITER_PROLOGUE, block=rb.index)
         if rb.fast_path:
-            base = rb.offset >> 6
+            base = rb.offset // rb.word_bits
             for k in range(rb.words()):
-                if w.L2.word(base + k):
-                    bits = w.L2.xchg_word(base + k, 0)
+                if w.L2.word(base + k, rb.word_bits):
+                    bits = w.L2.xchg_word(base + k, 0, rb.word_bits)
                     it.set_word(k, it.word(k) | bits)
                     if background:
                         shadow.set_word(k, bmap.word(k))

@@ -170,10 +170,10 @@ class Design:
         test-and-clear, then the remote clear of that page and the ``bmap`` test-and-set."""
         num_dirty = 0
         if rb.fast_path:
-            base = rb.offset >> 6
+            base = rb.offset // rb.word_bits
             for k in range(rb.words()):
-                if w.L2.word(base + k):
-                    bits = w.L2.xchg_word(base + k, 0)
+                if w.L2.word(base + k, rb.word_bits):
+                    bits = w.L2.xchg_word(base + k, 0, rb.word_bits)
                     old = rb.bmap.word(k)
                     num_dirty += (bits & ~old & WORD_MASK).bit_count()
                     rb.bmap.set_word(k, old | bits)

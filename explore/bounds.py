@@ -1,0 +1,88 @@
+"""The bounds of an exploration: the world explored and how many environment moves it may make.
+
+Everything the explorer does not enumerate is fixed here and printed with every verdict, so
+"exhaustive within bounds B" says exactly which B.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from dirtyproof.impl.config import KVM_MODES, Config
+from dirtyproof.impl.geometry import BlockSpec, Geometry
+
+
+def default_geometry() -> Geometry:
+    """The explored world: a 4-page fast-path block (4-bit words) of two 2-page chunks, then a
+    2-page slow-path block in its own memslot.
+
+    The smallest world holding every mechanism the corpus exercises: the fast path's word xchg and
+    its lazily owed chunk clear (two chunks, so a chunk can be confused with its neighbour), the
+    slow path's per-page sync (where background-v1 ORs ``shadow_bmap``), two memslots (one GET and
+    one OR per slot), and a gap page between the blocks."""
+    return Geometry((BlockSpec("ram0", 0, 4, 1), BlockSpec("odd0", 5, 2, 1)), clear_bmap_shift=1, word_bits=4)
+
+
+def default_config(kvm_mode: str = "manual") -> Config:
+    """The explored config: one vCPU (vCPUs are interchangeable writers), bursts of 2 pages,
+    auto-converge on with QEMU's periods (1 s rate period, 5 s timer, 1 s watcher poll, 5 s
+    watcher idle, 3 s iterate-sync), and switchover only when nothing is pending: then one write
+    before an exact sync is enough for the sync not to complete (the iteration goes on), which a
+    larger threshold would make cost one write per page of it."""
+    return Config(geometry=default_geometry(), kvm_mode=kvm_mode, vcpus=1, burst=2, switchover_pages=0)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How many environment moves a path may make, and how deep it may go.
+
+    ``guest_writes``/``device_writes``: vCPU and device writes (any page each); ``clock_moves``:
+    moves of the clock to a time that can change what a thread does (moves to the next wake-up
+    when no thread can run are free: time simply passes); ``cancels``: cancel-and-restart;
+    ``moves``: all of these together on one path; ``max_depth``: paths are cut there (then the
+    result is not exhaustive); ``max_states``: the search stops there (likewise)."""
+
+    guest_writes: int = 2
+    device_writes: int = 1
+    clock_moves: int = 2
+    cancels: int = 1
+    moves: int = 2
+    max_depth: int = 200
+    max_states: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"bound {f.name} must be a non-negative integer, not {v!r}")
+
+    def budgets(self) -> tuple[int, int, int, int, int]:
+        """The starting budgets (guest, device, clock, cancels, all moves) a path spends."""
+        return (self.guest_writes, self.device_writes, self.clock_moves, self.cancels, self.moves)
+
+    def to_json(self) -> dict:
+        """A JSON-able form."""
+        return asdict(self)
+
+    def with_(self, **kw) -> "Bounds":
+        """A copy with some bounds changed."""
+        return replace(self, **kw)
+
+
+def describe_world(cfg: Config) -> str:
+    """One line naming the world: blocks, memslots, chunk size, word width, KVM mode and the config
+    values that shape the run."""
+    geo = cfg.geometry
+    blocks = ", ".join(f"{b.name}@{b.offset}+{b.pages}/{b.slots} slot{'s' if b.slots > 1 else ''}"
+                       f"{' fast' if b.fast_path else ' slow'}" for b in geo.blocks)
+    return (f"blocks [{blocks}], chunk {geo.chunk_pages} pages, word {geo.word_bits} bits, "
+            f"kvm_mode={cfg.kvm_mode}, vcpus={cfg.vcpus}, burst={cfg.burst}, "
+            f"switchover_pages={cfg.switchover_pages}, auto_converge={cfg.auto_converge}")
+
+
+def describe_bounds(b: Bounds) -> str:
+    """One line naming the bounds."""
+    return (f"guest_writes={b.guest_writes}, device_writes={b.device_writes}, clock_moves={b.clock_moves}, "
+            f"cancels={b.cancels}, moves={b.moves} in all, max_depth={b.max_depth}")
+
+
+__all__ = ["Bounds", "default_config", "default_geometry", "describe_world", "describe_bounds", "KVM_MODES"]

@@ -1,0 +1,77 @@
+"""The choices enabled in a world: every actor's possible next move, within the remaining budgets.
+
+A choice is the ``[actor, arg]`` of :meth:`World.step`, so a path of choices is a trace.
+"""
+from __future__ import annotations
+
+# Budget slots of a path (see Bounds.budgets).
+GUEST, DEVICE, CLOCK, CANCEL, MOVES = range(5)
+
+# Config fields holding a period some design compares the clock with; the base design's rate
+# period (``time_last_bitmap_sync + 1000`` in ``migration_bitmap_sync``) is a QEMU constant.
+PERIOD_FIELDS = ("dirty_sync_timer_ms", "watcher_poll_ms", "watcher_idle_ms", "iterate_sync_ms")
+RATE_PERIOD_MS = 1000
+# MigrationState fields holding a time the designs measure periods from.
+TIME_FIELDS = ("time_last_bitmap_sync", "last_sync_end_ms")
+
+
+def periods(cfg) -> tuple[int, ...]:
+    """Every period of the config the designs compare times with, ascending."""
+    return tuple(sorted({RATE_PERIOD_MS, *(getattr(cfg, f) for f in PERIOD_FIELDS)} - {0}))
+
+
+def clock_targets(w, pers: tuple[int, ...]) -> list[int]:
+    """Times the clock may move to: every sleeping thread's wake-up, and one millisecond past each
+    reference time plus each period (past it, both ``>`` and ``>=`` comparisons hold)."""
+    now = w.clock_ms
+    ts = {a.wake_at_ms for a in w.actors.values() if not a.done and a.wake_at_ms > now}
+    mig = w.mig
+    if mig is not None:
+        for f in TIME_FIELDS:
+            ref = getattr(mig, f, None)
+            if isinstance(ref, int):
+                for p in pers:
+                    if ref + p + 1 > now:
+                        ts.add(ref + p + 1)
+    return sorted(ts)
+
+
+def terminal(w) -> bool:
+    """Whether the run is over: the migration completed and its thread has exited."""
+    return w.mig is not None and w.mig.phase == "completed" and not w.migration_active()
+
+
+def enabled(w, budgets, pers, pages) -> tuple[list, list]:
+    """``(threads, env)``: the thread steps, and the environment moves with the budget slot each
+    spends (``None`` for none). A missing or cancelled migration is (re)started first, alone."""
+    mig = w.mig
+    if mig is None or (not w.migration_active() and mig.phase == "cancelled"):
+        return [], [(["mgmt", "start"], None)]
+    if terminal(w):
+        return [], []
+    threads = [[n, None] for n in w.runnable_threads()]
+    env = []
+    if not budgets[MOVES]:
+        budgets = (0, 0, 0, 0, 0)
+    if w.migration_active() and not mig.downtime_raised and mig.phase in ("setup", "active"):
+        env.append((["mgmt", "switchover"], None))
+    if budgets[CANCEL] and w.can_cancel():
+        env.append((["mgmt", "cancel"], CANCEL))
+    if not threads:
+        wake = w.next_wakeup()
+        if wake is not None:          # every thread sleeps: time passes, at no cost
+            env.append((["clock", wake - w.clock_ms], None))
+    if budgets[CLOCK]:
+        free = env[-1][0][1] + w.clock_ms if env and env[-1][1] is None and env[-1][0][0] == "clock" else None
+        for t in clock_targets(w, pers):
+            if t != free:
+                env.append((["clock", t - w.clock_ms], CLOCK))
+    if w.vm_running:
+        if budgets[GUEST]:
+            env.extend((["vcpu0", p], GUEST) for p in pages)
+        if budgets[DEVICE]:
+            env.extend((["device", p], DEVICE) for p in pages)
+    return threads, env
+
+
+__all__ = ["enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES"]

@@ -1,0 +1,432 @@
+"""Explicit-state exploration of the reference model, as TLC explores a TLA+ spec.
+
+From the initial world every enabled choice of every actor is taken; every transition is checked
+with every applicable check of the spec; states are deduplicated by
+:func:`~dirtyproof.explore.fingerprint.fingerprint`. States are expanded cheapest first: by
+environment moves spent, then depth (``moves``), or by depth alone (``bfs``); a violation is
+reported when nothing cheaper is left, so it is on a cheapest path, and the search stops there.
+
+A state is rebuilt by replaying its choice path on a fresh world (generators cannot be copied;
+world steps are deterministic given the choices). Two things make that affordable:
+
+- environment moves (writes, clock, cancel, switchover) run no generator, so all of a state's
+  environment successors are computed on one live world, its data restored in place after each
+  (:class:`~dirtyproof.explore.undo.Snapshot`);
+- the last thread successor of a state takes the live world itself, which is kept (in a bounded
+  cache) to expand that successor without a replay.
+"""
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+
+from dirtyproof.impl.scheduler import DesignCrash
+from dirtyproof.impl.world import ModelError, World
+from dirtyproof.spec import Violation
+
+from . import checks as spec_checks
+from .bounds import Bounds
+from .choices import MOVES, enabled, periods, terminal
+from .fingerprint import fingerprint
+from .footprint import recording, track, track_mig, writes_of
+from .reductions import Reductions
+from .undo import Snapshot
+
+CACHE_WORLDS = 4096
+# Expansion orders: ``moves`` expands states by environment moves spent, then depth, so a bug
+# that needs few writes is found before the many interleavings of more writes are enumerated;
+# ``bfs`` is plain breadth-first. Both report the cheapest counterexample in their order.
+ORDERS = ("moves", "bfs")
+
+
+@dataclass
+class Result:
+    """The outcome of an exploration (TLC's summary)."""
+
+    design: str
+    config: object
+    bounds: Bounds
+    reductions: Reductions
+    generated: int = 0
+    distinct: int = 0
+    depth: int = 0
+    seconds: float = 0.0
+    violation: Violation | None = None
+    path: list = field(default_factory=list)
+    truncated: int = 0              # states at max_depth, not expanded
+    capped: bool = False            # stopped at max_states
+    replays: int = 0
+    completed_paths: int = 0
+    rules: dict = field(default_factory=dict)   # rule id -> (Violation, shortest path found) : rules, not verdicts
+
+    @property
+    def exhaustive(self) -> bool:
+        """Whether every state within the bounds was explored."""
+        return self.violation is None and not self.truncated and not self.capped
+
+    @property
+    def ok(self) -> bool:
+        """Whether no violation was found."""
+        return self.violation is None
+
+
+class Explorer:
+    """One exploration of ``design_cls`` on ``config`` within ``bounds``."""
+
+    def __init__(self, design_cls, config, bounds: Bounds | None = None,
+                 reductions: Reductions | None = None, progress=None, order: str = "moves"):
+        if order not in ORDERS:
+            raise ValueError(f"order {order!r}: expected one of {', '.join(ORDERS)}")
+        self.design_cls = design_cls
+        self.config = config
+        self._broken: list = []          # rule violations of the transition being taken
+        self.bounds = bounds or Bounds()
+        self.red = reductions or Reductions()
+        self.progress = progress
+        self.periods = periods(config)
+        probe = World(config, design_cls)
+        self.checks = spec_checks.checks_for(probe.design)
+        self.pages = list(probe.guest_pages)
+        # per node: parent index, choice from the parent, depth, remaining budgets
+        self.parent: list[int] = [-1]
+        self.choice: list = [None]
+        self.depth: list[int] = [0]
+        self.budgets: list[tuple] = [self.bounds.budgets()]
+        self.spent: list[int] = [0]
+        self.expanded: list[bool] = [False]
+        self.total = self.bounds.moves
+        self.order = order
+        self.heap: list = []
+        self.seq = 0
+        self.seen: dict[int, int] = {}
+        self.edges: list[list[int]] = [[]]
+        self.edge_choice: dict = {}
+        self.finished: set[int] = set()   # completed end states, and states cut by a bound
+        self.sample_duplicates = 0
+        self.duplicates: list = []
+        self.cache: dict[int, World] = {}
+        self.res = Result(getattr(design_cls, "name", design_cls.__qualname__), config, self.bounds, self.red)
+
+    # -- paths ----------------------------------------------------------------------------------
+    def path(self, i: int) -> list:
+        """The choices from the initial world to node ``i``."""
+        out = []
+        while i > 0:
+            out.append(self.choice[i])
+            i = self.parent[i]
+        return out[::-1]
+
+    def fresh(self) -> World:
+        """A new initial world (switched to footprint recording when the reduction needs it)."""
+        w = World(self.config, self.design_cls)
+        return track(w) if self.red.por else w
+
+    def world(self, i: int) -> World:
+        """A live world in node ``i``'s state: the cached one, or a replay of its path."""
+        w = self.cache.pop(i, None)
+        if w is not None:
+            return w
+        return self.replay(self.path(i))
+
+    def replay(self, path) -> World:
+        """A fresh world driven along ``path`` (each step's checks passed when first taken)."""
+        self.res.replays += 1
+        w = self.fresh()
+        por = self.red.por
+        for ch in path:
+            w.step(ch)
+            if por:
+                track_mig(w)
+            # checks may keep state of their own on the world: leave it as the first visit did
+            spec_checks.replayed(w, self.checks)
+        return w
+
+    # -- one transition ---------------------------------------------------------------------------
+    def _step(self, w: World, ch, tags: set | None = None) -> Violation | None:
+        try:
+            if tags is None:
+                w.step(ch)
+            else:
+                with recording() as got:
+                    w.step(ch)
+                tags |= got
+            if self.red.por:
+                track_mig(w)
+        except ModelError as exc:
+            return Violation(exc.invariant, str(exc))
+        except Exception as exc:  # a bug in design code, not a verdict
+            raise DesignCrash(f"design {self.res.design!r} crashed at {ch}: {type(exc).__name__}: {exc}") from exc
+        for rv in spec_checks.rules(w, self.checks):
+            self._broken.append(rv)
+        v = spec_checks.check(w, self.checks)
+        if v is not None:
+            return v
+        if w.lock_waiters():
+            cycle = w.deadlock()
+            if cycle:
+                return Violation("progress", f"deadlock: {cycle}")
+        return None
+
+    def _note_rules(self, i: int, ch) -> None:
+        """Record the rules the transition from node ``i`` by ``ch`` broke (the first, shortest,
+        path for each rule: a rule violation is reported, not a verdict)."""
+        broken, self._broken = self._broken, []
+        for rv in broken:
+            old = self.res.rules.get(rv.invariant)
+            if old is None or self.depth[i] + 1 < len(old[1]):
+                self.res.rules[rv.invariant] = (rv, self.path(i) + [list(ch)])
+
+    def _cost(self, j: int):
+        """The order in which nodes are expanded: by depth (``bfs``), or by environment moves
+        spent, then depth (``moves``)."""
+        if self.order == "bfs":
+            return (0, self.depth[j])
+        return (self.spent[j], self.depth[j])
+
+    def _push(self, key, item) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (key, self.seq, item))
+
+    def _add(self, w, i: int, ch, budgets) -> int | None:
+        """Record the state ``w`` reached from node ``i`` by ``ch``; its node index if new. A node
+        not yet expanded that is reached again by a shorter path takes that path."""
+        self.res.generated += 1
+        fp = fingerprint(w, budgets)
+        j = self.seen.get(fp)
+        if j is not None:
+            self.edges[i].append(j)
+            self.edge_choice.setdefault((i, j), list(ch))
+            if len(self.duplicates) < self.sample_duplicates and self.res.generated % 7 == 0:
+                self.duplicates.append((j, i, list(ch)))     # for the soundness test
+            if not self.expanded[j] and self.depth[i] + 1 < self.depth[j]:
+                self.parent[j], self.choice[j], self.depth[j] = i, list(ch), self.depth[i] + 1
+                self._push(self._cost(j), j)
+            return None
+        j = len(self.parent)
+        self.seen[fp] = j
+        self.parent.append(i)
+        self.choice.append(list(ch))
+        self.depth.append(self.depth[i] + 1)
+        self.budgets.append(budgets)
+        self.spent.append(self.total - budgets[MOVES])
+        self.expanded.append(False)
+        self.edges.append([])
+        self.edges[i].append(j)
+        self.edge_choice.setdefault((i, j), list(ch))
+        self._push(self._cost(j), j)
+        return j
+
+    def _violation(self, i: int, ch, v: Violation, budgets) -> None:
+        """Queue a violating transition at its cost: it is reported when no cheaper path is left."""
+        spent = self.total - budgets[MOVES]
+        key = (0, self.depth[i] + 1) if self.order == "bfs" else (spent, self.depth[i] + 1)
+        self._push(key, ("violation", i, ch, v))
+
+    def _env(self, w, i, budgets, moves, new) -> Result | None:
+        """Take every environment move in ``moves`` on the live world ``w``, restoring it after each."""
+        snap = Snapshot(w)
+        for ch, slot in moves:
+            nb = budgets if slot is None else _spend(budgets, slot)
+            v = self._step(w, ch)
+            self._note_rules(i, ch)
+            if v is not None:
+                self._violation(i, ch, v, nb)
+            elif self._add(w, i, ch, nb) is not None:
+                new.append(True)
+            snap.restore()
+        return None
+
+    def _threads(self, w, i, budgets, moves, new, tags) -> Result | None:
+        """Take every thread step (and ``start``) in ``moves``; the last on ``w`` itself."""
+        for k, ch in enumerate(moves):
+            wt = w if k == len(moves) - 1 else self.world(i)
+            v = self._step(wt, ch, tags)
+            self._note_rules(i, ch)
+            if v is not None:
+                self._violation(i, ch, v, budgets)
+                continue
+            j = self._add(wt, i, ch, budgets)
+            if j is not None:
+                new.append(True)
+                if wt is w and len(self.cache) < CACHE_WORLDS:
+                    self.cache[j] = wt
+        return None
+
+    def _dependent(self, moves, tags, progressed: bool) -> list:
+        """The environment moves to take now: those a thread step's footprint conflicts with, and
+        management commands other than switchover and cancel. When no thread step reached a new
+        state (a cycle may be closing), every move, so none is postponed for ever."""
+        if not progressed:
+            return moves
+        out = []
+        for ch, slot in moves:
+            conflicts = writes_of(ch)
+            if conflicts is None or not conflicts.isdisjoint(tags):
+                out.append((ch, slot))
+        return out
+
+    def _fail(self, i: int, ch, v: Violation) -> Result:
+        self.res.violation = v
+        self.res.path = self.path(i) + ([list(ch)] if ch is not None else [])
+        return self.res
+
+    # -- the search -------------------------------------------------------------------------------
+    def run(self) -> Result:
+        """Explore breadth-first until the bounded space is exhausted or a check fails."""
+        t0 = time.perf_counter()
+        try:
+            return self._run()
+        finally:
+            self.res.seconds = time.perf_counter() - t0
+            self.res.distinct = len(self.parent)
+
+    def _run(self) -> Result:
+        b = self.bounds
+        w0 = self.fresh()
+        self.seen[fingerprint(w0, self.budgets[0])] = 0
+        self.cache[0] = w0
+        self._push(self._cost(0), 0)
+        last_report = time.perf_counter()
+        while self.heap:
+            if self.sample_duplicates and len(self.duplicates) >= self.sample_duplicates:
+                break                         # sampling for the soundness test only
+            key, _, item = heapq.heappop(self.heap)
+            if isinstance(item, tuple):
+                _, i, ch, v = item
+                return self._fail(i, ch, v)
+            i = item
+            if self.expanded[i] or key != self._cost(i):
+                continue                      # expanded already, or a stale entry of a shortened node
+            self.expanded[i] = True
+            d = self.depth[i]
+            self.res.depth = max(self.res.depth, d)
+            if d >= b.max_depth:
+                self.res.truncated += 1
+                self.finished.add(i)
+                self.cache.pop(i, None)
+                continue
+            if len(self.parent) >= b.max_states:
+                self.res.capped = True
+                return self.res
+            w = self.world(i)
+            budgets = self.budgets[i]
+            threads, env = enabled(w, budgets, self.periods, self.pages)
+            if terminal(w):
+                self.res.completed_paths += 1
+                self.finished.add(i)
+                continue
+            if not threads and w.next_wakeup() is None and w.mig is not None and w.migration_active():
+                # writes, clock moves and management change no lock, join or wake-up: stuck for ever
+                self._push(key, ("violation", i, None, Violation(
+                    "progress", "no thread can run and no clock move wakes one: the migration never completes")))
+                continue
+            new: list = []
+            consuming = threads + [c[0] for c in env if c[0] == ["mgmt", "start"]]
+            movable = [c for c in env if c[0] != ["mgmt", "start"]]
+            if self.red.por and consuming and movable:
+                # threads first, recording what each step touches; then only the environment
+                # moves that do not commute with some enabled thread step (on a fresh replay:
+                # the live world went to the last thread step)
+                # moves taken whatever the footprints (a clock move that wakes a thread) go first,
+                # on the live world, which saves the replay when no other move is needed
+                tags: set = set()
+                always = [c for c in movable if c[0][0] == "clock" and _wakes(w, c[0][1])]
+                maybe = [c for c in movable if c not in always]
+                if always:
+                    self._env(w, i, budgets, always, new)
+                before = len(new)
+                self._threads(w, i, budgets, consuming, new, tags)
+                maybe = self._dependent(maybe, tags, len(new) > before)
+                if maybe:
+                    self._env(self.world(i), i, budgets, maybe, new)
+            else:
+                if movable:
+                    self._env(w, i, budgets, movable, new)
+                if consuming:
+                    self._threads(w, i, budgets, consuming, new, None)
+            if self.progress is not None and time.perf_counter() - last_report > 5:
+                last_report = time.perf_counter()
+                self.progress(self.res, len(self.parent), len(self.heap), d)
+        if not (self.sample_duplicates and self.duplicates):
+            self._livelock()
+        return self.res
+
+    def _livelock(self) -> None:
+        """After an exhaustive search: a state from which no path reaches completion (or a state
+        cut by the depth bound) is a ``progress`` violation, reported at the cheapest such state."""
+        back: list[list[int]] = [[] for _ in self.parent]
+        for i, out in enumerate(self.edges):
+            for j in out:
+                back[j].append(i)
+        ok = [False] * len(self.parent)
+        todo = list(self.finished)
+        for i in todo:
+            ok[i] = True
+        while todo:
+            j = todo.pop()
+            for i in back[j]:
+                if not ok[i]:
+                    ok[i] = True
+                    todo.append(i)
+        stuck = sorted((i for i in range(len(self.parent)) if not ok[i] and self.expanded[i]),
+                       key=lambda k: (self._cost(k), k))
+        if not stuck:
+            return
+        bad = set(stuck)
+        for i in stuck:                       # the cheapest state on a loop: report the lasso
+            loop = self._loop(i, bad)
+            if loop is not None:
+                self._fail(i, None, Violation("progress", f"the last {len(loop)} steps loop back to the state "
+                                              f"before them and no path completes the migration"))
+                self.res.path += loop
+                return
+        self._fail(stuck[0], None, Violation("progress", "no path from this state completes the migration"))
+
+    def _loop(self, start: int, within: set) -> list | None:
+        """Choices of a shortest cycle from ``start`` back to it through ``within``, or ``None``."""
+        prev = {start: None}
+        frontier = [start]
+        while frontier:
+            nxt = []
+            for i in frontier:
+                for j in self.edges[i]:
+                    if j == start:
+                        steps, k = [], i
+                        while k is not None and k != start:
+                            steps.append(k)
+                            k = prev[k]
+                        chain = [start] + steps[::-1] + [start]
+                        return [self._edge_choice(a, b) for a, b in zip(chain, chain[1:])]
+                    if j in within and j not in prev:
+                        prev[j] = i
+                        nxt.append(j)
+            frontier = nxt
+        return None
+
+    def _edge_choice(self, a: int, b: int):
+        """A choice leading from node ``a`` to node ``b`` (recorded with each edge)."""
+        return self.edge_choice[(a, b)]
+
+
+def _spend(budgets: tuple, slot: int) -> tuple:
+    """The budgets after one move paid from ``slot`` (and from the all-moves budget)."""
+    out = list(budgets)
+    out[slot] -= 1
+    out[MOVES] -= 1
+    return tuple(out)
+
+
+def _wakes(w: World, delta: int) -> bool:
+    """Whether moving the clock by ``delta`` makes a sleeping thread runnable."""
+    t = w.clock_ms + delta
+    return any(not a.done and w.clock_ms < a.wake_at_ms <= t for a in w.actors.values())
+
+
+def explore(design_cls, config, bounds: Bounds | None = None, reductions: Reductions | None = None,
+            progress=None, order: str = "moves") -> Result:
+    """Explore ``design_cls`` on ``config`` within ``bounds``; see :class:`Explorer`."""
+    return Explorer(design_cls, config, bounds, reductions, progress, order).run()
+
+
+__all__ = ["Explorer", "Result", "explore"]

@@ -1,0 +1,145 @@
+"""State fingerprints: a canonical encoding of everything in a world that decides its future.
+
+The encoding walks the world's object graph from the :class:`World` itself: every layer (bitmaps
+as their words), the truth (page versions), counters, locks, the design object's attributes, and
+every thread with its suspended generator frames (code, ``f_lasti``, ``f_locals`` and the
+``gi_yieldfrom`` chain). Objects that are reachable twice (a RAMBlock held by a frame's ``rb``
+and by ``w.blocks``) are encoded once and then by their visit index, so identity is kept
+without encoding memory addresses. The traversal order is deterministic (attribute insertion
+order), so two worlds with equal encodings are equal object graphs.
+
+Left out, because nothing reads them to decide a later step (see docs/explore.md):
+the step counter, the events of the last step (reset by every step; the step invariants read
+them right after the step, and the explorer checks every transition), the current-actor slot
+(``None`` between steps), reporting totals, step labels, and the constant parts of a world
+(config, geometry, memslots, the page-to-block map).
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from dirtyproof.impl.bitmap import Bitmap
+
+# Attributes that never decide a later step (or never change), per class name.
+IGNORED = {
+    "World": frozenset({"steps", "events", "current", "total_syncs", "total_sent", "config",
+                        "geometry", "guest_pages", "page_block", "slots", "ram_pages", "design_spec"}),
+    "KVM": frozenset({"slots", "mode", "slot_mask"}),
+    "RAMBlock": frozenset({"spec", "idstr", "offset", "pages", "fast_path", "word_bits",
+                           "clear_bmap_shift", "index"}),
+    "Actor": frozenset({"label"}),
+}
+IGNORED["TrackedWorld"] = IGNORED["World"]      # the explorer's footprint-recording subclasses
+IGNORED["TrackedKVM"] = IGNORED["KVM"]
+_NONE = frozenset()
+_ATOMS = frozenset({int, float, str, bool, bytes, type(None)})
+
+
+class Encoder:
+    """Encodes one world into a nested tuple; :meth:`encode` is the entry point."""
+
+    def __init__(self) -> None:
+        self.index: dict[int, int] = {}
+        self.keep: list = []          # keep visited objects alive so ids are not reused mid-walk
+
+    def encode(self, v):
+        """The canonical form of ``v`` (atoms as themselves, containers and objects recursively)."""
+        t = type(v)
+        if t in _ATOMS:
+            return v
+        f = _DISPATCH.get(t)
+        if f is None:
+            f = _DISPATCH[t] = _classify(t)
+        return f(self, v)
+
+    def _seq(self, v):
+        enc = self.encode
+        return (type(v) is tuple, tuple([x if type(x) in _ATOMS else enc(x) for x in v]))
+
+    def _dict(self, v):
+        enc = self.encode
+        return ("d", tuple([(k if type(k) in _ATOMS else enc(k), x if type(x) in _ATOMS else enc(x))
+                            for k, x in v.items()]))
+
+    def _set(self, v):
+        return ("s", tuple(sorted((self.encode(x) for x in v), key=repr)))
+
+    def _object(self, o):
+        key = id(o)
+        seen = self.index.get(key)
+        if seen is not None:
+            return ("@", seen)
+        self.index[key] = len(self.index)
+        self.keep.append(o)
+        t = type(o)
+        ignored = IGNORED.get(t.__qualname__, _NONE)
+        enc = self.encode
+        d = getattr(o, "__dict__", None)
+        if d is not None:
+            items = tuple([(k, x if type(x) in _ATOMS else enc(x)) for k, x in d.items() if k not in ignored])
+        else:
+            slots = [s for c in t.__mro__ for s in getattr(c, "__slots__", ())]
+            items = tuple([(s, enc(getattr(o, s, None))) for s in slots if s not in ignored])
+        return (t.__qualname__, items)
+
+    def _generator(self, g):
+        key = id(g)
+        seen = self.index.get(key)
+        if seen is not None:
+            return ("@", seen)
+        self.index[key] = len(self.index)
+        self.keep.append(g)
+        fr = g.gi_frame
+        if fr is None:
+            return ("g", g.gi_code.co_qualname, "done")
+        # f_lasti and the locals give the position; values on the frame's stack across a yield
+        # are, in the model's code, copies of locals or loop iterators whose position the loop
+        # variable gives (docs/explore.md; the soundness test checks it on sampled states)
+        code = fr.f_code
+        enc = self.encode
+        loc = tuple([(k, x if type(x) in _ATOMS else enc(x)) for k, x in fr.f_locals.items()])
+        return ("g", code.co_qualname, code.co_firstlineno, fr.f_lasti, loc, enc(g.gi_yieldfrom))
+
+
+def _array(enc, v):
+    return ("a", v.dtype.str, v.shape, v.tobytes())
+
+
+def _classify(t):
+    """How values of type ``t`` are encoded (decided once per type)."""
+    if issubclass(t, Bitmap):                     # the explorer's footprint-recording bitmaps
+        return _DISPATCH[Bitmap]
+    if issubclass(t, np.generic):
+        return lambda enc, v: v.item()
+    if issubclass(t, (types.FunctionType, types.BuiltinFunctionType, type, types.ModuleType)):
+        return lambda enc, v: ("f", getattr(v, "__qualname__", repr(v)))
+    if issubclass(t, types.MethodType):
+        return lambda enc, v: ("m", v.__func__.__qualname__, enc.encode(v.__self__))
+    params = getattr(t, "__dataclass_params__", None)
+    if params is not None and params.frozen:      # Config, Geometry, SlotSpec...: immutable values
+        return lambda enc, v: ("v", t.__qualname__, repr(v))
+    return Encoder._object
+
+
+_DISPATCH = {
+    tuple: Encoder._seq, list: Encoder._seq, dict: Encoder._dict, set: Encoder._set, frozenset: Encoder._set,
+    np.ndarray: _array, Bitmap: lambda enc, v: ("B", v.nbits, v.words.tobytes()),
+    types.GeneratorType: Encoder._generator, range: lambda enc, v: ("r", v.start, v.stop, v.step),
+}
+
+
+def canonical(w, extra=()) -> tuple:
+    """The canonical form of world ``w`` (with ``extra``: the explorer's remaining budgets)."""
+    return (Encoder().encode(w), extra)
+
+
+def fingerprint(w, extra=()) -> int:
+    """A 64-bit hash of :func:`canonical`, as TLC's fingerprints: two distinct states collide with
+    probability about n^2 / 2^65 for n states (under 3e-8 for a million). Only equality of
+    fingerprints is used, never their order, so the search order does not depend on hash seeds."""
+    return hash(canonical(w, extra))
+
+
+__all__ = ["canonical", "fingerprint", "Encoder", "IGNORED"]

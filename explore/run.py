@@ -1,0 +1,44 @@
+"""Explorations as the command line and ``check`` run them: every KVM mode, summaries, traces."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .bounds import Bounds, default_config
+from .engine import Result, explore
+from .reductions import Reductions
+from .report import save_trace, step_lines, summary
+
+
+@dataclass
+class Outcome:
+    """One exploration's result and its printed text (summary, step list, trace path)."""
+
+    result: Result
+    text: str
+    trace_path: object = None
+
+
+def config_for(mode: str, base=None):
+    """The explored config for KVM ``mode``: ``base`` (a user's Config) or the default small world."""
+    if base is None:
+        return default_config(mode)
+    return replace(base, kvm_mode=mode)
+
+
+def explore_modes(design_cls, design_spec: str, modes, bounds: Bounds, reductions: Reductions,
+                  base_config=None, order: str = "moves", trace_dir=None, steps: bool = True, progress=None):
+    """Explore ``design_cls`` once per KVM mode; yields an :class:`Outcome` for each, in order."""
+    for mode in modes:
+        res = explore(design_cls, config_for(mode, base_config), bounds, reductions, progress, order)
+        lines = summary(res)
+        path = None
+        if res.violation is not None:
+            path = save_trace(res, design_spec, trace_dir)
+            if steps:
+                lines.append(f"counterexample ({len(res.path)} steps):")
+                lines.extend(step_lines(res, design_cls))
+            lines.append(f"trace saved to {path} (replay: dirtyproof replay {path})")
+        yield Outcome(res, "\n".join(lines), path)
+
+
+__all__ = ["Outcome", "explore_modes", "config_for"]
