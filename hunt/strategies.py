@@ -189,11 +189,12 @@ def swarm_scheduler(seed: int, steps: int):
             for rb in w.blocks:
                 if not rb.fast_path:
                     continue
-                base = rb.offset >> 6
+                wb = rb.word_bits
+                base = rb.offset // wb
                 for k in range(rb.words()):
-                    if not w.L2.word(base + k):
+                    if not w.L2.word(base + k, wb):
                         continue
-                    for p in range(rb.offset + 64 * k, min(rb.offset + 64 * (k + 1), rb.offset + rb.pages)):
+                    for p in range(rb.offset + wb * k, min(rb.offset + wb * (k + 1), rb.offset + rb.pages)):
                         if not w.L2.test(p) and not rb.bmap.test(p - rb.offset):
                             pages.append(p)
             return pages
