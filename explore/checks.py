@@ -35,9 +35,4 @@ def rules(w, checks) -> list:
     return out
 
 
-def replayed(w, checks) -> None:
-    """What checking does to a world besides its verdict, for a step being replayed: nothing (the
-    spec's checks keep no state of their own on the world)."""
-
-
-__all__ = ["checks_for", "check", "rules", "replayed"]
+__all__ = ["checks_for", "check", "rules"]

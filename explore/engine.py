@@ -138,8 +138,6 @@ class Explorer:
             w.step(ch)
             if por:
                 track_mig(w)
-            # checks may keep state of their own on the world: leave it as the first visit did
-            spec_checks.replayed(w, self.checks)
         return w
 
     # -- one transition ---------------------------------------------------------------------------

@@ -575,3 +575,24 @@ def test_v1_watcher_waits_while_the_iteration_count_moves():
     w.step(["clock", 6000])
     assert w.step(["watcher", None]).startswith("sleep until")
     assert w.design.sync_mode == RAMBLOCK_SYN_LEGACY
+
+
+class FakesTheDelivery(Legacy):
+    """BROKEN: delivers the source's current version instead of what its read returned (a design
+    that would hide a lost write by writing the destination it likes)."""
+
+    name = "broken-fakes-the-delivery"
+
+    def ram_save_page(self, w, rb, page):
+        addr = rb.offset + page
+        w.read_page(addr)
+        yield "read"
+        w.deliver(addr, int(w.src_version[addr]) + 1)
+        yield "deliver"
+
+
+def test_send_integrity_rejects_a_delivery_nobody_read():
+    """Non-vacuity of send-integrity: the world refuses a version no read returned."""
+    res = run(world(FakesTheDelivery), [["mgmt", "start"]] + [["migration", None]] * 40)
+    assert res.violation is not None and res.violation.invariant == "send-integrity", res.violation
+    assert "but the reads in flight of it are [0]" in res.violation.message
