@@ -44,7 +44,10 @@ def add_arguments(p) -> None:
 
 
 def bounds_from_args(args) -> Bounds:
-    """The :class:`Bounds` the flags ask for."""
+    """The :class:`Bounds` the flags ask for; a bound that explores nothing is bad input."""
+    for flag, v in (("--max-depth", args.max_depth), ("--max-states", args.max_states)):
+        if v < 1:
+            raise UserError(f"{flag} must be at least 1 (a bound of {v} explores nothing)")
     try:
         return Bounds(guest_writes=args.guest_writes, device_writes=args.device_writes,
                       clock_moves=args.clock_moves, cancels=args.cancels, moves=args.moves,
