@@ -37,6 +37,9 @@ class Config:
     watcher_poll_ms: int = 1000          # background-v1 watcher thread
     watcher_idle_ms: int = 5000          # background-v1: sync only if the last one is older
     iterate_sync_ms: int = 3000          # iterate-sync design: period of its syncs
+    # a virtio-net failover primary's unplug pending at setup: the migration waits this long in
+    # WAIT_UNPLUG before it becomes ACTIVE (qemu_savevm_wait_unplug); 0: no failover device
+    failover_unplug_ms: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.geometry, Geometry):

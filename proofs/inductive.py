@@ -124,9 +124,14 @@ def _phase_of_pc(s):
         IMP(active, AND(ph == P_ACTIVE, s["ready"], s["log"])),
         IMP(AND(last, mpc != M_FINISH), AND(ph == P_COMPLETING, s["ready"], s["log"], NOT(s["vm"]))),
         IMP(mpc == M_FINISH, AND(ph == P_COMPLETED, s["ready"], s["log"], NOT(s["vm"]))),
-        IMP(IN(mpc, (M_EXIT, M_NONE)), AND(NOT(s["log"]), IN(ph, (P_NONE, P_COMPLETED, P_CANCELLED)),
+        # after the threads stopped: a completed migration keeps dirty logging on (its stop is
+        # postponed, the VM stays stopped); a cancelled one is ACTIVE until its cleanup stopped
+        # logging and set CANCELLED
+        IMP(IN(mpc, (M_EXIT, M_NONE)), AND(IN(ph, (P_NONE, P_ACTIVE, P_COMPLETED, P_CANCELLED)),
                                            IMP(ph == P_COMPLETED, AND(s["ready"], NOT(s["vm"]))),
-                                           IMP(ph != P_COMPLETED, NOT(s["ready"])))),
+                                           IMP(ph == P_ACTIVE, AND(mpc == M_EXIT, s["creq"],
+                                                                   s["ready"] == s["log"])),
+                                           IMP(IN(ph, (P_NONE, P_CANCELLED)), AND(NOT(s["log"]), NOT(s["ready"]))))),
         IMP(ph == P_COMPLETING, last))
 
 
@@ -198,9 +203,10 @@ CONJUNCTS: tuple[Conjunct, ...] = (
                                   AND(NOT(s["iter"]), NOT(s["shadow"]), NOT(s["bss"]))),
                               IMP(AND(e.has_watcher, IN(s["wpc"], (W_FLIPPED, W_SYNC, W_POST))), s["modern"]))),
     Conjunct("bg-joined", "background-v1: the watcher is joined before setup, cancel's end and "
-             "the stop of the VM, so no watcher survives into the next attempt or the final drain.",
+             "the stop of the VM, so no watcher survives into the next attempt or the final drain "
+             "(it starts after the setup sync, the state still SETUP).",
              lambda s, e: IMP(AND(e.has_watcher, OR(IN(s["mpc"], (M_INIT, M_EXIT, M_NONE)), last_stage(s),
-                                                      AND(IN(s["mpc"], (M_SYNC, M_POSTSYNC)), s["mk"] == MK_SETUP))),
+                                                      AND(s["mpc"] == M_SYNC, s["mk"] == MK_SETUP))),
                               s["wpc"] == 0)),
     Conjunct("bg-flavour", "background-v1: the flavour a sync uses for q's block matches its owner "
              "and the mode (MODERN_BACKGROUND only for the watcher's sync; MODERN only once flipped).",

@@ -11,8 +11,9 @@ from typing import Generator
 
 from ..bitmap import WORD_MASK
 from ..steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED, DELIVER,
-                     INIT_BITMAPS, ITERATE_DONE, KVM_CLEAR, KVM_GET, KVM_OR, L2_TEST_AND_CLEAR, L2_XCHG, READ,
-                     SETUP_DONE, STREAM_COMPLETE, SYNC_DONE, VM_STOP)
+                     INIT_BITMAPS, ITERATE_DONE, ITERATION_FINISH, KVM_CLEAR, KVM_GET, KVM_OR, L2_TEST_AND_CLEAR,
+                     L2_XCHG, READ, SAVEVM_CLEANUP, SETUP_DONE, STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED,
+                     VM_STOP)
 from ..steps import Step as S
 
 Step = Generator[S, None, None]
@@ -27,7 +28,8 @@ INTERFACE = (
     "migration_clear_memory_region_dirty_bitmap", "memory_region_clear_dirty_bitmap", "kvm_log_clear_one_slot",
     "ram_save_page", "migration_completion", "migration_iteration_finish", "ram_save_complete", "migration_cancel",
     "migration_trigger_throttle", "mig_throttle_guest_down", "new_period", "before_setup", "start_threads",
-    "stop_threads",
+    "stop_threads", "qemu_savevm_wait_unplug", "migrate_fd_cleanup", "qemu_savevm_state_cleanup",
+    "ram_save_cleanup", "join_threads",
 )
 
 
@@ -55,14 +57,24 @@ class Design:
     # ------------------------------------------------------------------------------------------
     # the migration thread
     def migration_thread(self, w) -> Step:
-        """The migration thread: setup, iterations until switchover or cancel, then completion."""
+        """The migration thread: setup, iterations until switchover or cancel, then completion.
+
+        As ``migration_thread`` (migration/migration.c): ``before_setup`` (the dirty-sync timer is
+        armed there), ``qemu_savevm_state_setup`` under the BQL, then the helper threads are
+        started while the state is still SETUP, and only ``qemu_savevm_wait_unplug`` moves it to
+        ACTIVE (through WAIT_UNPLUG when a failover device's unplug is pending). A thread started
+        there can run before the state is ACTIVE: that is a step boundary of its own."""
         mig = w.mig
         self.before_setup(w)
         yield from w.acquire("BQL")
         yield from self.ram_save_setup(w)
         w.release("BQL")
-        mig.phase = "active"
+        live = {n for n, a in w.actors.items() if not a.done}
         self.start_threads(w)
+        if any(not a.done and n not in live for n, a in w.actors.items()):
+            yield S(THREADS_STARTED)
+        yield from self.qemu_savevm_wait_unplug(w)
+        mig.phase = "active"
         yield S(SETUP_DONE)
         while True:
             if mig.cancel_requested:
@@ -77,10 +89,26 @@ class Design:
         """What the migration thread starts before ``qemu_savevm_state_setup`` (none here)."""
 
     def start_threads(self, w) -> None:
-        """Start the design's helper threads or timers when iterations begin (none here)."""
+        """Start the design's helper threads after ``qemu_savevm_state_setup``, the state still
+        SETUP (none here)."""
 
     def stop_threads(self, w) -> None:
-        """Stop them at completion or cancel; called with the BQL held."""
+        """Stop them at completion or cancel (``migration_iteration_finish``); BQL held."""
+
+    def join_threads(self, w) -> Step:
+        """Join what ``migrate_fd_cleanup`` joins after dropping the BQL, besides the migration
+        thread (none here)."""
+        return
+        yield
+
+    def qemu_savevm_wait_unplug(self, w) -> Step:
+        """``qemu_savevm_wait_unplug``: with a failover device whose unplug is pending
+        (``Config.failover_unplug_ms``), the state is WAIT_UNPLUG until it is done; else SETUP
+        goes straight to ACTIVE (the caller sets it)."""
+        wait = w.config.failover_unplug_ms
+        if wait and not w.mig.cancel_requested:
+            w.mig.phase = "wait_unplug"
+            yield from w.sleep_until(w.clock_ms + wait)
 
     def ram_save_setup(self, w) -> Step:
         """``ram_save_setup``: ``ram_state_init`` then ``ram_init_bitmaps``."""
@@ -322,7 +350,7 @@ class Design:
         mig = w.mig
         yield from w.acquire("BQL")
         mig.phase = "completing"
-        w.vm_running = False
+        w.vm_stop()
         yield S(VM_STOP)
         yield from self.ram_save_complete(w)
         mig.phase = "completed"
@@ -331,14 +359,45 @@ class Design:
         yield from self.migration_iteration_finish(w)
 
     def migration_iteration_finish(self, w) -> Step:
-        """``migration_iteration_finish`` + ``migrate_fd_cleanup``: stop the threads and the
-        throttle, stop dirty logging, free the bitmaps."""
+        """``migration_iteration_finish`` (migration thread, BQL held): ``cpu_throttle_stop``
+        (the throttle and the dirty-sync timer), the VM restarted if the migration was cancelled
+        after it stopped it; then the cleanup bottom half, ``migrate_fd_cleanup``."""
+        mig = w.mig
         yield from w.acquire("BQL")
         self.stop_threads(w)
         w.throttle_pct = 0
-        w.kvm.log_stop()
+        if mig.cancel_requested and mig.phase != "completed" and not w.vm_running:
+            w.vm_start()
         w.release("BQL")
-        yield S(CLEANUP)
+        yield S(ITERATION_FINISH)
+        yield from self.migrate_fd_cleanup(w)
+
+    def migrate_fd_cleanup(self, w) -> Step:
+        """``migrate_fd_cleanup`` (the main loop's bottom half; modelled in the migration actor,
+        which does nothing else after scheduling it): ``qemu_savevm_state_cleanup`` under the
+        BQL (one step), then the BQL dropped to join the threads (QEMU joins the migration
+        thread: the end of this actor), and a cancelled migration's state set to CANCELLED."""
+        mig = w.mig
+        yield from w.acquire("BQL")
+        self.qemu_savevm_state_cleanup(w)
+        w.release("BQL")
+        yield S(SAVEVM_CLEANUP)
+        yield from self.join_threads(w)
+        if mig.cancel_requested and mig.phase != "completed":
+            mig.phase = "cancelled"
+            yield S(CANCELLED)
+        else:
+            yield S(CLEANUP)
+
+    def qemu_savevm_state_cleanup(self, w) -> None:
+        """``qemu_savevm_state_cleanup``: each handler's ``save_cleanup``; RAM's is ``ram_save_cleanup``."""
+        self.ram_save_cleanup(w)
+
+    def ram_save_cleanup(self, w) -> None:
+        """``ram_save_cleanup``: stop dirty logging (postponed while the VM is stopped), free every
+        block's ``bmap`` and ``clear_bmap``, then the RAMState (``ram_state = NULL``)."""
+        w.memory_global_dirty_log_stop()
+        w.ram_save_cleanup_free()
 
     def ram_save_complete(self, w) -> Step:
         """``ram_save_complete``: last-stage sync, then send under ``bitmap_mutex`` until clean."""
@@ -350,15 +409,9 @@ class Design:
         yield S(COMPLETE_DRAINED)
 
     def migration_cancel(self, w) -> Step:
-        """Cancel: ``migration_cleanup`` stops the threads, the throttle and dirty logging, frees the bitmaps."""
-        mig = w.mig
-        yield from w.acquire("BQL")
-        self.stop_threads(w)
-        w.kvm.log_stop()
-        w.throttle_pct = 0
-        mig.phase = "cancelled"
-        w.release("BQL")
-        yield S(CANCELLED)
+        """Cancel: the migration thread leaves its loop; ``migration_iteration_finish`` then the
+        cleanup, as for a completed migration (the state becomes CANCELLED at its end)."""
+        yield from self.migration_iteration_finish(w)
 
     # ------------------------------------------------------------------------------------------
     # auto-converge
