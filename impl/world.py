@@ -435,9 +435,6 @@ class World:
         if command == "start":
             if self.migration_active():
                 raise BadChoice("a migration is already running")
-            if self.migration_done():
-                # the source stays stopped (postmigrate) with dirty logging on: not modelled
-                raise BadChoice("the migration completed: the source does not migrate again")
             self.attempts += 1
             self.mig = MigrationState(attempt=self.attempts)
             self._dest[:] = -1      # a new destination: the old one was thrown away
@@ -466,8 +463,11 @@ class World:
 
     def can_cancel(self) -> bool:
         """Whether ``migrate_cancel`` would be taken: an attempt running and not yet completing."""
-        return (self.migration_active() and self.mig.phase in ("setup", "wait_unplug", "active")
-                and not self.mig.cancel_requested)
+        if not self.migration_active() or self.mig.cancel_requested:
+            return False
+        # QMP runs under the BQL: during completion a cancel comes in only where it is free
+        return self.mig.phase in ("setup", "wait_unplug", "active") or (
+            self.mig.phase == "completing" and self.lock_owner["BQL"] is None)
 
     # ------------------------------------------------------------------------------------------
     # threads

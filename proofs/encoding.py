@@ -181,11 +181,12 @@ class BaseEncoding:
         R.append(Rule("migration", "last_sync", False, (), lambda s, f: (
             s["mpc"] == M_VMSTOPPED, dict(mpc=M_SYNC, mk=MK_LAST, sy=Y_BEGIN, syo=O_MIG))))
         R.append(Rule("migration", "completed", True, (), lambda s, f: (
-            s["mpc"] == M_CDONE, dict(phase=P_COMPLETED, mpc=M_FINISH))))
+            s["mpc"] == M_CDONE, dict(phase=ITE(s["creq"], P_COMPLETING, P_COMPLETED), mpc=M_FINISH))))
         # completion: migration_iteration_finish stops the threads; the VM stays stopped, so the
         # cleanup's dirty-log stop is postponed (savevm_cleanup above is not enabled)
         R.append(Rule("migration", "cleanup", True, (), lambda s, f: (
-            AND(s["mpc"] == M_FINISH, self.bql_free(s)), {**self.stop_threads(s), **dict(mpc=M_EXIT)})))
+            AND(s["mpc"] == M_FINISH, self.bql_free(s)),
+            {**self.stop_threads(s), **dict(mpc=M_EXIT, vm=OR(s["vm"], s["creq"]))})))
         return R
 
     def clear_q(self, s) -> dict:

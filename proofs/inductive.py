@@ -123,16 +123,20 @@ def _phase_of_pc(s):
         IMP(AND(setup, mpc != M_INIT), AND(ph == P_SETUP, s["ready"], s["log"])),
         IMP(active, AND(ph == P_ACTIVE, s["ready"], s["log"])),
         IMP(AND(last, mpc != M_FINISH), AND(ph == P_COMPLETING, s["ready"], s["log"], NOT(s["vm"]))),
-        IMP(mpc == M_FINISH, AND(ph == P_COMPLETED, s["ready"], s["log"], NOT(s["vm"]))),
+        # a cancel requested before the completion's end wins: the state is not COMPLETED
+        IMP(mpc == M_FINISH, AND(ph == ITE(s["creq"], P_COMPLETING, P_COMPLETED), s["ready"], s["log"],
+                                 NOT(s["vm"]))),
         # after the threads stopped: a completed migration keeps dirty logging on (its stop is
         # postponed, the VM stays stopped); a cancelled one is ACTIVE until its cleanup stopped
         # logging and set CANCELLED
-        IMP(IN(mpc, (M_EXIT, M_NONE)), AND(IN(ph, (P_NONE, P_ACTIVE, P_COMPLETED, P_CANCELLED)),
+        IMP(IN(mpc, (M_EXIT, M_NONE)), AND(IN(ph, (P_NONE, P_ACTIVE, P_COMPLETING, P_COMPLETED, P_CANCELLED)),
+                                           IMP(ph == P_COMPLETING, AND(mpc == M_EXIT, s["creq"], s["vm"],
+                                                                       s["ready"] == s["log"])),
                                            IMP(ph == P_COMPLETED, AND(s["ready"], NOT(s["vm"]))),
                                            IMP(ph == P_ACTIVE, AND(mpc == M_EXIT, s["creq"],
                                                                    s["ready"] == s["log"])),
                                            IMP(IN(ph, (P_NONE, P_CANCELLED)), AND(NOT(s["log"]), NOT(s["ready"]))))),
-        IMP(ph == P_COMPLETING, last))
+        IMP(ph == P_COMPLETING, OR(last, AND(mpc == M_EXIT, s["creq"]))))
 
 
 CONJUNCTS: tuple[Conjunct, ...] = (

@@ -346,14 +346,18 @@ class Design:
         """``migration_completion``: BQL, stop the VM, ``ram_save_complete``; then, as a separate
         BQL section, ``migration_iteration_finish`` and the cleanup (threads, throttle, dirty log).
 
-        Between the two sections the main loop may still run a timer callback, as in QEMU."""
+        Between the two sections the main loop may still run a timer callback, as in QEMU.
+
+        A cancel requested before the end wins: QEMU's ``migrate_fd_cancel`` moves the state to
+        CANCELLING and shuts the stream down, so ``migration_completion_end`` never sets
+        COMPLETED; the VM is restarted and the attempt is cleaned up as cancelled."""
         mig = w.mig
         yield from w.acquire("BQL")
         mig.phase = "completing"
         w.vm_stop()
         yield S(VM_STOP)
         yield from self.ram_save_complete(w)
-        mig.phase = "completed"
+        mig.phase = "completing" if mig.cancel_requested else "completed"
         w.release("BQL")
         yield S(STREAM_COMPLETE)
         yield from self.migration_iteration_finish(w)
