@@ -235,9 +235,13 @@ class World:
             return self.clock_ms >= actor.wake_at_ms
         return self.vm_clock.get_ms(actor.wake_clock, self.clock_ms) >= actor.wake_at_ms
 
+    def wake_time_ms(self, actor: Actor) -> int | None:
+        """The realtime ms (``clock_ms``) at which ``actor``'s sleep deadline passes, ``None`` if
+        it cannot while the VM stays stopped (a deadline on a virtual clock)."""
+        return self._wake_realtime(actor)
+
     def _wake_realtime(self, actor: Actor) -> int | None:
-        """The realtime ms at which ``actor``'s deadline passes, ``None`` if it cannot while the
-        VM stays stopped."""
+        """See :meth:`wake_time_ms`."""
         if actor.wake_clock == QEMU_CLOCK_REALTIME:
             return actor.wake_at_ms
         if self.vm_clock.stopped_at is not None:
