@@ -145,7 +145,7 @@ def test_shrink_is_deterministic_and_keeps_the_invariant():
     """Delta debugging a failing schedule twice gives the same short schedule, every choice of it
     enabled, violating the same invariant at its last step when every invariant is checked."""
     cls = MUTANTS["iterate-sync-in-mutex"]
-    cfg, choices, inv = _sweep_failure(cls, 6)
+    cfg, choices, inv = _sweep_failure(cls, 16)      # the first failing schedule since issue 11 (6 before)
     a = shrink(cls, cfg, choices, inv)
     b = shrink(cls, cfg, choices, inv)
     assert a.choices == b.choices and a.fixpoint
@@ -157,7 +157,7 @@ def test_shrink_is_deterministic_and_keeps_the_invariant():
 def test_shrink_budget_is_reported():
     """A shrink cut by its replay budget still returns a failing schedule and says it stopped early."""
     cls = MUTANTS["read-before-clear"]
-    cfg, choices, inv = _sweep_failure(cls, 9)
+    cfg, choices, inv = _sweep_failure(cls, 15)      # the first failing schedule since issue 11 (9 before)
     r = shrink(cls, cfg, choices, inv, max_replays=10)
     assert not r.fixpoint and r.replays <= 10 and r.length <= len(choices)
     assert "budget spent" in r.summary()
@@ -167,7 +167,7 @@ def test_shrink_budget_is_reported():
 def test_shrunk_sweep_trace_replays_from_the_cli(tmp_path):
     """The shrunk counterexample's trace reproduces with ``dirtyproof replay`` (exit 1: violation)."""
     cls = MUTANTS["read-before-clear"]
-    cfg, choices, inv = _sweep_failure(cls, 9)
+    cfg, choices, inv = _sweep_failure(cls, 15)      # the first failing schedule since issue 11 (9 before)
     found = shrink_violation(_as_violation(cls, cfg, choices), trace_dir=str(tmp_path))
     assert found.invariant == inv and found.report and "counterexample" in str(found)
     assert main(["replay", str(found.trace_path)]) == 1
