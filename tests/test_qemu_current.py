@@ -72,3 +72,21 @@ def test_clear_before_read_stays_quiet_for_the_last_stage_skip(name, mode):
         res = run(w, RandomScheduler(seed, 1500), keep_log=False)
         assert res.ok, (seed, res.violation)
     assert owed_reads, "no last-stage read with an owed chunk clear: the test shows nothing"
+
+
+@pytest.mark.parametrize("mode", ["manual", "initially_set"])
+def test_skipping_the_clear_while_the_vm_runs_is_flagged_by_the_rule(mode):
+    """The mutant that sets last_stage in the exact query skips owed chunk clears with the VM
+    running: the rule clear-before-read reports it (a rule, with no property broken: a skipped
+    CLEAR leaves the L1 bit set, so nothing is lost), where qemu-10.1 itself reports nothing."""
+    from dirtyproof.mutants import MUTANTS
+    rules = set()
+    for seed in range(2):
+        res = run(World(_cfg(mode), MUTANTS["last-stage-set-at-exact-sync"]), RandomScheduler(seed, 3000),
+                  keep_log=False)
+        assert res.violation is None, (seed, res.violation)
+        rules |= {rv.violation.invariant for rv in res.rule_violations}
+    assert rules == {"clear-before-read"}, rules
+    for seed in range(2):
+        res = run(World(_cfg(mode), Qemu101), RandomScheduler(seed, 3000), keep_log=False)
+        assert res.ok and not res.rule_violations, (seed, res.violation, res.rule_violations[:1])
