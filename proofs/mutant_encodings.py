@@ -261,7 +261,8 @@ NOT_EXPRESSIBLE = {
                                     "property (a skipped CLEAR leaves the L1 bit set: the next GET reports "
                                     "the page again)",
     "batched-slow-counts-raw": "changes only migration_dirty_pages (see count-outside-mutex), on the slow "
-                               "path, which the counting check's one-word fast-path world does not run",
+                               "path; its counter adds the term the counting lemmas refute "
+                               "(proofs/counting_conformance.py, slow-path world)",
     "bg-sync-takes-legacy-path": "it breaks only QEMU's rule that a background sync leaves bmap alone (a "
                                  "whole-bitmap rule) and no property: per page it is one more ordinary sync",
 }

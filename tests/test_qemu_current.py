@@ -90,3 +90,13 @@ def test_skipping_the_clear_while_the_vm_runs_is_flagged_by_the_rule(mode):
     for seed in range(2):
         res = run(World(_cfg(mode), Qemu101), RandomScheduler(seed, 3000), keep_log=False)
         assert res.ok and not res.rule_violations, (seed, res.violation, res.rule_violations[:1])
+
+
+def test_counting_check_runs_the_slow_path():
+    """The counting check's slow-path world is not dead weight: it refutes qemu-11.0's batched
+    slow path counting raw bits (its fast path counts right), and covers qemu-11.0 itself."""
+    from dirtyproof.mutants import MUTANTS
+    from dirtyproof.proofs.counting_conformance import check_counting
+    bad = check_counting(MUTANTS["batched-slow-counts-raw"], QueryRunner(), samples=8)
+    assert bad.verdict == "unsafe" and bad.refuted["migration_dirty_pages"] == "dirty-pages-count", bad.summary()
+    assert check_counting(Qemu110, QueryRunner(), samples=8).verdict == "safe"
