@@ -7,7 +7,8 @@ import pytest
 
 from dirtyproof.cli.main import geometry_named
 from dirtyproof.impl import Config, World
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.impl.scheduler import RandomScheduler
+from dirtyproof.checked import run
 from dirtyproof.mutants import MUTANTS, load_manifest
 from dirtyproof.proofs.conformance import check_run
 from dirtyproof.proofs.registry import encoding_for
