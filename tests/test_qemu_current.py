@@ -9,7 +9,8 @@ import pytest
 from dirtyproof.cli.main import geometry_named
 from dirtyproof.impl import Config, World
 from dirtyproof.impl.designs import DESIGNS, Qemu101, Qemu110
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.checked import run
+from dirtyproof.impl.scheduler import RandomScheduler
 from dirtyproof.proofs.conformance import check_run
 from dirtyproof.proofs.designs import PeriodicEncoding, Qemu101Encoding, Qemu110Encoding
 from dirtyproof.proofs.obligations import prove

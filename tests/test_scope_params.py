@@ -9,7 +9,8 @@ import pytest
 from dirtyproof.impl import Config, World
 from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.impl.geometry import QEMU_CLEAR_BITMAP_SHIFT_MIN, Geometry
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.checked import run
+from dirtyproof.impl.scheduler import RandomScheduler
 
 # a 128-page fast-path block (two chunks of 64) and a 67-page slow-path block (a chunk and a tail)
 GEO = Geometry.simple(aligned=1, unaligned=1, pages=128, shift=QEMU_CLEAR_BITMAP_SHIFT_MIN)
