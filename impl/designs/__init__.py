@@ -82,11 +82,13 @@ def resolve(spec: str) -> type[Design]:
             raise DesignError(f"module {module!r} has no attribute {attr!r}")
         return check_interface(obj)
     try:
-        from dirtyproof.mutants import MUTANTS
+        from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS
     except ImportError:
-        MUTANTS = {}
+        MUTANTS = HINTING_MUTANTS = {}
     if spec in MUTANTS:
         return MUTANTS[spec]
+    if spec in HINTING_MUTANTS:
+        return HINTING_MUTANTS[spec]
     raise DesignError(f"unknown design {spec!r} (shipped: {', '.join(DESIGNS)}; or module:Class, or path/to/file.py:Class)")
 
 
