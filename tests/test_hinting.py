@@ -215,3 +215,97 @@ def test_random_runs_with_hinting_are_deterministic_and_hint():
     b = run(World(cfg, DESIGNS["periodic"]), RandomScheduler(5, 400), keep_log=False)
     assert a.choices == b.choices and a.ok and a.completed
     assert any(c[0] == "guest-hint" for c in a.choices) and any(c[0] == "iothread" for c in a.choices)
+
+
+# -- the hunt with the flag on: the manifest's hinting section ----------------------------------
+import os  # noqa: E402
+
+from dirtyproof.hunt import hunt  # noqa: E402
+from dirtyproof.impl.config import KVM_MODES  # noqa: E402
+from dirtyproof.impl.designs import resolve  # noqa: E402
+from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS, load_manifest  # noqa: E402
+from dirtyproof.spec import INVARIANTS, PROPERTY, RULE, RUNTIME_CHECKS  # noqa: E402
+
+MANIFEST = load_manifest()
+HINTING = MANIFEST["hinting"]
+TIER = MANIFEST["tier"]
+HINT_ENTRIES = sorted((world, name) for world in HINTING["worlds"] for name in HINTING[world])
+
+
+def test_hinting_manifest_is_well_formed():
+    """Each hinting world is a valid set of Config overrides with the flag on; each lists every
+    shipped design and every hinting mutant, and nothing else; entries use the manifest's fields,
+    and the mutant is unsafe in every world while some shipped design is safe in one (the check
+    is not vacuous)."""
+    from dirtyproof.hunt.runner import check_overrides
+
+    ids = {inv.id: inv.kind for inv in INVARIANTS} | {k: PROPERTY for k in RUNTIME_CHECKS}
+    assert not set(HINTING_MUTANTS) & set(MUTANTS)
+    for world, overrides in HINTING["worlds"].items():
+        assert check_overrides(overrides) and overrides["free_page_hinting"] is True
+        assert overrides.get("kvm_mode", "legacy") in KVM_MODES
+        assert set(HINTING[world]) == set(DESIGNS) | set(HINTING_MUTANTS), world
+        for name, e in HINTING[world].items():
+            assert e["verdict"] in ("safe", "unsafe"), name
+            assert (e["found_by"] is None) == (e["verdict"] == "safe") == (e["property"] is None), name
+            assert e["property"] is None or ids[e["property"]] == PROPERTY, name
+            assert e["rule"] is None or ids[e["rule"]] == RULE, name
+        for name in HINTING_MUTANTS:
+            assert HINTING[world][name]["verdict"] == "unsafe", (world, name)
+    assert any(HINTING[w][d]["verdict"] == "safe" for w in HINTING["worlds"] for d in DESIGNS)
+
+
+def test_hinting_mutants_resolve_by_name():
+    """A hinting mutant is a design name on every verb, like a corpus mutant."""
+    for name, cls in HINTING_MUTANTS.items():
+        assert resolve(name) is cls
+
+
+def test_hunt_kvm_mode_needs_the_flag():
+    """``hunt --kvm-mode`` without ``--free-page-hinting`` is bad input: one line, exit 2."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", "hunt", "--kvm-mode", "legacy"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("DIRTYPROOF_SLOW"), reason="opt-in: DIRTYPROOF_SLOW=1")
+@pytest.mark.parametrize("world,name", HINT_ENTRIES)
+def test_hinting_hunt_gives_the_manifest_verdict(world, name, tmp_path):
+    """The whole hunt at the quality tier's budget, every world with the hinting world's
+    overrides, gives the recorded verdict, by the recorded search and property, within the
+    recorded length (minutes per design: opt-in)."""
+    e = HINTING[world][name]
+    rep = hunt(resolve(name), examples=TIER["examples"], shrink_budget=TIER["shrink_budget"], profile="ci",
+               schedules=TIER["schedules"], trace_dir=str(tmp_path), config_overrides=HINTING["worlds"][world])
+    assert rep.verdict == e["verdict"], str(rep.found)
+    if e["verdict"] == "unsafe":
+        assert rep.found_by == e["found_by"] and rep.found.invariant == e["property"], str(rep.found)
+        assert rep.found.length <= e["max_steps"], rep.found.length
+    else:
+        assert list(rep.rules_broken) == ([e["rule"]] if e["rule"] else [])
+
+
+def test_background_v1_applies_a_stale_hint_after_its_background_syncs():
+    """Found by the hunt with the flag on (legacy KVM mode, a fast-path page, where
+    background-v1 is otherwise safe): the watcher's background syncs skip the precopy notifiers,
+    so a hint queued before the guest reused the page is applied after a background sync put the
+    reuse in iter_bmap; bmap then looks as if the page had been sent, and the next background
+    sync's prologue drops it from iter_bmap. Replays from the saved trace."""
+    from pathlib import Path
+
+    from dirtyproof.impl.trace import Trace
+
+    t = Trace.load(Path(__file__).parent / "data" / "hinting-background-v1-stale-hint.json")
+    assert t.config.free_page_hinting and t.config.kvm_mode == "legacy"
+    w, res = t.replay()
+    v = res.violation
+    assert v is not None and v.invariant == "coverage" and w.block_of(v.page).fast_path
+    hint = res.choices.index(["guest-hint", v.page])
+    reuse = next(i for i in range(hint, len(res.choices)) if res.choices[i] == ["vcpu1", v.page])
+    applied = next(i for i, r in enumerate(res.log) if r.label.startswith("iothread") and "hint applied" in r.label
+                   and f"page {v.page})" in r.label)
+    bg = [i for i, r in enumerate(res.log) if "background sync done" in r.label]
+    assert hint < reuse < min(i for i in bg if i > reuse) < applied
