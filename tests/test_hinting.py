@@ -167,6 +167,28 @@ def test_hinted_page_is_not_sent_and_counter_stays_right():
     assert int(d.w.dest_version[4]) == -1                 # never sent: the guest said it was free
 
 
+class HintClearsTheNextPageToo(Legacy):
+    """A hint handler that clears one page past the hinted range from bmap."""
+
+    name = "hint-clears-next-page"
+
+    def qemu_guest_free_page_hint(self, w, start, npages) -> Step:
+        """One page too many."""
+        yield from super().qemu_guest_free_page_hint(w, start, npages + 1)
+
+
+def test_the_exemption_covers_only_declared_pages():
+    """The ghost exempts what the guest declared free, nothing else: a handler that also drops
+    the next page's mark breaks coverage on that page at the hint's step."""
+    d = Driver(HintClearsTheNextPageToo, _cfg("manual"))
+    d.ap("mgmt", "start")
+    d.until(lambda: _kind(d, "migration") == "setup_done")
+    d.ap("guest-hint", 3)
+    d.until(lambda: not d.w.balloon.free_page_vq and _kind(d, "iothread") == "free_page_vq", who="iothread")
+    assert d.violation is not None and d.violation.invariant == "coverage" and d.violation.page == 4
+    assert d.w.last_step.kind == "free_page_hint"
+
+
 @pytest.mark.parametrize("mode", ["legacy", "manual", "initially_set"])
 def test_reuse_after_the_hint_is_sent_again(mode):
     """A write after the hint was applied is logged (the page is write-protected again) and sent."""
