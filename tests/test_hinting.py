@@ -331,3 +331,23 @@ def test_background_v1_applies_a_stale_hint_after_its_background_syncs():
                    and f"page {v.page})" in r.label)
     bg = [i for i, r in enumerate(res.log) if "background sync done" in r.label]
     assert hint < reuse < min(i for i in bg if i > reuse) < applied
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("DIRTYPROOF_SLOW"), reason="opt-in: DIRTYPROOF_SLOW=1")
+def test_explorer_exhausts_a_hinting_world_with_one_guest_move():
+    """The explorer's guest moves include the hints of a hinting world: legacy on a 4-page
+    fast-path block, one guest move (a hint or a write), is exhaustive with no violation
+    (about 80 s at load 10; two moves, which the races above need, did not finish in 400 s)."""
+    from dirtyproof.explore.bounds import Bounds, default_config
+    from dirtyproof.explore.choices import enabled
+    from dirtyproof.explore.engine import explore
+
+    geo = Geometry((BlockSpec("ram0", 0, 4, 1),), clear_bmap_shift=0, word_bits=4)
+    cfg = dataclasses.replace(default_config("manual"), geometry=geo, free_page_hinting=True)
+    w = World(cfg, Legacy)
+    w.step(["mgmt", "start"])
+    _, env = enabled(w, (1, 0, 0, 0, 1), (1000,), [0, 1])
+    assert ["guest-hint", 0] in [c for c, _ in env]
+    res = explore(Legacy, cfg, Bounds(guest_writes=1, device_writes=0, clock_moves=0, cancels=0, moves=1))
+    assert res.violation is None and not res.capped and not res.truncated
