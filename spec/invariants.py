@@ -324,7 +324,8 @@ INVARIANTS: tuple[Invariant, ...] = (
 
 # Properties raised by the world or the scheduler rather than checked on state.
 RUNTIME_CHECKS = {
-    "lock-order": "Locks are taken in the order BQL -> bitmap_mutex -> slots_lock, never twice, "
+    "lock-order": "Locks are taken in the order BQL -> bitmap_mutex -> slots_lock (with free-page "
+                  "hinting, the balloon's free_page_lock between the BQL and bitmap_mutex), never twice, "
                   "and released by their holder.",
     "progress": "A migration that is switched over completes: no deadlock, no endless loop.",
     "send-integrity": "The destination receives only what a send read: a delivered page carries "

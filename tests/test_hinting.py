@@ -189,6 +189,34 @@ def test_the_exemption_covers_only_declared_pages():
     assert d.w.last_step.kind == "free_page_hint"
 
 
+class HintTakesTheBql(Legacy):
+    """A hint handler that takes the BQL (inside the iothread's free_page_lock section)."""
+
+    name = "hint-takes-bql"
+
+    def qemu_guest_free_page_hint(self, w, start, npages) -> Step:
+        """BQL first, then the usual handler."""
+        yield from w.acquire("BQL")
+        w.release("BQL")
+        yield from super().qemu_guest_free_page_hint(w, start, npages)
+
+
+def test_free_page_lock_is_in_the_checked_lock_order():
+    """free_page_lock sits between the BQL and bitmap_mutex: the iothread taking the BQL while
+    holding it breaks lock-order (the notifier takes it under the BQL: ABBA)."""
+    from dirtyproof.impl.world import ModelError
+
+    d = Driver(HintTakesTheBql, _cfg("manual"))
+    d.ap("mgmt", "start")
+    d.until(lambda: _kind(d, "migration") == "setup_done")
+    d.ap("guest-hint", 3)
+    d.ap("iothread", None)
+    with pytest.raises(ModelError, match="free_page_lock") as exc:
+        d.ap("iothread", None)
+    assert exc.value.invariant == "lock-order"
+    assert "BQL -> free_page_lock -> bitmap_mutex -> slots_lock" in str(exc.value)
+
+
 @pytest.mark.parametrize("mode", ["legacy", "manual", "initially_set"])
 def test_reuse_after_the_hint_is_sent_again(mode):
     """A write after the hint was applied is logged (the page is write-protected again) and sent."""
