@@ -14,7 +14,8 @@ import pytest
 from dirtyproof.impl import BlockSpec, Config, Geometry, World
 from dirtyproof.impl.designs import DESIGNS, Legacy, Periodic
 from dirtyproof.impl.designs.base import Step
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.checked import run
+from dirtyproof.impl.scheduler import RandomScheduler
 from dirtyproof.impl.world import BadChoice
 from dirtyproof.mutants.hinting import TimerSyncSkipsNotifiers
 from dirtyproof.spec import Checker
@@ -272,7 +273,7 @@ import os  # noqa: E402
 
 from dirtyproof.hunt import hunt  # noqa: E402
 from dirtyproof.impl.config import KVM_MODES  # noqa: E402
-from dirtyproof.impl.designs import resolve  # noqa: E402
+from dirtyproof.checked import resolve  # noqa: E402
 from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS, load_manifest  # noqa: E402
 from dirtyproof.spec import INVARIANTS, PROPERTY, RULE, RUNTIME_CHECKS  # noqa: E402
 
@@ -346,11 +347,12 @@ def test_background_v1_applies_a_stale_hint_after_its_background_syncs():
     sync's prologue drops it from iter_bmap. Replays from the saved trace."""
     from pathlib import Path
 
+    from dirtyproof.checked import replay
     from dirtyproof.impl.trace import Trace
 
     t = Trace.load(Path(__file__).parent / "data" / "hinting-background-v1-stale-hint.json")
     assert t.config.free_page_hinting and t.config.kvm_mode == "legacy"
-    w, res = t.replay()
+    w, res = replay(t)
     v = res.violation
     assert v is not None and v.invariant == "coverage" and w.block_of(v.page).fast_path
     hint = res.choices.index(["guest-hint", v.page])
