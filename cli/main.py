@@ -80,6 +80,8 @@ def config_from_args(args) -> Config:
             overrides["kvm_mode"] = args.kvm_mode
         if getattr(args, "geometry", None):
             overrides["geometry"] = geometry_named(args.geometry, cfg.geometry.clear_bmap_shift)
+        if getattr(args, "free_page_hinting", False):
+            overrides["free_page_hinting"] = True
         if overrides:
             cfg = Config(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, **overrides})
     except ValueError as exc:
@@ -95,6 +97,8 @@ def add_world_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kvm-mode", choices=KVM_MODES, help="KVM dirty-log mode (default: manual)")
     p.add_argument("--geometry", choices=("mixed", "aligned", "unaligned"),
                    help="block layout (default: mixed)")
+    p.add_argument("--free-page-hinting", action="store_true",
+                   help="the guest hints free pages (virtio-balloon) and QEMU's precopy notifiers run (default: off)")
 
 
 def cmd_designs(args) -> int:
@@ -102,10 +106,12 @@ def cmd_designs(args) -> int:
     for name, cls in DESIGNS.items():
         print(f"{name:14s} {cls.summary}")
     try:
-        from dirtyproof.mutants import MUTANTS
+        from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS
         if args.mutants:
             for name, cls in MUTANTS.items():
                 print(f"{name:28s} (mutant) {cls.summary}")
+            for name, cls in HINTING_MUTANTS.items():
+                print(f"{name:28s} (mutant, with --free-page-hinting) {cls.summary}")
     except ImportError:
         pass
     return 0

@@ -53,6 +53,7 @@ class DesignMachine(RuleBasedStateMachine):
 
     design_cls: type | None = None
     design_spec: str = ""
+    config_overrides: dict = {}
     trace_dir: str | None = None
     stats: dict = {}
 
@@ -158,7 +159,10 @@ class DesignMachine(RuleBasedStateMachine):
     # rules
     @initialize(cfg=configs())
     def start(self, cfg) -> None:
-        """Build the world Hypothesis drew and start the migration."""
+        """Build the world Hypothesis drew (with the hunt's config overrides) and start the migration."""
+        if self.config_overrides:
+            import dataclasses
+            cfg = dataclasses.replace(cfg, **self.config_overrides)
         self.cfg = cfg
         self.w = World(cfg, self.design_cls)
         self.checker = Checker(self.w.design)
@@ -281,12 +285,24 @@ class DesignMachine(RuleBasedStateMachine):
             self._fail(Violation("progress", "the migration ended without completing"), len(self.choices) - 1)
 
 
+class HintingMachine(DesignMachine):
+    """The machine for worlds whose guest hints free pages: one more rule, the guest's report."""
+
+    @precondition(lambda self: _has_world(self) and self.w.vm_running)
+    @rule(sel=page_selectors)
+    def guest_hint(self, sel: int) -> None:
+        """The guest's balloon driver reports a page free (it may write it again later)."""
+        self._apply(["guest-hint", self._page(sel)])
+
+
 def machine_for(design_cls, trace_dir: str | None = None, settings=None,
-                profile: str | None = None) -> type[DesignMachine]:
+                profile: str | None = None, config_overrides: dict | None = None) -> type[DesignMachine]:
     """A machine class hunting ``design_cls``; ``Machine.TestCase`` is a unittest/pytest test.
 
     ``settings`` (a Hypothesis ``settings``) or ``profile`` (``ci``, ``dev``, ``thorough``; default
-    ``$DIRTYPROOF_PROFILE`` or ``ci``) configures ``TestCase``."""
+    ``$DIRTYPROOF_PROFILE`` or ``ci``) configures ``TestCase``. ``config_overrides`` (``Config``
+    fields) apply to every drawn world; with ``free_page_hinting`` the machine also draws the
+    guest's free-page reports (:class:`HintingMachine`)."""
     from dirtyproof.impl.designs import check_interface
 
     from .profiles import get_settings
@@ -294,7 +310,9 @@ def machine_for(design_cls, trace_dir: str | None = None, settings=None,
     check_interface(design_cls)
     spec = design_spec_of(design_cls)
     name = "Hunt_" + "".join(ch if ch.isalnum() else "_" for ch in design_cls.name)
-    cls = type(name, (DesignMachine,), {"design_cls": design_cls, "design_spec": spec,
-                                         "trace_dir": trace_dir, "stats": {}})
+    overrides = dict(config_overrides or {})
+    base = HintingMachine if overrides.get("free_page_hinting") else DesignMachine
+    cls = type(name, (base,), {"design_cls": design_cls, "design_spec": spec,
+                               "trace_dir": trace_dir, "stats": {}, "config_overrides": overrides})
     cls.TestCase.settings = settings if settings is not None else get_settings(profile)
     return cls
