@@ -123,11 +123,15 @@ def engine_check(cls, a, trace_dir: str) -> dict:
             return cell(None, wall, cpu, capped=rc is None, rc=rc)
         rows = json.loads(js.read_text())["results"]
     unsafe = [r for r in rows if r["got"] == "unsafe" and r["engine"] != "verdict"]
-    props = []
+    props, found = [], None
     for r in unsafe:
         m = re.search(r"(\S+) violated at step", r.get("detail") or "")
-        props.append(f"{r['engine']}:{m.group(1) if m else '?'}")
-    return cell(props[0].split(":", 1)[1] if props else None, wall, cpu, engines=props, rc=rc)
+        props.append(f"{r['engine']}:{m.group(1) if m else 'unsafe'}")
+        if m and found is None:
+            found = m.group(1)
+    if unsafe and found is None:        # an engine said unsafe without naming a property (the counting lemmas)
+        found = f"unsafe ({unsafe[0]['engine']})"
+    return cell(found, wall, cpu, engines=props, rc=rc)
 
 
 def show(found, c: dict, correct: bool) -> str:
