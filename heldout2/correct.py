@@ -109,10 +109,12 @@ class PeriodicSkipLastStageClear(Periodic):
 class Periodic2019SenderLocking(Periodic):
     """The sender takes ``bitmap_mutex`` per page, inside ``migration_bitmap_clear_dirty``, as QEMU 4.x did.
 
-    Different locking: from Wei Wang's free-page-hint work (QEMU 3.1) until the send loop took the
-    lock itself, ``migration_bitmap_clear_dirty`` locked ``bitmap_mutex`` around the owed chunk
-    clear and the ``bmap`` test-and-clear (visible in the lazy-clear patch of July 2019), and
-    ``ram_save_iterate`` held no ``bitmap_mutex`` around its loop; ``ram_save_complete`` likewise.
+    Different locking: after Wei Wang's ``migration: use bitmap_mutex in
+    migration_bitmap_clear_dirty`` (free-page-hint series, 2018, QEMU 3.1),
+    ``migration_bitmap_clear_dirty`` locked ``bitmap_mutex`` around the owed chunk clear and the
+    ``bmap`` test-and-clear (as the lazy-clear patch of July 2019 shows), and ``ram_save_iterate``
+    held no ``bitmap_mutex`` around its loop; ``ram_save_complete`` likewise. (Later QEMU takes the
+    mutex around the whole send loop, which the shipped model follows.)
     Safe because every write of ``bmap``, ``clear_bmap`` and ``migration_dirty_pages`` is still
     under the mutex, the page's chunk clear still precedes its read, and a page taken from
     ``bmap`` is read within the same ``ram_find_and_save_block``. The search itself reads ``bmap``

@@ -17,8 +17,9 @@ class LegacyChunkClearAfterSend(Legacy):
     faults it re-arms) out of the way of the page's read moves
     ``migration_clear_memory_region_dirty_bitmap`` from the top of
     ``migration_bitmap_clear_dirty`` to after ``ram_save_target_page``. QEMU's comment at that call,
-    since Peter Xu's lazy-clear series (``migration: Clear bitmap lazily``, QEMU 4.1, 2019; the
-    comment survives in migration/ram.c up to the 2025 last-round change) says the clear *must*
+    since Peter Xu's lazy-clear series (``migration: Split log_clear() into smaller chunks``,
+    002cad6b16, QEMU 4.1, July 2019; the comment survives in migration/ram.c up to the 2025
+    last-round change) says the clear *must*
     come before any page of the chunk is sent: "Clearing it earlier won't be a problem, but too
     late will." This design is that revert.
 
@@ -61,7 +62,8 @@ class PeriodicClearWholeChunkMask(Periodic):
     The mistake: ``kvm_log_clear_one_slot`` builds the ``KVM_CLEAR_DIRTY_LOG`` mask from the
     slot's ``dirty_bmap`` (QEMU's copy of what the last ``KVM_GET_DIRTY_LOG`` returned), so that
     only bits QEMU has already fetched are cleared (Peter Xu, ``kvm: Support KVM_CLEAR_DIRTY_LOG``,
-    accel/kvm/kvm-all.c, QEMU 4.0, 2019). A "simplification" that clears the whole range, on the
+    ff4aa11419, accel/kvm/kvm-all.c, QEMU 4.1, July 2019; ``kvm: Persistent per kvmslot dirty
+    bitmap``, 9f4bf4baa8, keeps that copy between the GET and the CLEAR for this purpose). A "simplification" that clears the whole range, on the
     reasoning that the sender is about to send this chunk anyway, throws away dirty bits that
     appeared after the last GET: those pages are not in ``bmap`` and the sender will not send them.
 

@@ -51,8 +51,8 @@ class PeriodicTimerRecountsDirtyPages(Periodic):
     the BQL (enough to walk ``ram_list``) but not ``bitmap_mutex``. In QEMU every writer of that
     counter holds ``bitmap_mutex``: ``ramblock_sync_dirty_bitmap`` inside ``migration_bitmap_sync``
     and ``migration_bitmap_clear_dirty`` under the send loop's lock (migration/ram.c; the lock was
-    put there for a concurrent writer, free page hinting, by ``migration: use bitmap_mutex in
-    migration_bitmap_clear_dirty``, 2021).
+    put there for a concurrent writer, free page hinting, by Wei Wang's ``migration: use
+    bitmap_mutex in migration_bitmap_clear_dirty``, 2018, QEMU 3.1).
 
     Why it breaks: the walk takes a step per block; the sender, which holds ``bitmap_mutex`` and not
     the BQL, takes and sends pages of a block already counted; the tick then stores the stale sum,
