@@ -10,6 +10,21 @@ from dirtyproof.impl.steps import CLEAR_BMAP_SET, L2_XCHG, NOTE, SYNC_DONE
 from dirtyproof.impl.steps import Step as S
 
 
+def _note_sync_begin(w, background: bool) -> None:
+    """Tell a world that keeps the sync's ``bitmap_mutex`` ghost by hand (main at a4ac7e1) that a
+    sync section starts; a later world keeps it from the thread's regions and has no such call."""
+    note = getattr(w, "note_sync_begin", None)
+    if note is not None:
+        note(background=background)
+
+
+def _note_sync_end(w) -> None:
+    """The end of that section, for the same world (see :func:`_note_sync_begin`)."""
+    note = getattr(w, "note_sync_end", None)
+    if note is not None:
+        note()
+
+
 class PeriodicSlowPathPerPageMutex(Periodic):
     """The slow-path (unaligned block) sync takes ``bitmap_mutex`` per page, not per sync.
 
@@ -40,9 +55,9 @@ class PeriodicSlowPathPerPageMutex(Periodic):
         for rb in w.blocks:
             if rb.fast_path:
                 yield from w.acquire("bitmap_mutex")
-                w.note_sync_begin(background=self.background)
+                _note_sync_begin(w, self.background)
                 yield from self.ramblock_sync_dirty_bitmap(w, rb)
-                w.note_sync_end()
+                _note_sync_end(w)
                 w.release("bitmap_mutex")
             else:
                 yield from self.ramblock_sync_dirty_bitmap(w, rb)
@@ -56,11 +71,11 @@ class PeriodicSlowPathPerPageMutex(Periodic):
         num_dirty = 0
         for k in range(rb.pages):
             yield from w.acquire("bitmap_mutex")
-            w.note_sync_begin(background=self.background)
+            _note_sync_begin(w, self.background)
             dirty = yield from self.sync_one_page(w, rb, k)
             if dirty and not rb.bmap.test_and_set(k):
                 num_dirty += 1
-            w.note_sync_end()
+            _note_sync_end(w)
             w.release("bitmap_mutex")
             # the unlock is where another thread can take the mutex: it ends a step
             yield S(NOTE, block=rb.index, text=f"sync drops bitmap_mutex after {rb.idstr}+{k}")
