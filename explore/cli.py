@@ -64,21 +64,31 @@ def _config_file(path: str):
     from dirtyproof.impl.config import Config
     try:
         data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict):
+            raise UserError(f"config {path} must be a JSON object of Config fields")
         return Config.from_json(data)
     except FileNotFoundError:
         raise UserError(f"no such config file: {path}") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"config {path} is not JSON: {exc.msg} at line {exc.lineno}") from None
-    except (OSError, ValueError, TypeError) as exc:
+    except IsADirectoryError:
+        raise UserError(f"config {path} is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config {path} is not text") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UserError(f"bad config {path}: {exc}") from None
 
 
 def run(args) -> int:
     """Explore the design in every KVM mode asked for; print TLC-style summaries."""
+    from dirtyproof.cli.paths import trace_dir
+
     cls = design_class(args.design)
     bounds = bounds_from_args(args)
     base = _config_file(args.config) if args.config else None
     modes = args.kvm_mode or list(KVM_MODES)
+    args.trace_dir = str(trace_dir(args))      # checked before any work, as every verb's
+    sys.stderr.write(f"explore: {args.design} in {len(modes)} KVM mode(s) ({', '.join(modes)}) ...\n")
     red = Reductions(por=not args.no_por)
     status = 0
     for out in explore_modes(cls, args.design, modes, bounds, red, base_config=base, order=args.order,
