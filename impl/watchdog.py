@@ -10,9 +10,16 @@ not swallow the time limit, and the hunter must not treat a broken design as a c
 to shrink (Hypothesis re-runs failing examples; re-running a step that hangs for 10 s each time
 would take hours). They travel to the command line, which reports one line and exit status 2.
 
-The time limit uses ``signal.setitimer`` (SIGALRM), so it only works in the main thread of a
-process and only if nobody else (pytest-timeout, say) owns SIGALRM; elsewhere steps run
-unlimited, as they did before.
+The time limit uses ``signal.setitimer`` (SIGALRM), which Python delivers to the main thread
+of a process only. That covers every place dirtyproof runs steps: the command's own process,
+and the process-pool workers of ``check --jobs`` (``concurrent.futures`` runs a worker's tasks
+in that worker's main thread; a forked worker re-arms the timer on its first step, as
+``_Alarm.pid`` tells it has none, and a spawned one installs the handler afresh).
+``tests/test_cli_issue10.py`` shows a step that never yields stopped inside such a worker.
+No dirtyproof code runs design steps in any other thread (the only threads it starts are the
+Ctrl-C watchers of :mod:`dirtyproof.cli.interrupt`). A library caller that runs a hunt in a
+thread of its own, or owns SIGALRM itself (pytest-timeout's signal method), gets steps without a
+time limit, as before the limit existed: no wrong verdict, only no protection from a hang.
 """
 from __future__ import annotations
 
