@@ -255,3 +255,28 @@ def test_hunt_says_machine_runs_when_hypothesis_ran_more_than_asked():
     assert _examples(SimpleNamespace(examples=693), SimpleNamespace(examples=500)) == \
         "693 machine runs (500 valid examples asked)"
     assert _examples(SimpleNamespace(examples=12), SimpleNamespace(examples=None)) == "12 examples"
+
+
+# ---------------------------------------------------------------------------------------------
+# conform's bad input, without a QEMU: refused before the guest is built or QEMU started
+
+@pytest.mark.parametrize("argv, says", [
+    (["--qemu", "/nope/qemu-system-x86_64"], "no such QEMU binary"),
+    (["--qemu", "{file}"], "not executable"),
+    (["--qemu", "{tmp}"], "folder"),
+    (["--qemu", "no-such-qemu-anywhere"], "on PATH"),
+    (["--qemu-root", "{tmp}"], "--qemu-root"),
+    (["--qemu", "/bin/true", "--save-trace", "{tmp}"], "--save-trace"),
+    (["--qemu", "/bin/true", "--save-samples", "{file}/s.jsonl"], "--save-samples"),
+    (["--qemu", "/bin/true", "--hot-mib", "0"], "hot set"),
+    (["--hot-mib", "many"], "--hot-mib"),
+    (["--time-limit", "-1"], "--time-limit"),
+    (["--samples", "{file}"], "--samples needs --trace"),
+    (["--trace", "{file}"], ""),
+])
+def test_conform_bad_input_without_qemu(capsys, a_file, tmp_path, argv, says):
+    real = [a.replace("{file}", str(a_file)).replace("{tmp}", str(tmp_path)) for a in argv]
+    code, _, err = dp(capsys, "conform", *real)
+    assert code == 2, (argv, err)
+    assert says in one_error_line(err)
+    assert not list(tmp_path.glob("dirtyproof-conform-*"))
