@@ -58,7 +58,7 @@ def _prove_one(job):
     try:
         from pathlib import Path
 
-        from dirtyproof.impl.designs import resolve
+        from dirtyproof.checked import resolve
         from dirtyproof.proofs.registry import NoEncoding
         from dirtyproof.proofs.runner import EncodingBug, EncodingMismatch, prove_config
         from dirtyproof.proofs.solver import QueryRunner

@@ -12,7 +12,8 @@ RUN_STEPS = 400
 def random_runs(cls, cfg_text: str, seeds: int = RUN_SEEDS, steps: int = RUN_STEPS) -> str:
     """Seeded random runs of the reference model in one configuration: ``violation (...)`` or ``ok``
     (every run completed with every invariant checked after every step)."""
-    from dirtyproof.impl.scheduler import RandomScheduler, run
+    from dirtyproof.impl.scheduler import RandomScheduler
+    from dirtyproof.checked import run
     from dirtyproof.impl.world import World
     from dirtyproof.proofs.runner import config_of, parse_config
 

@@ -183,7 +183,8 @@ def steps_with_progress(steps, what: str):
 
 def cmd_run(args) -> int:
     """Run one random schedule to completion with every invariant checked after every step."""
-    from dirtyproof.impl.scheduler import RandomScheduler, run
+    from dirtyproof.impl.scheduler import RandomScheduler
+    from dirtyproof.checked import run, replay
     from dirtyproof.impl.trace import Trace
     from dirtyproof.impl.world import World
 
@@ -205,13 +206,14 @@ def cmd_run(args) -> int:
 def cmd_replay(args) -> int:
     """Replay a saved trace and report whether it reproduces its recorded verdict."""
     from dirtyproof.impl.designs import DesignError
+    from dirtyproof.checked import replay
     from dirtyproof.impl.trace import Trace, TraceError
 
     from .common import design_class
     try:
         trace = Trace.load(args.trace)
         cls = design_class(trace.design)
-        _, res = trace.replay(cls, extend=True, progress=lambda steps: steps_with_progress(steps, "replay"))
+        _, res = replay(trace, cls, extend=True, progress=lambda steps: steps_with_progress(steps, "replay"))
     except (TraceError, DesignError) as exc:
         raise UserError(str(exc)) from None
     print_result(res, trace.design, log_tail=args.tail)

@@ -18,7 +18,8 @@ DIFF_MAX_PAGES = 4096
 
 def design_spec_of(design_cls) -> str:
     """How a trace names ``design_cls``: its shipped or mutant name if that resolves to it, else ``module:Class``."""
-    from dirtyproof.impl.designs import DesignError, resolve
+    from dirtyproof.checked import resolve
+    from dirtyproof.impl.designs import DesignError
 
     try:
         if resolve(design_cls.name) is design_cls:
@@ -153,7 +154,7 @@ class HuntViolation(AssertionError):
         """Build the readable step list, replay the counterexample for the rules it breaks and,
         after a coverage violation, drive it on to completion to show the lost write; save the
         trace (done once, for the reported example)."""
-        from dirtyproof.impl.scheduler import run
+        from dirtyproof.checked import run
 
         self.report = step_list(self.design_cls, self.config, self.choices)
         try:

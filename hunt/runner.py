@@ -236,7 +236,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     shrink got and ``sweep_index``/``sweep_seed`` which schedule found it. ``stats`` (a hunt's)
     gets the schedules and steps run, the time of the first failure, and its ``progress`` call."""
     from dirtyproof.impl import World
-    from dirtyproof.impl.scheduler import run
+    from dirtyproof.checked import run
 
     from .report import design_spec_of, note_rule
     from .strategies import is_plain, sweep_arm

@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass
 
 from dirtyproof.impl import World
-from dirtyproof.impl.scheduler import DesignCrash, run
+from dirtyproof.impl.scheduler import DesignCrash
+from dirtyproof.checked import run
 from dirtyproof.impl.world import BadChoice
 from dirtyproof.spec import BY_ID, applicable
 

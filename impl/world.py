@@ -172,6 +172,8 @@ class World:
         actor.held.append(lock)
         if lock == "bitmap_mutex":
             self.ghost.bmap_pop_at_lock = self.bmap_popcount()
+            if self.mig is not None:
+                self._note_sync_mutex(actor, True)
 
     def release(self, lock: str) -> None:
         """Release ``lock`` held by the current actor."""
@@ -181,6 +183,7 @@ class World:
         self.lock_owner[lock] = None
         actor.held.remove(lock)
         if lock == "bitmap_mutex" and self.mig is not None:
+            self._note_sync_mutex(actor, False)
             # Truth for the period counter: bits that appeared in bmap while the mutex was held.
             grown = self.bmap_popcount() - self.ghost.bmap_pop_at_lock
             if grown > 0:
@@ -262,15 +265,25 @@ class World:
         complete (after ``migrate_cancel`` its destination is thrown away: nothing is owed)."""
         return self.bitmaps_armed() and not self.mig.cancel_requested
 
-    def note_sync_begin(self, background: bool) -> None:
-        """A sync took ``bitmap_mutex``: remember ``bmap`` and the counter for the background checks."""
-        self.sync_begin = (background, [rb.bmap.words.copy() for rb in self.blocks],
-                           self.mig.migration_dirty_pages)
-
-    def note_sync_end(self) -> None:
-        """A sync is about to release ``bitmap_mutex``: record the event for the invariants."""
-        self.events.append(("sync_end", self.sync_begin))
-        self.sync_begin = None
+    def _note_sync_mutex(self, actor, taken: bool) -> None:
+        """Ghost of ``migration_bitmap_sync``'s ``bitmap_mutex`` section, kept from the thread's
+        regions (no design call): taking the mutex directly inside a *background* sync (the
+        method's ``background`` argument, background-v1's watcher) snapshots ``bmap`` and
+        ``migration_dirty_pages``; releasing it records a ``sync_end`` event for the check that a
+        background sync leaves them alone."""
+        r = regions.innermost(actor, "migration_bitmap_sync", "ram_find_and_save_block",
+                              "ram_save_page", "migration_bitmap_clear_dirty")
+        if r is None or r.name != "migration_bitmap_sync":
+            return
+        if taken:
+            background = bool(r.arg("background", 1, False))
+            self.sync_begin = (actor.name, background,
+                               [rb.bmap.words.copy() for rb in self.blocks] if background else None,
+                               self.mig.migration_dirty_pages)
+        elif self.sync_begin is not None and self.sync_begin[0] == actor.name:
+            _, background, words, count = self.sync_begin
+            self.events.append(("sync_end", (background, words, count)))
+            self.sync_begin = None
 
     def bmap_popcount(self) -> int:
         """Set bits of every block's ``bmap``."""

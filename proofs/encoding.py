@@ -205,6 +205,12 @@ class BaseEncoding:
                                      ss=S_ENTER, pq=False, pc=False))))
         return R
 
+    def send_flags(self, s):
+        """The inductive invariant's ``send-flags`` conjunct for this send order (find, owed
+        chunk clear, bmap take, read, deliver): an encoding that reorders the send states its own."""
+        from .inductive import send_flags
+        return send_flags(s)
+
     # -- syncs -----------------------------------------------------------------------------------
     def owner_at_sync(self, s, owner):
         """The owner thread is inside a sync."""

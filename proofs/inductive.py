@@ -96,6 +96,16 @@ def last_l3_done(s):
     return OR(in_sync, AND(IN(s["mpc"], (M_POSTSYNC, M_SEND)), s["mk"] == MK_LAST), s["mpc"] == M_CDONE)
 
 
+def send_flags(s, read_at=(S_READ,), bmap_at=(S_PICK, S_CBT)):
+    """Where the send's flags may be set, for a send whose page is in flight (read, not yet
+    delivered) at ``read_at`` and still in bmap at ``bmap_at``: the base order's by default."""
+    return AND(IMP(s["su"], AND(sending(s, S_TAKEN), s["pq"])),
+               IMP(s["sr"], AND(sending(s, *read_at), s["pq"])),
+               IMP(s["pq"], s["pc"]),
+               IMP(AND(sending(s, *bmap_at), s["pq"]), s["bmap"]),
+               IMP(s["cpend"], AND(sending(s, S_CBT), s["pc"], s["manual"])))
+
+
 def _owner_pc(s):
     return OR(AND(s["mpc"] == M_SYNC, s["syo"] == O_MIG), AND(s["tpc"] == T_SYNC, s["syo"] == O_TIMER),
               AND(s["wpc"] == W_SYNC, s["syo"] == O_WATCHER))
@@ -140,9 +150,11 @@ CONJUNCTS: tuple[Conjunct, ...] = (
     Conjunct("read-fresh", "A page not stale was read at its current version: it is delivered or "
              "in flight. Without it the final state could hold an old version.",
              lambda s, e: IMP(NOT(s["stale"]), OR(s["deq"], s["sr"]))),
-    Conjunct("clear-before-read", "Once the sender handled q's chunk, the chunk's remote clear is "
-             "not owed: reading q while it is owed lets a later CLEAR erase a write after the read.",
-             lambda s, e: IMP(AND(sending(s, S_CBT, S_TAKEN, S_READ), s["pc"]), NOT(s["cb"])),
+    Conjunct("clear-before-read", "With manual protect, once the sender handled q's chunk, the "
+             "chunk's remote clear is not owed: reading q while it is owed lets a later CLEAR erase "
+             "a write after the read. (In legacy mode there is no CLEAR, so the rule cannot matter.)",
+             lambda s, e: IMP(AND(s["manual"], sending(s, S_CBT, S_TAKEN, S_READ), s["pc"]),
+                              NOT(s["cb"])),
              spec="clear-before-read"),
     Conjunct("l1c-owed", "With manual protect, a fetched L1c bit (the mask of a future CLEAR) is "
              "also in L2, in the sync's carry, or in bmap with the chunk's clear owed or under way: "
@@ -157,11 +169,7 @@ CONJUNCTS: tuple[Conjunct, ...] = (
              lambda s, e: IMP(IN(s["sy"], (Y_CT, Y_CC)), NOT(s["fast"]))),
     Conjunct("send-flags", "The in-flight send flags belong to the sender's position at q; "
              "without it a read or delivery could be attributed to the wrong page.",
-             lambda s, e: AND(IMP(s["su"], AND(sending(s, S_TAKEN), s["pq"])),
-                              IMP(s["sr"], AND(sending(s, S_READ), s["pq"])),
-                              IMP(s["pq"], s["pc"]),
-                              IMP(AND(sending(s, S_PICK, S_CBT), s["pq"]), s["bmap"]),
-                              IMP(s["cpend"], AND(sending(s, S_CBT), s["pc"], s["manual"])))),
+             lambda s, e: e.send_flags(s)),
     Conjunct("log-off-clean", "With dirty logging off, KVM holds no dirty bit for q (log_stop "
              "clears them); a later log start must not inherit stale bits.",
              lambda s, e: IMP(NOT(s["log"]), AND(NOT(s["L1"]), NOT(s["L1c"]), NOT(s["uns"])))),

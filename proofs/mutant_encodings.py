@@ -56,6 +56,12 @@ class ReadBeforeClearEncoding(BaseEncoding):
                                                            ss=S_ENTER, pq=False, pc=False))))
         return R
 
+    def send_flags(self, s):
+        """The page stays in flight across the chunk clear that now follows the read; the bmap
+        bit is taken straight from the pick."""
+        from .inductive import send_flags
+        return send_flags(s, read_at=(S_READ, S_CBT), bmap_at=(S_PICK,))
+
 
 class ClearMaskRangeEncoding(BaseEncoding):
     """clear-mask-range: the CLEAR's mask is the whole range, not q's fetched L1c bit."""
@@ -238,17 +244,27 @@ NOT_EXPRESSIBLE = {
 
 
 def violated_property(s: dict, enc) -> str:
-    """The per-page property a bad state of a counterexample breaks (the disjuncts of
-    ``proofs.bmc.bad``): ``no-loss`` (completed with dest != src), ``wp-unlogged``,
-    ``clear-before-read``, ``coverage`` or ``thread-error``."""
+    """The spec property a bad state of a counterexample breaks (the disjuncts of
+    ``proofs.bmc.bad``, which holds properties only): ``no-loss`` (completed with dest != src),
+    ``coverage`` or ``thread-error``. QEMU's rules are never a bad state: see
+    :func:`rules_broken`."""
     if s["err"]:
         return "thread-error"
     if s["phase"] == P_COMPLETED and not s["deq"]:
         return "no-loss"
-    if not BY_ID["wp-unlogged"].pred(s, enc):
-        return "wp-unlogged"
-    if not BY_ID["clear-before-read"].pred(s, enc):
-        return "clear-before-read"
     if s["ready"] and s["stale"] and not marked(s, enc):
         return "coverage"
     return "none"
+
+
+def rules_broken(states, enc) -> list[tuple[int, str]]:
+    """``(index, rule)`` of the first state on a counterexample path where each per-page rule of
+    the strengthening (wp-unlogged, clear-before-read) fails: what the path breaks on its way to
+    the property, reported as rules."""
+    out = []
+    for rule in ("wp-unlogged", "clear-before-read"):
+        i = next((i for i, st in enumerate(states) if not BY_ID[rule].pred(st, enc)), None)
+        if i is not None:
+            out.append((i, rule))
+    return sorted(out)
+

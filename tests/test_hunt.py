@@ -10,7 +10,7 @@ from dirtyproof.hunt import HuntViolation, ProfileError, get_settings, hunt, hun
 from dirtyproof.hunt.shrink import shrink, shrink_violation
 from dirtyproof.hunt.strategies import swarm_scheduler, sweep_config
 from dirtyproof.impl import World
-from dirtyproof.impl.scheduler import run
+from dirtyproof.checked import run, replay
 from dirtyproof.impl.designs import DESIGNS, Legacy
 from dirtyproof.impl.trace import Trace
 from dirtyproof.mutants import MUTANTS
@@ -84,7 +84,7 @@ def test_user_failure_reports_steps_and_replayable_trace(tmp_path):
     assert exc.trace_path is not None and exc.trace_path.exists()
     trace = Trace.load(exc.trace_path)
     assert trace.design.endswith(":MyBrokenDesign")
-    _, res = trace.replay(MyBrokenDesign)
+    _, res = replay(trace, MyBrokenDesign)
     assert res.violation is not None and res.violation.invariant == "period-counter"
     assert main(["replay", str(exc.trace_path)]) == 1
 

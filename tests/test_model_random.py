@@ -8,7 +8,8 @@ from dirtyproof.cli.main import main
 from dirtyproof.impl import BlockSpec, Config, Geometry, World
 from dirtyproof.impl.config import KVM_MODES
 from dirtyproof.impl.designs import DESIGNS
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.impl.scheduler import RandomScheduler
+from dirtyproof.checked import run, replay
 from dirtyproof.impl.trace import Trace, TraceError
 from dirtyproof.spec import applicable
 
@@ -100,7 +101,7 @@ def test_trace_save_load_replay_reproduces_state_and_verdict(tmp_path, design, m
     path = Trace.from_result(design, cfg, res, seed=seed).save(tmp_path / "sub" / "t.json")
     trace = Trace.load(path)
     assert trace.config == cfg and trace.seed == seed and trace.steps == res.choices
-    w2, res2 = trace.replay()
+    w2, res2 = replay(trace)
     assert final_state(w2) == final_state(w)
     assert (res2.violation, res2.violation_step, res2.completed) == \
         (res.violation, res.violation_step, res.completed)
@@ -147,7 +148,7 @@ def test_missing_trace_file(tmp_path):
 def test_trace_whose_step_is_not_enabled_does_not_replay(tmp_path):
     trace = Trace.load(write(tmp_path, {**GOOD, "steps": [["mgmt", "start"], ["timer", None]]}))
     with pytest.raises(TraceError, match="does not replay: step 1"):
-        trace.replay()
+        replay(trace)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from dirtyproof.hunt import hunt
 from dirtyproof.impl.designs import DESIGNS
+from dirtyproof.checked import replay
 from dirtyproof.impl.trace import Trace
 from dirtyproof.mutants import MUTANTS, load_manifest
 from dirtyproof.spec import INVARIANTS, PROPERTY, RULE, RUNTIME_CHECKS
@@ -68,7 +69,7 @@ def _assert_short_and_replays(found, entry, max_steps):
     assert found.invariant == entry["property"], str(found)
     assert found.length <= max_steps, f"{found.length} steps > {max_steps}"
     assert found.trace_path is not None and found.report
-    _, res = Trace.load(found.trace_path).replay()
+    _, res = replay(Trace.load(found.trace_path))
     assert res.violation is not None and res.violation.invariant == found.invariant
     assert res.violation_step == found.step
 

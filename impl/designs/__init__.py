@@ -62,11 +62,13 @@ def _load_file(path: str):
     return mod
 
 
-def resolve(spec: str) -> type[Design]:
+def resolve(spec: str, extra=None) -> type[Design]:
     """A design class from a shipped name (``periodic``), ``module:Class`` (found on
-    ``PYTHONPATH``), ``path/to/file.py:Class``, or a mutant name."""
+    ``PYTHONPATH``), ``path/to/file.py:Class``, or a name in ``extra`` (a mapping of more named
+    designs: :func:`dirtyproof.checked.resolve` passes the mutant corpus)."""
     if spec in DESIGNS:
         return DESIGNS[spec]
+    extra = extra or {}
     if ":" in spec:
         module, _, attr = spec.rpartition(":")
         if not module or not attr:
@@ -81,12 +83,8 @@ def resolve(spec: str) -> type[Design]:
         if obj is None:
             raise DesignError(f"module {module!r} has no attribute {attr!r}")
         return check_interface(obj)
-    try:
-        from dirtyproof.mutants import MUTANTS
-    except ImportError:
-        MUTANTS = {}
-    if spec in MUTANTS:
-        return MUTANTS[spec]
+    if spec in extra:
+        return extra[spec]
     raise DesignError(f"unknown design {spec!r} (shipped: {', '.join(DESIGNS)}; or module:Class, or path/to/file.py:Class)")
 
 

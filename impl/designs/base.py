@@ -115,10 +115,8 @@ class Design:
         mig.dirty_sync_count += 1
         yield from self.memory_global_dirty_log_sync(w)
         yield from w.acquire("bitmap_mutex")
-        w.note_sync_begin(background=self.background)
         for rb in w.blocks:
             yield from self.ramblock_sync_dirty_bitmap(w, rb)
-        w.note_sync_end()
         w.release("bitmap_mutex")
         self.after_sync(w)
         yield S(SYNC_DONE)
