@@ -180,3 +180,21 @@ def test_a_ctrl_c_while_modules_load_is_exit_130(tmp_path):
             "assert 'numpy' not in sys.modules and 'z3' not in sys.modules, 'heavy import at load'\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_cleanup_after_a_ctrl_c_is_not_cut_short():
+    """The Ctrl-C raised again for a dropped one is never raised into cleanup (a ``finally`` that
+    stops QEMU or a process pool): there the main thread is unwinding, and it is left to finish."""
+    from dirtyproof.cli.interrupt import SWALLOWED_S, ctrl_c_stops
+
+    finished = False
+    with pytest.raises(KeyboardInterrupt), ctrl_c_stops():
+        try:
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+            time.sleep(5)
+        finally:
+            t = time.perf_counter()
+            while time.perf_counter() - t < 3 * SWALLOWED_S:     # cleanup that takes a while
+                sum(range(1000))
+            finished = True
+    assert finished
