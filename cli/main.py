@@ -318,6 +318,11 @@ def main(argv=None) -> int:
                 say("a verb is required: " + ", ".join(sorted(parser.verbs)) + " (dirtyproof --help)")
                 return BAD_INPUT
             check_environment()
+            if hasattr(args, "trace_dir"):
+                # every verb that saves counterexamples (hunt, prove, check, explore) has its
+                # folder checked here, before any work, in one place
+                from .paths import trace_dir
+                args.trace_dir = str(trace_dir(args))
             return args.func(args)
     except BaseException as exc:  # noqa: BLE001 - every exception is reported in one line
         if isinstance(exc, SystemExit):

@@ -81,14 +81,10 @@ def _config_file(path: str):
 
 def run(args) -> int:
     """Explore the design in every KVM mode asked for; print TLC-style summaries."""
-    from dirtyproof.cli.paths import trace_dir
-
     cls = design_class(args.design)
     bounds = bounds_from_args(args)
     base = _config_file(args.config) if args.config else None
     modes = args.kvm_mode or list(KVM_MODES)
-    args.trace_dir = str(trace_dir(args))      # checked before any work, as every verb's
-    sys.stderr.write(f"explore: {args.design} in {len(modes)} KVM mode(s) ({', '.join(modes)}) ...\n")
     red = Reductions(por=not args.no_por)
     status = 0
     for out in explore_modes(cls, args.design, modes, bounds, red, base_config=base, order=args.order,
