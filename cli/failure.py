@@ -102,7 +102,7 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
         if isinstance(exc.__cause__, BrokenDesign):
             return BAD_INPUT, f"broken design: {exc.__cause__}" + _detail(exc)
         msg, frame = str(exc), user_frame(exc)
-        if frame is not None and frame.filename not in msg:
+        if frame is not None and f"{frame.filename}:{frame.lineno}" not in msg:
             msg += f" (at {frame.filename}:{frame.lineno} in {frame.name})"
         return BAD_INPUT, msg + _detail(exc)
     if isinstance(exc, MemoryError):

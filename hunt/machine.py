@@ -49,6 +49,19 @@ class ShrinkBudgetSpent(BaseException):
     shortest counterexample seen (not an ``Exception``, so Hypothesis does not treat it as a failure)."""
 
 
+class DesignCrashed(BaseException):
+    """Ends a hunt at a design's own crash (``hunt`` raises the :class:`DesignCrash` itself).
+
+    A design's crash is bad input, not a counterexample to shrink: Hypothesis shrank it, re-running
+    the crash hundreds of times (20 s for a hunt of 3 examples) before the one-line report. Once a
+    crash is recorded in the machine's stats every later example raises this at once, before it
+    runs a step, so Hypothesis's shrinker finishes in a few trivial examples."""
+
+    def __init__(self, crash: DesignCrash):
+        super().__init__(str(crash))
+        self.crash = crash
+
+
 def _has_world(m) -> bool:
     return m.w is not None
 
@@ -72,6 +85,8 @@ class DesignMachine(RuleBasedStateMachine):
         self.last_read: int | None = None
         st_ = self.stats
         st_["examples"] = st_.get("examples", 0) + 1
+        if "crash" in st_:
+            raise DesignCrashed(st_["crash"])
         budget = st_.get("shrink_budget")
         if budget is not None and "first_failure_examples" in st_ \
                 and st_["examples"] - st_["first_failure_examples"] > budget:
@@ -96,8 +111,11 @@ class DesignMachine(RuleBasedStateMachine):
         except BadChoice:
             raise
         except Exception as exc:  # the design's own code broke
-            raise DesignCrash(f"design {self.design_spec!r} crashed at step {idx} {list(choice)}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            crash = DesignCrash(f"design {self.design_spec!r} crashed at step {idx} {list(choice)}: "
+                                f"{type(exc).__name__}: {exc}")
+            crash.__cause__ = exc
+            self.stats.setdefault("crash", crash)       # every later example stops at once
+            raise DesignCrashed(crash) from exc
         self.labels.append(label)
         for ev in w.events:
             if ev[0] == "read":

@@ -118,6 +118,10 @@ CASES = [
     # -- design errors named wrongly ---------------------------------------------------------------
     Case("a crash in a subclass without its own name reported as design 'legacy'",
          ("run", "--design", "{USER}:Crashy"), 2, ("Crashy", "cli_user_designs.py:", "ZeroDivisionError")),
+    Case("the same crash met by the Hypothesis machine: named alike, and not shrunk (it took 20 s)",
+         ("hunt", "--design", "{USER}:Crashy", "--schedules", "0", "--examples", "3", "--trace-dir", "{tmp}/t"), 2,
+         ("Crashy", "cli_user_designs.py:20 in ram_save_iterate", "ZeroDivisionError", "full traceback in "),
+         within=3),      # CPU s: shrunk, it took 6
     # -- smaller -------------------------------------------------------------------------------------
     Case("--config is KVM_MODE/GEOMETRY for run as for prove", ("run", "--config", "legacy/aligned", "--steps", "50"),
          0, ("completed",)),
