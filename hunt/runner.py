@@ -8,7 +8,7 @@ from hypothesis import Verbosity
 from hypothesis import seed as hyp_seed
 from hypothesis.stateful import run_state_machine_as_test
 
-from .machine import DesignCrashed, ShrinkBudgetSpent, machine_for
+from .machine import machine_for
 from .profiles import get_settings, schedules_for
 from .report import HuntViolation
 from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, shrink_violation
