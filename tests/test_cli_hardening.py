@@ -6,6 +6,7 @@ Most run the command line in-process (``dirtyproof.cli.main.main(argv)``) for sp
 that need a process pool or a fresh interpreter run it as a subprocess."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -244,6 +245,8 @@ def test_the_step_timer_does_not_outlive_the_command():
     env = {**os.environ, "DIRTYPROOF_STEP_TIMEOUT": "0.3"}
     r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", "hunt", "--design", f"{USER}:Crashy",
                         "--schedules", "0", "--examples", "3"], capture_output=True, text=True, timeout=120, env=env)
+    for saved in re.findall(r"full traceback in (\S+)", r.stderr):
+        Path(saved).unlink(missing_ok=True)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "Crashy" in r.stderr.splitlines()[-1]
 
