@@ -283,3 +283,42 @@ def test_conform_bad_input_without_qemu(capsys, a_file, tmp_path, argv, says):
     assert code == 2, (argv, err)
     assert says in one_error_line(err)
     assert not list(tmp_path.glob("dirtyproof-conform-*"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the step limit outside a main thread (SIGALRM never reaches one): impl/watchdog._ThreadWatch
+
+def _run_in_thread(cls, steps=400):
+    """Run ``cls`` on a random schedule in a thread of its own: (what ended it, message, seconds)."""
+    import threading
+    import time
+
+    from dirtyproof.checked import run
+    from dirtyproof.impl import Config
+    from dirtyproof.impl.scheduler import RandomScheduler
+    from dirtyproof.impl.world import World
+
+    out = []
+
+    def go():
+        t = time.perf_counter()
+        try:
+            res = run(World(Config(), cls), RandomScheduler(0, steps))
+            out.append(("completed" if res.completed else "not completed", "", time.perf_counter() - t))
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            out.append((type(exc).__name__, str(exc), time.perf_counter() - t))
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    th.join(30)
+    assert out, "the thread's run did not end: the step limit does not hold in a thread"
+    return out[0]
+
+
+def test_a_step_that_never_yields_in_a_thread_is_stopped(monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_STEP_TIMEOUT", "0.3")
+    from dirtyproof.checked import resolve
+    kind, message, seconds = _run_in_thread(resolve(f"{USER}:Hang"))
+    assert kind == "StepTimeout" and "did not yield within 0.3 s" in message
+    assert "ram_save_iterate" in message and "cli_user_designs.py" in message and seconds < 5
+    kind, _, _ = _run_in_thread(resolve(f"{USER}:Reorder"), steps=2000)     # a sound design is not stopped
+    assert kind == "completed"
