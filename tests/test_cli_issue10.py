@@ -200,7 +200,8 @@ def rerun(case: Case, files: dict, capsys, monkeypatch) -> tuple[int, str, str, 
     if case.fresh:
         before = _children_cpu()
         r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", *argv], capture_output=True, text=True,
-                           timeout=10 * case.within + 120, cwd=files["tmp"], env={**os.environ, **env})
+                           timeout=10 * case.within + 120, cwd=files["tmp"],
+                           env={**os.environ, "TMPDIR": files["tmp"], **env})     # saved details stay in tmp
         return r.returncode, r.stdout, r.stderr, _children_cpu() - before
     for k, v in env.items():
         monkeypatch.setenv(k, v)
