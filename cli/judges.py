@@ -40,6 +40,9 @@ def counting_verdict(cls) -> tuple[str, str]:
     except DesignCrash:
         raise
     except Exception as exc:  # noqa: BLE001 - a sync that cannot be run alone is "unknown", with why
+        from .interrupt import was_interrupted
+        if was_interrupted():     # a Ctrl-C that ctypes wrapped in an ArgumentError: still a Ctrl-C
+            raise KeyboardInterrupt from exc
         return "unknown", f"the design's sync cannot be run alone: {describe(exc)}"
 
 

@@ -87,6 +87,9 @@ def _counting(cls, runner):
     except DesignCrash:
         raise
     except Exception as exc:  # noqa: BLE001 - a user's design that cannot run its sync alone
+        from .interrupt import was_interrupted
+        if was_interrupted():     # a Ctrl-C that ctypes wrapped in an ArgumentError: still a Ctrl-C
+            raise KeyboardInterrupt from exc
         print(f"counting: the design's sync cannot be run alone: {describe(exc)}")
         return None
 

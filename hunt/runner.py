@@ -8,7 +8,7 @@ from hypothesis import Verbosity
 from hypothesis import seed as hyp_seed
 from hypothesis.stateful import run_state_machine_as_test
 
-from .machine import ShrinkBudgetSpent, machine_for
+from .machine import machine_for
 from .profiles import get_settings, schedules_for
 from .report import HuntViolation
 from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, shrink_violation
@@ -67,7 +67,8 @@ class HuntReport:
 
 def hunt(design_cls, examples: int | None = None, budget: float | None = None, profile: str | None = None,
          seed: int | None = None, trace_dir: str | None = None, progress=None, quiet: bool = True,
-         shrink_budget: int | None = 300, schedules: int | None = None, **settings_overrides) -> HuntReport:
+         shrink_budget: int | None = 300, schedules: int | None = None, config_overrides: dict | None = None,
+         **settings_overrides) -> HuntReport:
     """Hunt ``design_cls`` and report.
 
     Two searches, the cheap one first. (1) A sweep of ``schedules`` seeded swarm schedules
@@ -82,8 +83,11 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     :data:`BUDGET_SWEEP_BLOCK` at a time) and each machine round of 50 examples a new seed, until
     the time is spent or a violation is found. ``seed`` fixes the random seed of both (else the
     sweep uses seed 0 and the profile decides for the machine).
+    ``config_overrides`` (``Config`` fields, e.g. ``{"free_page_hinting": True}``) is applied to
+    every world of both searches (:func:`with_overrides`).
     ``progress`` is called with a stats dict about once a second."""
     _check_budgets(examples, budget, schedules)
+    config_overrides = check_overrides(config_overrides)
     overrides = dict(settings_overrides)
     if examples is not None:
         overrides["max_examples"] = examples
@@ -97,7 +101,7 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     per_sweep = schedules_for(profile) if schedules is None else schedules
     if budget is not None:
         per_sweep = min(per_sweep, BUDGET_SWEEP_BLOCK)     # alternate: neither search starves
-    machine = machine_for(design_cls, trace_dir=trace_dir, settings=settings)
+    machine = machine_for(design_cls, trace_dir=trace_dir, settings=settings, config_overrides=config_overrides)
     stats = machine.stats
     t0 = time.perf_counter()
     stats["t0"] = t0
@@ -117,7 +121,7 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     while True:
         if per_sweep:
             sweep = schedule_sweep(design_cls, per_sweep, trace_dir, seed=seed or 0, start=next_schedule,
-                                   deadline=deadline, stats=stats)
+                                   deadline=deadline, stats=stats, config_overrides=config_overrides)
             next_schedule += sweep.schedules
             if sweep.found is not None:
                 found, found_by = sweep.found, "sweep"
@@ -155,6 +159,29 @@ class HuntError(ValueError):
     """A hunt asked to check nothing (no time, no examples, no schedules): refused, not passed."""
 
 
+def check_overrides(overrides) -> dict | None:
+    """``overrides`` if it names ``Config`` fields with values a ``Config`` accepts, ``None`` if
+    empty; :class:`HuntError` otherwise (checked before any world is built)."""
+    if not overrides:
+        return None
+    from dirtyproof.impl import Config
+    if not isinstance(overrides, dict):
+        raise HuntError(f"config overrides must be a dict of Config fields, not {overrides!r}")
+    try:
+        with_overrides(Config(), overrides)
+    except (TypeError, ValueError) as exc:
+        raise HuntError(f"bad config override: {exc}") from None
+    return dict(overrides)
+
+
+def with_overrides(cfg, overrides):
+    """``cfg`` with the ``Config`` fields in ``overrides`` replaced (``cfg`` itself if none)."""
+    if not overrides:
+        return cfg
+    import dataclasses
+    return dataclasses.replace(cfg, **overrides)
+
+
 def _check_budgets(examples, budget, schedules) -> None:
     """Refuse budgets that would check nothing, or are not numbers of the right kind."""
     if examples is not None and (not isinstance(examples, int) or isinstance(examples, bool) or examples < 1):
@@ -173,8 +200,16 @@ def _machine_round(machine, settings, stats, seed: int | None) -> HuntViolation 
     try:
         run_state_machine_as_test(machine, settings=settings)
     except HuntViolation as exc:
+        if stats.get("crash") is not None:
+            raise stats["crash"] from stats["crash"].__cause__
         return stats.get("final", exc)
-    except (ShrinkBudgetSpent, Exception):
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        crash = stats.get("crash")
+        if crash is not None:
+            # the design's own crash (Hypothesis may report it wrapped): bad input, as it came
+            raise crash from crash.__cause__
         # Hypothesis may wrap our stop in an error of its own; the stats say it was ours
         if not stats.get("budget_spent"):
             raise
@@ -220,7 +255,7 @@ def sweep_seed(seed: int, index: int) -> int:
 def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: int = SWEEP_STEPS,
                    shrink_seconds: float = SHRINK_SECONDS, shrink_replays: int = SHRINK_REPLAYS,
                    seed: int = 0, start: int = 0, deadline: float | None = None,
-                   stats: dict | None = None) -> SweepResult:
+                   stats: dict | None = None, config_overrides: dict | None = None) -> SweepResult:
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
     is :func:`strategies.swarm_scheduler` seeded :func:`sweep_seed` on the small world
     :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion, or every fourth the
@@ -234,7 +269,8 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     (:mod:`.shrink`, bounded by ``shrink_seconds`` and ``shrink_replays``); the returned violation
     is the shrunk one, its step list and trace saved; its ``shrink`` attribute says how far the
     shrink got and ``sweep_index``/``sweep_seed`` which schedule found it. ``stats`` (a hunt's)
-    gets the schedules and steps run, the time of the first failure, and its ``progress`` call."""
+    gets the schedules and steps run, the time of the first failure, and its ``progress`` call.
+    ``config_overrides`` replaces ``Config`` fields of every schedule's world (free-page hinting)."""
     from dirtyproof.impl import World
     from dirtyproof.checked import run
 
@@ -249,6 +285,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if deadline is not None and time.perf_counter() >= deadline:
             break
         cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
+        cfg = with_overrides(cfg, config_overrides)
         res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
         if res.violation is None and not res.completed:
             from dirtyproof.spec import Violation

@@ -134,6 +134,8 @@ def sweep_arm(i: int, seed: int, steps: int):
 # Extra weight of a device write while a fast-path sync is between fetching an L2 word and
 # clearing it (see ``_fetch_window``): the window is one atomic step wide.
 FETCH_WINDOW_WEIGHT = 4.0
+# Weight of the guest reporting a free page in a free-page-hinting world (a vCPU write's is 0.5-4).
+HINT_WEIGHT = 1.5
 
 
 def swarm_scheduler(seed: int, steps: int):
@@ -220,15 +222,18 @@ def swarm_scheduler(seed: int, steps: int):
             if w.vm_running:
                 names += ["vcpu0", "device"]
                 weights += [self.w_vcpu * (100 - w.throttle_pct) / 100, self.w_device]
+                if w.balloon is not None:   # hinting worlds only: no extra draw elsewhere
+                    names.append("guest-hint")
+                    weights.append(HINT_WEIGHT)
             names.append("clock")
             weights.append(self.w_clock if free else 0.2)
             window = self._fetch_window(w) if self.w_device and w.vm_running else None
             if window:
-                weights[-2] += FETCH_WINDOW_WEIGHT
+                weights[names.index("device")] += FETCH_WINDOW_WEIGHT
             name = rng.choices(names, weights)[0]
             if name == "device" and window:
                 return [name, window[0]]
-            if name in ("vcpu0", "device"):
+            if name in ("vcpu0", "device", "guest-hint"):
                 return [name, self._page(w)]
             if name == "clock":
                 ms = rng.choice(self.clocks)

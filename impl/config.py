@@ -20,6 +20,10 @@ class Config:
     ``kvm_mode``: ``legacy`` (GET clears and re-protects), ``manual`` (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
     GET only copies, CLEAR re-protects) or ``initially_set`` (manual, and logging starts with every
     bit set and no page protected). Times are milliseconds of the logical clock.
+
+    ``free_page_hinting`` (off by default): the guest runs virtio-balloon's free page hinting
+    (``impl/balloon.py``): it reports pages free, QEMU's iothread clears them from ``bmap``, and
+    the precopy notifiers stop and restart the hinting around every sync that calls them.
     """
 
     geometry: Geometry = field(default_factory=Geometry.simple)
@@ -37,6 +41,7 @@ class Config:
     watcher_poll_ms: int = 1000          # background-v1 watcher thread
     watcher_idle_ms: int = 5000          # background-v1: sync only if the last one is older
     iterate_sync_ms: int = 3000          # iterate-sync design: period of its syncs
+    free_page_hinting: bool = False      # a virtio-balloon guest that hints free pages (impl/balloon.py)
 
     def __post_init__(self) -> None:
         if not isinstance(self.geometry, Geometry):
@@ -50,6 +55,8 @@ class Config:
             v = getattr(self, f.name)
             if f.type in ("int",) and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
                 raise ValueError(f"{f.name} must be a non-negative integer, not {v!r}")
+        if not isinstance(self.free_page_hinting, bool):
+            raise ValueError(f"free_page_hinting must be true or false, not {self.free_page_hinting!r}")
         if self.vcpus < 1:
             raise ValueError("a guest needs at least one vCPU")
         if self.burst < 1:

@@ -11,6 +11,8 @@ import random
 from .world import BadChoice, ModelError, World
 
 CLOCK_STEPS_MS = (10, 100, 500, 1000, 2500)
+# Weight of the guest reporting a free page (free-page hinting worlds), beside a vCPU write's 2.0.
+HINT_WEIGHT = 1.0
 
 
 NO_LIFECYCLE_STEP = object()
@@ -81,6 +83,9 @@ class RandomScheduler:
             weights.append(2.0 * (100 - w.throttle_pct) / 100)
             names.append("device")
             weights.append(0.4)
+            if w.balloon is not None:     # only in hinting worlds: other seeds' choices stay as they were
+                names.append("guest-hint")
+                weights.append(HINT_WEIGHT)
         names.append("clock")
         weights.append(0.6 if free_run else 0.2)
         if free_run and self.cancels_left and w.can_cancel() and rng.random() < 0.002:
@@ -94,7 +99,7 @@ class RandomScheduler:
             r -= wt
             if r <= 0:
                 break
-        if name == "device" or name.startswith("vcpu"):
+        if name in ("device", "guest-hint") or name.startswith("vcpu"):
             return [name, self._page(w)]
         if name == "clock":
             if not runnable:

@@ -24,7 +24,9 @@ from .steps import Step as StepRecord
 from .steps import as_step
 from .watchdog import next_step
 
-LOCK_ORDER = {"BQL": 0, "bitmap_mutex": 1, "slots_lock": 2}
+# free_page_lock (virtio-balloon's, taken under the BQL by the precopy notifier and before
+# bitmap_mutex by the iothread's hint) exists only in worlds with free-page hinting.
+LOCK_ORDER = {"BQL": 0, "bitmap_mutex": 1, "slots_lock": 2, "free_page_lock": 0.5}
 
 Step = Generator[StepRecord, None, None]
 
@@ -125,7 +127,8 @@ class World:
         self.clock_ms = 0
         self.vm_running = True
         self.throttle_pct = 0
-        self.lock_owner: dict[str, str | None] = {k: None for k in LOCK_ORDER}
+        self.lock_owner: dict[str, str | None] = {k: None for k in LOCK_ORDER
+                                                  if k != "free_page_lock" or config.free_page_hinting}
         self.actors: dict[str, Actor] = {}
         self.current: Actor | None = None
         self.mig: MigrationState | None = None
@@ -136,6 +139,14 @@ class World:
         self.total_sent = 0
         self.sync_begin = None
         self.last_step: StepRecord | None = None   # the record of the last thread step
+        # precopy notifiers (migration/migration.c precopy_notify): callables (world, reason)
+        # returning steps; the balloon registers one when the guest hints free pages
+        self.precopy_notifiers: list = []
+        self.balloon = None
+        if config.free_page_hinting:
+            from .balloon import VirtIOBalloon
+            self.balloon = VirtIOBalloon()
+            self.balloon.realize(self)
         design.attach(self)
         regions.install(self, design)
         self._observe_returns(design, ("ram_list_init_bitmaps",))
@@ -160,8 +171,9 @@ class World:
         actor = self.current
         for held in actor.held:
             if LOCK_ORDER[held] > LOCK_ORDER[lock]:
+                order = " -> ".join(sorted(self.lock_owner, key=LOCK_ORDER.get))
                 raise ModelError("lock-order", f"{actor.name} takes {lock} while holding {held} "
-                                 f"(order is BQL -> bitmap_mutex -> slots_lock)")
+                                 f"(order is {order})")
         if self.lock_owner[lock] == actor.name:
             raise ModelError("lock-order", f"{actor.name} takes {lock} twice (self-deadlock)")
         if self.lock_owner[lock] is not None:
@@ -188,6 +200,12 @@ class World:
             grown = self.bmap_popcount() - self.ghost.bmap_pop_at_lock
             if grown > 0:
                 self.ghost.period_new_bits += grown
+
+    def precopy_notify(self, reason: str) -> Step:
+        """``precopy_notify(reason)``: run every registered precopy notifier (none unless the
+        guest hints free pages); a notifier's work is its own step(s)."""
+        for notifier in list(self.precopy_notifiers):
+            yield from notifier(self, reason)
 
     def join(self, name: str) -> Step:
         """Wait until thread ``name`` has exited (``qemu_thread_join``); no step if it already has."""
@@ -316,6 +334,19 @@ class World:
         self.L2.set(page)
         return f"device writes page {page} -> v{int(self._src[page])}, L2 set"
 
+    def guest_free_page_hint(self, page: int) -> str:
+        """The guest's balloon driver reports ``page`` free (free-page hinting worlds only); if it
+        did, the page is declared free at its current version (ghost)."""
+        if self.balloon is None:
+            raise BadChoice("this world's guest does not hint free pages (free_page_hinting is off)")
+        if not self.vm_running:
+            raise BadChoice("the VM is stopped: the guest does not hint")
+        self.block_of(page)
+        label, reported = self.balloon.guest_report(page)
+        if reported:
+            self.ghost.declare_free(page, int(self._src[page]))
+        return label
+
     def advance_clock(self, ms: int) -> str:
         """The logical clock moves on by ``ms`` milliseconds."""
         if not isinstance(ms, int) or ms <= 0:
@@ -371,6 +402,9 @@ class World:
         """Whether ``actor`` can take a step now."""
         if actor.done or self.clock_ms < actor.wake_at_ms:
             return False
+        if (self.balloon is not None and actor.name == "iothread" and not actor.held
+                and actor.blocked_on is None and not self.balloon.has_work(self)):
+            return False          # idle between two elements: nothing queued, or the VM stopped
         if actor.joining is not None and not self.actors[actor.joining].done:
             return False
         return actor.blocked_on is None or self.lock_owner[actor.blocked_on] is None
@@ -490,6 +524,10 @@ class World:
             if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
                 raise BadChoice(f"page {arg!r} out of range")
             label = self.device_write(arg)
+        elif who == "guest-hint":
+            if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
+                raise BadChoice(f"page {arg!r} out of range")
+            label = self.guest_free_page_hint(arg)
         elif who == "clock":
             label = self.advance_clock(arg)
         elif who == "mgmt":

@@ -13,6 +13,7 @@ from .current import BatchedSlowCountsRaw, LastStageSetAtExactSync, LastStageSki
 from .sending import ClearMaskRange, ClearNoReprotect, ClearPreviousChunk, ReadBeforeClear
 from .syncs import (BmapInitLastPageMissing, BmapReusedOnRestart, CountOutsideMutex, DirtyCountRawBits, NoFinalSync, NonAtomicXchg,
                     PeriodPopcount, SkipSlotOr)
+from .hinting import TimerSyncSkipsNotifiers
 from .threads import BgSyncTakesLegacyPath, ForgetIterFold, IterateSyncInMutex, TimerMutexBeforeBql
 
 MUTANTS: dict[str, type] = {c.name: c for c in (
@@ -21,6 +22,10 @@ MUTANTS: dict[str, type] = {c.name: c for c in (
     BmapReusedOnRestart, BmapInitLastPageMissing, TimerMutexBeforeBql, IterateSyncInMutex, ForgetIterFold,
     BgSyncTakesLegacyPath, LastStageSkipsBmapTake, LastStageSetAtExactSync, BatchedSlowCountsRaw,
 )}
+
+# Mutants broken only for a guest that hints free pages (Config.free_page_hinting): their
+# expectations are the manifest's "hinting" section, hunted with the flag on.
+HINTING_MUTANTS: dict[str, type] = {c.name: c for c in (TimerSyncSkipsNotifiers,)}
 
 
 def load_manifest() -> dict:
@@ -31,4 +36,4 @@ def load_manifest() -> dict:
     return json.loads(resources.files(__package__).joinpath("manifest.json").read_text())
 
 
-__all__ = ["MUTANTS", "load_manifest"]
+__all__ = ["MUTANTS", "HINTING_MUTANTS", "load_manifest"]
