@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from .current import BatchedSlowCountsRaw, LastStageSetAtExactSync, LastStageSkipsBmapTake
 from .sending import ClearMaskRange, ClearNoReprotect, ClearPreviousChunk, ReadBeforeClear
 from .syncs import (BmapInitLastPageMissing, BmapReusedOnRestart, CountOutsideMutex, DirtyCountRawBits, NoFinalSync, NonAtomicXchg,
                     PeriodPopcount, SkipSlotOr)
@@ -19,7 +20,7 @@ MUTANTS: dict[str, type] = {c.name: c for c in (
     ReadBeforeClear, ClearPreviousChunk, ClearMaskRange, ClearNoReprotect,
     NonAtomicXchg, SkipSlotOr, CountOutsideMutex, DirtyCountRawBits, PeriodPopcount, NoFinalSync,
     BmapReusedOnRestart, BmapInitLastPageMissing, TimerMutexBeforeBql, IterateSyncInMutex, ForgetIterFold,
-    BgSyncTakesLegacyPath,
+    BgSyncTakesLegacyPath, LastStageSkipsBmapTake, LastStageSetAtExactSync, BatchedSlowCountsRaw,
 )}
 
 # Mutants broken only for a guest that hints free pages (Config.free_page_hinting): their

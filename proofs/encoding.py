@@ -54,6 +54,10 @@ class BaseEncoding:
     has_timer = False
     has_watcher = False
     iterate_sync = False
+    # QEMU 10.1+ (fd0377150d5d): the sender takes no owed chunk clear in the last stage
+    last_stage_skips_clear = False
+    # QEMU 11.0+ (e8a6d158dbfa): a slow-path block's remote clear comes once, after its L2 loop
+    batched_slow_clear = False
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod

@@ -29,6 +29,7 @@ EXPECTED = {
     "bmap-init-last-page-missing": ("initiation", "coverage"),
     "bmap-reused-on-restart": ("initiation", "coverage"),
     "forget-iter-fold": ("consecution", "coverage"),
+    "last-stage-skips-bmap-take": ("consecution", "no-loss"),
 }
 ENCODED = sorted(EXPECTED)
 CONFIG = "manual/mixed"          # the reference model's default KVM mode, both kinds of block

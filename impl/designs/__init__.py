@@ -12,8 +12,11 @@ from .base import INTERFACE, Design
 from .iterate_sync import IterateSync
 from .legacy import Legacy
 from .periodic import Periodic
+from .qemu_10_1 import Qemu101
+from .qemu_11_0 import Qemu110
 
-DESIGNS: dict[str, type[Design]] = {d.name: d for d in (Legacy, Periodic, BackgroundV1, IterateSync)}
+DESIGNS: dict[str, type[Design]] = {d.name: d for d in (Legacy, Periodic, BackgroundV1, IterateSync, Qemu101,
+                                                        Qemu110)}
 
 
 class DesignError(ValueError):
@@ -88,5 +91,6 @@ def resolve(spec: str, extra=None) -> type[Design]:
     raise DesignError(f"unknown design {spec!r} (shipped: {', '.join(DESIGNS)}; or module:Class, or path/to/file.py:Class)")
 
 
-__all__ = ["DESIGNS", "Design", "DesignError", "Legacy", "Periodic", "BackgroundV1", "IterateSync",
+__all__ = ["DESIGNS", "Design", "DesignError", "Legacy", "Periodic", "BackgroundV1", "IterateSync", "Qemu101",
+           "Qemu110",
            "check_interface", "resolve", "INTERFACE"]
