@@ -197,10 +197,9 @@ def sweep_step_limit(steps: int) -> int:
 # Swarm schedules per sweep when a hunt has a time budget: sweeps and machine rounds alternate
 # (about a second each), so a short budget still runs both searches.
 BUDGET_SWEEP_BLOCK = 25
-# Schedules a sweep still runs after its first failing one (one per other sweep geometry), so
-# that the counterexample it shrinks is the earliest failure of a few.
+# Schedules a sweep still runs after its first failing swarm schedule, so that the counterexample
+# it shrinks is the earliest failure of a few.
 RUNNERS_UP = 3
-PLAIN_RUNNERS_UP = 20
 
 
 @dataclass
@@ -222,12 +221,14 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
                    seed: int = 0, start: int = 0, deadline: float | None = None,
                    stats: dict | None = None) -> SweepResult:
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
-    is :func:`strategies.swarm_scheduler` seeded :func:`sweep_seed` on the small world
-    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion, or every fourth the
-    plain random scheduler on the default world (:func:`strategies.sweep_arm`); completion must
-    come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop at the first
-    violation (after :data:`RUNNERS_UP` more schedules, keeping the failure with the fewest steps),
-    or when ``time.perf_counter()`` passes ``deadline``.
+    is a swarm schedule seeded :func:`sweep_seed` (:mod:`.swarm`: its world, config, weights and
+    features off all drawn from that seed), ``steps`` free steps then completion, or every fourth
+    the plain random scheduler on a named world (:func:`strategies.sweep_arm`); completion must
+    come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop
+    :data:`RUNNERS_UP` schedules after the first failing swarm schedule, keeping the failure with
+    the fewest steps; a failing plain run alone does not stop the sweep (its long schedule
+    shrinks poorly: a swarm failure is preferred, the plain one shrunk only if none comes), nor
+    does anything once ``time.perf_counter()`` passes ``deadline``.
 
     Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
     expensive for the Hypothesis machine. The first counterexample is shrunk by delta debugging
@@ -263,21 +264,23 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if stats.get("progress") is not None:
             stats["progress"](stats)
         if res.violation is not None:
-            if not failures:
-                if "first_failure_seconds" not in stats:
-                    stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
-                    stats["first_failure_schedules"] = stats["schedules"]
-                # a few more schedules: one may fail sooner (many more after a plain run's failure:
-                # its long default-world schedule shrinks poorly, a swarm one is far shorter)
-                last = i + (PLAIN_RUNNERS_UP if is_plain(i) else RUNNERS_UP)
+            if not failures and "first_failure_seconds" not in stats:
+                stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
+                stats["first_failure_schedules"] = stats["schedules"]
+            if not is_plain(i) and not any(not is_plain(f[1]) for f in failures):
+                # the first swarm failure: a few more schedules, one may fail sooner
+                last = min(last, i + RUNNERS_UP)
+            # a plain run's failure alone does not stop the sweep: its long default-world schedule
+            # shrinks poorly, so the sweep goes on (to its end at most) for a swarm failure
             failures.append((res.violation_step, i, cfg, res))
         if failures and i >= last:
             break
     if not failures:
         return SweepResult(None, total, ran)
-    # shrink the failure with the fewest steps: delta debugging cannot change the world, and one
-    # that fails early shrinks, as a rule, shorter (measured on the corpus: never longer)
-    _, i, cfg, res = min(failures, key=lambda f: f[0])
+    # shrink the swarm failure with the fewest steps (a plain one only if no swarm schedule
+    # failed): delta debugging cannot change the world, and one that fails early shrinks, as a
+    # rule, shorter
+    _, i, cfg, res = min(failures, key=lambda f: (is_plain(f[1]), f[0]))
     exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
                         res.violation, res.violation_step)
     if res.violation.invariant == "progress":
