@@ -11,7 +11,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from .machine import ShrinkBudgetSpent, machine_for
 from .profiles import get_settings, schedules_for
 from .report import HuntViolation
-from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, shrink_violation
+from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, finalise_shrunk, shrink, shrink_violation
 
 
 def hunt_test(design_cls, profile: str | None = None, trace_dir: str | None = None,
@@ -199,7 +199,9 @@ def sweep_step_limit(steps: int) -> int:
 BUDGET_SWEEP_BLOCK = 25
 # Schedules a sweep still runs after its first failing swarm schedule, so that the counterexample
 # it shrinks is the earliest failure of a few.
-RUNNERS_UP = 3
+RUNNERS_UP = 6
+# Failing schedules a sweep shrinks, keeping the shortest counterexample.
+SHRINK_CANDIDATES = 3
 
 
 @dataclass
@@ -277,18 +279,30 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
             break
     if not failures:
         return SweepResult(None, total, ran)
-    # shrink the swarm failure with the fewest steps (a plain one only if no swarm schedule
-    # failed): delta debugging cannot change the world, and one that fails early shrinks, as a
-    # rule, shorter
-    _, i, cfg, res = min(failures, key=lambda f: (is_plain(f[1]), f[0]))
-    exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
-                        res.violation, res.violation_step)
-    if res.violation.invariant == "progress":
-        # "no completion after N steps" is a property of the whole schedule: a shorter replay
-        # does not show it, so it is reported unshrunk
+    # shrink the SHRINK_CANDIDATES swarm failures with the fewest steps (a plain one only if no
+    # swarm schedule failed) and keep the shortest result: delta debugging cannot change the
+    # world, so which world failed decides much of the counterexample's length
+    ranked = sorted(failures, key=lambda f: (is_plain(f[1]), f[0], f[1]))
+    if not is_plain(ranked[0][1]):
+        ranked = [f for f in ranked if not is_plain(f[1])]
+    best = None
+    for _, i, cfg, res in ranked[:SHRINK_CANDIDATES]:
+        exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
+                            res.violation, res.violation_step)
+        if res.violation.invariant == "progress":
+            # "no completion after N steps" is a property of the whole schedule: a shorter
+            # replay does not show it, so it is reported unshrunk
+            if best is None:
+                best = (exc, None, i)
+            break
+        sh = shrink(design_cls, cfg, exc.choices, exc.invariant, shrink_seconds, shrink_replays)
+        if best is None or sh.length < best[1].length:
+            best = (exc, sh, i)
+    exc, sh, i = best
+    if sh is None:
         exc.finalise(trace_dir)
         shrunk = exc
     else:
-        shrunk = shrink_violation(exc, shrink_seconds, shrink_replays, trace_dir)
+        shrunk = finalise_shrunk(exc, sh, trace_dir)
     shrunk.sweep_index, shrunk.sweep_seed = i, seed
     return SweepResult(shrunk, total, ran)
