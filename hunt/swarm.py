@@ -8,18 +8,22 @@ schedule. Swarm testing instead gives each schedule a narrow, different configur
 schedules sit in each corner. What is drawn (:func:`draw`):
 
 - the **world** (:func:`draw_geometry`): one to three RAMBlocks, each on the fast path (a whole
-  number of words, word-aligned, at address 0 or away from it) or the slow path (1-10 pages, any
+  number of words, word-aligned, at address 0 or away from it) or the slow path (a few pages, any
   offset), one to three KVM memslots each, a ``clear_bmap`` chunk of 1-8 pages, and the host's
   word width (BITS_PER_LONG 4-64: the model allows the narrow widths so a small world keeps a
-  fast-path block; docs/explore.md says why the width changes nothing for any one page);
+  fast-path block; docs/explore.md says why the width changes nothing for any one page); a third
+  of the worlds are one short block (the small-scope hypothesis: short counterexamples);
 - the **config** (:func:`draw_config`): KVM dirty-log mode, vCPUs, burst, switchover point,
   auto-converge and the throttle's parameters, the periods of the periodic timer, the
   background watcher and the iterate-sync design;
 - the **schedule**: weights of the migration thread, of each other thread (the timer, the
-  watcher, any thread a user's design adds), of each vCPU, of device writes and of the clock;
-  the clock's step sizes (including each drawn period, plus 1 ms); how sticky a running thread is
-  (it keeps the CPU with that probability: whole critical sections, with preemption at random
-  points); and the **features switched off** (:data:`FEATURES`), each with probability 1/3.
+  watcher, any thread a user's design adds), of the guest's writes (shared by its vCPUs), of
+  device writes and of the clock; the clock's step sizes (including each drawn period, plus
+  1 ms); how sticky a running thread is (it keeps the CPU with that probability: whole critical
+  sections); how often a thread that just stepped is preempted, and for how many steps (a
+  timer or watcher sync left half done while the others run, or the migration thread kept off
+  the CPU while time passes); and the **features switched off** (:data:`FEATURES`), each with
+  probability :data:`FEATURE_OFF`.
 
 The draws depend on the seed alone, so a schedule is replayable from ``(seed, steps)``; the
 counterexample's trace records the drawn config (world included) and its choices, which is all
