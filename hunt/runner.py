@@ -8,6 +8,9 @@ from hypothesis import Verbosity
 from hypothesis import seed as hyp_seed
 from hypothesis.stateful import run_state_machine_as_test
 
+from dirtyproof.impl.bitmap import BITS_PER_LONG
+from dirtyproof.impl.scheduler import DesignCrash
+
 from .machine import ShrinkBudgetSpent, machine_for
 from .profiles import get_settings, schedules_for
 from .report import HuntViolation
@@ -52,6 +55,7 @@ class HuntReport:
     found_by: str | None = None         # "sweep" or "machine"
     first_failure_schedules: int | None = None
     rules: tuple = ()                   # RuleFinding per rule broken in some run, shortest first found
+    notes: tuple = ()                   # what the hunt changed for this design, in words (word width)
 
     @property
     def verdict(self) -> str:
@@ -148,7 +152,7 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     return HuntReport(machine.design_spec, found, stats.get("examples", 0), stats.get("steps", 0),
                       time.perf_counter() - t0, stats.get("first_failure_examples"),
                       stats.get("first_failure_seconds"), stats.get("schedules", 0), found_by,
-                      stats.get("first_failure_schedules"), rules)
+                      stats.get("first_failure_schedules"), rules, tuple(stats.get("notes", ())))
 
 
 class HuntError(ValueError):
@@ -204,6 +208,13 @@ RUNNERS_UP = 6
 SHRINK_CANDIDATES = 3
 
 
+def _at_full_width(cfg):
+    """``cfg`` with its geometry at the host's full word width (QEMU's BITS_PER_LONG, 64)."""
+    from dataclasses import replace
+
+    return replace(cfg, geometry=replace(cfg.geometry, word_bits=BITS_PER_LONG))
+
+
 @dataclass
 class SweepResult:
     """What a sweep did: the (shrunk) first violation or ``None``, world steps and schedules run."""
@@ -252,7 +263,22 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if deadline is not None and time.perf_counter() >= deadline:
             break
         cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
-        res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+        if stats.get("full_width_only"):
+            cfg = _at_full_width(cfg)
+        try:
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+        except DesignCrash as exc:
+            if cfg.geometry.word_bits == BITS_PER_LONG:
+                raise
+            # a design written for 64-bit words only (it ignores the world's word width): the
+            # narrow widths are not allowed for it; said so, and the sweep draws full-width worlds
+            stats["full_width_only"] = True
+            stats.setdefault("notes", []).append(
+                f"the design crashes in a {cfg.geometry.word_bits}-bit-word world ({exc}); its swarm "
+                f"schedules from {i} on run at {BITS_PER_LONG}-bit words")
+            cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
+            cfg = _at_full_width(cfg)
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
         if res.violation is None and not res.completed:
             from dirtyproof.spec import Violation
             res.violation = Violation("progress", "the migration ended without completing")

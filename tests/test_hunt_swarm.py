@@ -10,6 +10,7 @@ from dirtyproof.hunt.strategies import is_plain, sweep_arm
 from dirtyproof.hunt.swarm import FEATURES, draw
 from dirtyproof.impl import World
 from dirtyproof.impl.config import KVM_MODES
+from dirtyproof.impl.designs import Legacy
 from dirtyproof.impl.scheduler import run
 from dirtyproof.impl.trace import Trace
 from dirtyproof.mutants import MUTANTS
@@ -82,3 +83,25 @@ def test_swarm_counterexample_replays_on_its_drawn_world(tmp_path):
     assert tr.config == draw(sweep_seed(0, f.sweep_index)).config
     assert "word_bits=" in str(f) and "vcpus=" in str(f)
     assert main(["replay", str(f.trace_path)]) == 1
+
+
+class SixtyFourOnly(Legacy):
+    """A design written before the word width existed: it reads an L2 word at 64 bits whatever the
+    world's width (fine at 64 bits, out of range in a narrow-word world)."""
+
+    name = "sixty-four-only"
+
+    def cpu_physical_memory_sync_dirty_bitmap(self, w, rb):
+        """Read the last L2 word the 64-bit way, then sync as the parent does."""
+        w.L2.word((w.ram_pages - 1) // rb.word_bits)
+        return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
+
+
+def test_narrow_words_only_where_the_design_allows_them(tmp_path):
+    """A design that crashes only in a narrow-word world gets full-width worlds from then on, and
+    the hunt says so (a crash at 64 bits is still the design's crash)."""
+    rep = hunt(SixtyFourOnly, examples=3, schedules=12, trace_dir=str(tmp_path))
+    assert rep.schedules == 12 and len(rep.notes) == 1
+    assert "-bit-word world" in rep.notes[0] and "run at 64-bit words" in rep.notes[0]
+    clean = hunt(Legacy, examples=3, schedules=12, trace_dir=str(tmp_path))
+    assert clean.notes == ()
