@@ -23,7 +23,8 @@ from dirtyproof.impl.world import BadChoice, ModelError
 from dirtyproof.spec import Checker, Violation
 
 from .report import HuntViolation, design_spec_of, is_final_run, note_rule
-from .strategies import clock_steps, configs, hot_pages, page_selectors, thread_bursts, thread_events
+from .strategies import clock_steps, configs, page_selectors, thread_bursts, thread_events
+from .swarm import hot_pages
 
 # Steps the teardown (or a cancel) may take to finish a migration before it counts as no progress.
 # Measured: the shipped designs' longest teardown over 60 examples each is 404 steps (cancels: 43).

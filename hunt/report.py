@@ -176,9 +176,11 @@ class HuntViolation(AssertionError):
         geo = self.config.geometry
         blocks = ", ".join(f"{b.name}@{b.offset}+{b.pages}{'' if b.fast_path else ' (slow path)'}"
                            for b in geo.blocks)
-        lines = [head, f"world: kvm_mode={self.config.kvm_mode}, blocks {blocks}, "
-                       f"clear_bmap_shift={geo.clear_bmap_shift}, switchover_pages={self.config.switchover_pages}"
-                       + (", free page hinting on" if self.config.free_page_hinting else ""),
+        c = self.config
+        lines = [head, f"world: kvm_mode={c.kvm_mode}, blocks {blocks}, word_bits={geo.word_bits}, "
+                       f"clear_bmap_shift={geo.clear_bmap_shift}, switchover_pages={c.switchover_pages}, "
+                       f"vcpus={c.vcpus}, burst={c.burst}, auto_converge={c.auto_converge}"
+                       + (", free page hinting on" if c.free_page_hinting else ""),
                  f"counterexample ({self.length} steps):", *self.report]
         for rv in self.rule_violations:
             lines.append(f"on the way: rule {rv.violation} at step {rv.step}")

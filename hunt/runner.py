@@ -8,10 +8,13 @@ from hypothesis import Verbosity
 from hypothesis import seed as hyp_seed
 from hypothesis.stateful import run_state_machine_as_test
 
-from .machine import machine_for
+from dirtyproof.impl.bitmap import BITS_PER_LONG
+from dirtyproof.impl.scheduler import DesignCrash
+
+from .machine import ShrinkBudgetSpent, machine_for
 from .profiles import get_settings, schedules_for
 from .report import HuntViolation
-from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, shrink_violation
+from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, finalise_shrunk, shrink, shrink_violation
 
 
 def hunt_test(design_cls, profile: str | None = None, trace_dir: str | None = None,
@@ -52,6 +55,7 @@ class HuntReport:
     found_by: str | None = None         # "sweep" or "machine"
     first_failure_schedules: int | None = None
     rules: tuple = ()                   # RuleFinding per rule broken in some run, shortest first found
+    notes: tuple = ()                   # what the hunt changed for this design, in words (word width)
 
     @property
     def verdict(self) -> str:
@@ -152,7 +156,7 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     return HuntReport(machine.design_spec, found, stats.get("examples", 0), stats.get("steps", 0),
                       time.perf_counter() - t0, stats.get("first_failure_examples"),
                       stats.get("first_failure_seconds"), stats.get("schedules", 0), found_by,
-                      stats.get("first_failure_schedules"), rules)
+                      stats.get("first_failure_schedules"), rules, tuple(stats.get("notes", ())))
 
 
 class HuntError(ValueError):
@@ -200,16 +204,8 @@ def _machine_round(machine, settings, stats, seed: int | None) -> HuntViolation 
     try:
         run_state_machine_as_test(machine, settings=settings)
     except HuntViolation as exc:
-        if stats.get("crash") is not None:
-            raise stats["crash"] from stats["crash"].__cause__
         return stats.get("final", exc)
-    except KeyboardInterrupt:
-        raise
-    except BaseException:
-        crash = stats.get("crash")
-        if crash is not None:
-            # the design's own crash (Hypothesis may report it wrapped): bad input, as it came
-            raise crash from crash.__cause__
+    except (ShrinkBudgetSpent, Exception):
         # Hypothesis may wrap our stop in an error of its own; the stats say it was ours
         if not stats.get("budget_spent"):
             raise
@@ -232,10 +228,18 @@ def sweep_step_limit(steps: int) -> int:
 # Swarm schedules per sweep when a hunt has a time budget: sweeps and machine rounds alternate
 # (about a second each), so a short budget still runs both searches.
 BUDGET_SWEEP_BLOCK = 25
-# Schedules a sweep still runs after its first failing one (one per other sweep geometry), so
-# that the counterexample it shrinks is the earliest failure of a few.
-RUNNERS_UP = 3
-PLAIN_RUNNERS_UP = 20
+# Schedules a sweep still runs after its first failing swarm schedule, so that the counterexample
+# it shrinks is the earliest failure of a few.
+RUNNERS_UP = 6
+# Failing schedules a sweep shrinks, keeping the shortest counterexample.
+SHRINK_CANDIDATES = 3
+
+
+def _at_full_width(cfg):
+    """``cfg`` with its geometry at the host's full word width (QEMU's BITS_PER_LONG, 64)."""
+    from dataclasses import replace
+
+    return replace(cfg, geometry=replace(cfg.geometry, word_bits=BITS_PER_LONG))
 
 
 @dataclass
@@ -257,12 +261,14 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
                    seed: int = 0, start: int = 0, deadline: float | None = None,
                    stats: dict | None = None, config_overrides: dict | None = None) -> SweepResult:
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
-    is :func:`strategies.swarm_scheduler` seeded :func:`sweep_seed` on the small world
-    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion, or every fourth the
-    plain random scheduler on the default world (:func:`strategies.sweep_arm`); completion must
-    come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop at the first
-    violation (after :data:`RUNNERS_UP` more schedules, keeping the failure with the fewest steps),
-    or when ``time.perf_counter()`` passes ``deadline``.
+    is a swarm schedule seeded :func:`sweep_seed` (:mod:`.swarm`: its world, config, weights and
+    features off all drawn from that seed), ``steps`` free steps then completion, or every fourth
+    the plain random scheduler on a named world (:func:`strategies.sweep_arm`); completion must
+    come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop
+    :data:`RUNNERS_UP` schedules after the first failing swarm schedule, keeping the failure with
+    the fewest steps; a failing plain run alone does not stop the sweep (its long schedule
+    shrinks poorly: a swarm failure is preferred, the plain one shrunk only if none comes), nor
+    does anything once ``time.perf_counter()`` passes ``deadline``.
 
     Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
     expensive for the Hypothesis machine. The first counterexample is shrunk by delta debugging
@@ -286,7 +292,22 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
             break
         cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
         cfg = with_overrides(cfg, config_overrides)
-        res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+        if stats.get("full_width_only"):
+            cfg = _at_full_width(cfg)
+        try:
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+        except DesignCrash as exc:
+            if cfg.geometry.word_bits == BITS_PER_LONG:
+                raise
+            # a design written for 64-bit words only (it ignores the world's word width): the
+            # narrow widths are not allowed for it; said so, and the sweep draws full-width worlds
+            stats["full_width_only"] = True
+            stats.setdefault("notes", []).append(
+                f"the design crashes in a {cfg.geometry.word_bits}-bit-word world ({exc}); its swarm "
+                f"schedules from {i} on run at {BITS_PER_LONG}-bit words")
+            cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
+            cfg = _at_full_width(with_overrides(cfg, config_overrides))
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
         if res.violation is None and not res.completed:
             from dirtyproof.spec import Violation
             res.violation = Violation("progress", "the migration ended without completing")
@@ -300,29 +321,43 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if stats.get("progress") is not None:
             stats["progress"](stats)
         if res.violation is not None:
-            if not failures:
-                if "first_failure_seconds" not in stats:
-                    stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
-                    stats["first_failure_schedules"] = stats["schedules"]
-                # a few more schedules: one may fail sooner (many more after a plain run's failure:
-                # its long default-world schedule shrinks poorly, a swarm one is far shorter)
-                last = i + (PLAIN_RUNNERS_UP if is_plain(i) else RUNNERS_UP)
+            if not failures and "first_failure_seconds" not in stats:
+                stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
+                stats["first_failure_schedules"] = stats["schedules"]
+            if not is_plain(i) and not any(not is_plain(f[1]) for f in failures):
+                # the first swarm failure: a few more schedules, one may fail sooner
+                last = min(last, i + RUNNERS_UP)
+            # a plain run's failure alone does not stop the sweep: its long default-world schedule
+            # shrinks poorly, so the sweep goes on (to its end at most) for a swarm failure
             failures.append((res.violation_step, i, cfg, res))
         if failures and i >= last:
             break
     if not failures:
         return SweepResult(None, total, ran)
-    # shrink the failure with the fewest steps: delta debugging cannot change the world, and one
-    # that fails early shrinks, as a rule, shorter (measured on the corpus: never longer)
-    _, i, cfg, res = min(failures, key=lambda f: f[0])
-    exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
-                        res.violation, res.violation_step)
-    if res.violation.invariant == "progress":
-        # "no completion after N steps" is a property of the whole schedule: a shorter replay
-        # does not show it, so it is reported unshrunk
+    # shrink the SHRINK_CANDIDATES swarm failures with the fewest steps (a plain one only if no
+    # swarm schedule failed) and keep the shortest result: delta debugging cannot change the
+    # world, so which world failed decides much of the counterexample's length
+    ranked = sorted(failures, key=lambda f: (is_plain(f[1]), f[0], f[1]))
+    if not is_plain(ranked[0][1]):
+        ranked = [f for f in ranked if not is_plain(f[1])]
+    best = None
+    for _, i, cfg, res in ranked[:SHRINK_CANDIDATES]:
+        exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
+                            res.violation, res.violation_step)
+        if res.violation.invariant == "progress":
+            # "no completion after N steps" is a property of the whole schedule: a shorter
+            # replay does not show it, so it is reported unshrunk
+            if best is None:
+                best = (exc, None, i)
+            break
+        sh = shrink(design_cls, cfg, exc.choices, exc.invariant, shrink_seconds, shrink_replays)
+        if best is None or sh.length < best[1].length:
+            best = (exc, sh, i)
+    exc, sh, i = best
+    if sh is None:
         exc.finalise(trace_dir)
         shrunk = exc
     else:
-        shrunk = shrink_violation(exc, shrink_seconds, shrink_replays, trace_dir)
+        shrunk = finalise_shrunk(exc, sh, trace_dir)
     shrunk.sweep_index, shrunk.sweep_seed = i, seed
     return SweepResult(shrunk, total, ran)
