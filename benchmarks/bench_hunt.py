@@ -5,7 +5,8 @@ median time and examples to the first counterexample over several seeds.
 
 Targets: every mutant found within 10 s in every seed, median under 2 s; PASS/FAIL per row.
 Each seed is one ``hunt(mutant, seed=s)`` as ``dirtyproof hunt --seed s`` runs it: the seeded swarm
-schedules of the ci profile, then the Hypothesis machine. The time is to the first failing
+schedules of the ci profile (each with its own drawn world, config, weights and features off,
+``hunt/swarm.py``; every fourth a plain random run on a named world), then the Hypothesis machine. The time is to the first failing
 schedule or example (the shrink after it is not counted); "sched"/"ex" count the swarm schedules
 and machine examples run until then; the last columns give which search found it and the
 longest shrunk counterexample over the seeds. ``--machine-only`` times the Hypothesis machine

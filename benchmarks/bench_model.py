@@ -24,7 +24,8 @@ import numpy as np
 from dirtyproof.impl import BlockSpec, Config, Geometry, World, bulk_kernel
 from dirtyproof.impl.bulk import migration_bitmap_sync_bulk
 from dirtyproof.impl.designs import DESIGNS, Legacy
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.impl.scheduler import RandomScheduler
+from dirtyproof.checked import run
 
 STEPS_TARGET = 50_000
 RATIO_TARGET = 3.0

@@ -43,9 +43,18 @@ def add_arguments(p) -> None:
 
 
 def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the parent, which stops them (no traceback from a worker)."""
+    """Pool workers leave Ctrl-C to the parent, which stops them (no traceback from a worker).
+
+    A forked worker also inherits the parent's signal wakeup fd (:mod:`.interrupt`): its step
+    timer's SIGALRM would be written there, and once that socket is gone Python prints
+    "Exception ignored when trying to write to the signal wakeup fd" on the shared stderr, a
+    stray line after the one error line. Workers need no wakeup fd: it is reset."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:          # not the main thread of the main interpreter: none was set
+        pass
 
 
 def _prove_one(job):
@@ -58,7 +67,7 @@ def _prove_one(job):
     try:
         from pathlib import Path
 
-        from dirtyproof.impl.designs import resolve
+        from dirtyproof.checked import resolve
         from dirtyproof.proofs.registry import NoEncoding
         from dirtyproof.proofs.runner import EncodingBug, EncodingMismatch, prove_config
         from dirtyproof.proofs.solver import QueryRunner

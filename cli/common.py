@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from dirtyproof.impl.designs import DESIGNS, DesignError, resolve
+from dirtyproof.checked import resolve
+from dirtyproof.impl.designs import DESIGNS, DesignError
 
 from .errors import UserError
 

@@ -40,17 +40,25 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def save_traceback(exc: BaseException) -> str | None:
-    """Write ``exc``'s full traceback to a new file in the temp folder; its path, or ``None``."""
+def save_traceback(exc: BaseException, kind: str = "internal") -> str | None:
+    """Write ``exc``'s full traceback to a new file in the temp folder; its path, or ``None``.
+    ``kind`` names the file: ``internal`` (dirtyproof's bug) or ``design`` (the user's crash)."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        fd, path = tempfile.mkstemp(prefix=f"dirtyproof-internal-{time.strftime('%Y%m%d-%H%M%S')}-",
+        fd, path = tempfile.mkstemp(prefix=f"dirtyproof-{kind}-{time.strftime('%Y%m%d-%H%M%S')}-",
                                     suffix=".txt")
         with os.fdopen(fd, "w") as f:
             f.write(f"dirtyproof {' '.join(sys.argv[1:])}\n\n{text}")
         return path
     except OSError:
         return None
+
+
+def _detail(exc: BaseException) -> str:
+    """``; full traceback in PATH``: a design's crash can happen deep in a hunt, after progress
+    lines; the one error line then names the file that holds the whole story."""
+    path = save_traceback(exc, "design")
+    return f"; full traceback in {path}" if path else ""
 
 
 class Reported(Exception):
@@ -89,21 +97,21 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
     if hunt_runner is not None and isinstance(exc, hunt_runner.HuntError):
         return BAD_INPUT, str(exc)
     if isinstance(exc, BrokenDesign):
-        return BAD_INPUT, f"broken design: {exc}"
+        return BAD_INPUT, f"broken design: {exc}" + _detail(exc)
     if isinstance(exc, DesignCrash):
         if isinstance(exc.__cause__, BrokenDesign):
-            return BAD_INPUT, f"broken design: {exc.__cause__}"
+            return BAD_INPUT, f"broken design: {exc.__cause__}" + _detail(exc)
         msg, frame = str(exc), user_frame(exc)
-        if frame is not None and frame.filename not in msg:
+        if frame is not None and f"{frame.filename}:{frame.lineno}" not in msg:
             msg += f" (at {frame.filename}:{frame.lineno} in {frame.name})"
-        return BAD_INPUT, msg
+        return BAD_INPUT, msg + _detail(exc)
     if isinstance(exc, MemoryError):
         return BAD_INPUT, "out of memory (a world or a search too large for this machine)"
     if isinstance(exc, Exception) and user_frame(exc) is not None:
         # the user's code (a design's attach(), its module's top level...) raised: bad input
         cls = user_design(exc)
         who = f"design {design_label(cls)}" if cls is not None else "user code"
-        return BAD_INPUT, f"{who} crashed: {describe(exc)}"
+        return BAD_INPUT, f"{who} crashed: {describe(exc)}" + _detail(exc)
     path = save_traceback(exc)
     return INTERNAL, (f"internal error: {type(exc).__name__}: {exc}; "
                       + (f"full traceback in {path}" if path else "the traceback could not be saved")

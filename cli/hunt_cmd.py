@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from dirtyproof.impl.config import KVM_MODES
+
 from .common import design_class, positive_int
 from .errors import UserError
 from .paths import DEFAULT_TRACE_DIR, TRACE_DIR_ENV, trace_dir
@@ -30,15 +32,40 @@ def add_arguments(p) -> None:
     p.add_argument("--trace-dir", metavar="DIR", help="where counterexample traces go "
                    f"(default: ${TRACE_DIR_ENV} or {DEFAULT_TRACE_DIR})")
     p.add_argument("--tail", type=positive_int, default=40, help="counterexample steps to print")
+    p.add_argument("--free-page-hinting", action="store_true",
+                   help="every world's guest hints free pages (virtio-balloon, precopy notifiers); "
+                        "expectations from the manifest's hinting section, --mutants hunts its mutants")
+    p.add_argument("--kvm-mode", choices=KVM_MODES,
+                   help="with --free-page-hinting: every world in this KVM mode (default: all modes in turn)")
 
 
-def _targets(args) -> list[tuple[str, type, dict | None]]:
+# --free-page-hinting worlds with recorded expectations (the manifest's hinting section)
+HINT_WORLDS = {None: "all-modes", "legacy": "legacy-kvm"}
+
+
+def hint_overrides(args) -> tuple[dict | None, str | None]:
+    """The Config overrides of every hunted world, and the manifest's hinting world they are
+    (``None``: no recorded expectations for that world)."""
+    if not getattr(args, "free_page_hinting", False):
+        if getattr(args, "kvm_mode", None):
+            raise UserError("--kvm-mode narrows a --free-page-hinting hunt; without it the hunt covers every mode")
+        return None, None
+    overrides = {"free_page_hinting": True}
+    if args.kvm_mode:
+        overrides["kvm_mode"] = args.kvm_mode
+    return overrides, HINT_WORLDS.get(args.kvm_mode)
+
+
+def _targets(args, hint_world: str | None = None) -> list[tuple[str, type, dict | None]]:
     """(name, class, manifest entry or None) for every design to hunt."""
     from dirtyproof.impl.designs import DESIGNS
-    from dirtyproof.mutants import MUTANTS, load_manifest
+    from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS, load_manifest
 
     manifest = load_manifest()
     expected = {**manifest.get("designs", {}), **manifest.get("mutants", {})}
+    if getattr(args, "free_page_hinting", False):
+        expected = dict(manifest.get("hinting", {}).get(hint_world, {})) if hint_world else {}
+        MUTANTS = HINTING_MUTANTS       # the corpus a hinting hunt goes through
     if args.design is not None:
         if args.mutants:
             raise UserError("--mutants hunts the whole corpus; it cannot be combined with --design")
@@ -89,13 +116,15 @@ def run(args) -> int:
     if args.tail < 0:
         raise UserError("--tail must be >= 0")
     args.trace_dir = str(trace_dir(args))
-    targets = _targets(args)
+    overrides, hint_world = hint_overrides(args)
+    targets = _targets(args, hint_world)
     all_ok = True
     for name, cls, entry in targets:
         want = entry["verdict"] if entry else "safe"
         sys.stderr.write(f"hunting {name} ...\n")
         rep = hunt(cls, examples=args.examples, budget=args.budget, profile=args.profile, seed=args.seed,
-                   trace_dir=args.trace_dir, progress=_progress(name), schedules=args.schedules)
+                   trace_dir=args.trace_dir, progress=_progress(name), schedules=args.schedules,
+                   config_overrides=overrides)
         ok = rep.verdict == want
         all_ok &= ok
         line = (f"{name:28s} {rep.verdict:6s} (expected {want}{'' if entry else ', no manifest entry'}) "

@@ -12,7 +12,8 @@ RUN_STEPS = 400
 def random_runs(cls, cfg_text: str, seeds: int = RUN_SEEDS, steps: int = RUN_STEPS) -> str:
     """Seeded random runs of the reference model in one configuration: ``violation (...)`` or ``ok``
     (every run completed with every invariant checked after every step)."""
-    from dirtyproof.impl.scheduler import RandomScheduler, run
+    from dirtyproof.impl.scheduler import RandomScheduler
+    from dirtyproof.checked import run
     from dirtyproof.impl.world import World
     from dirtyproof.proofs.runner import config_of, parse_config
 
@@ -39,6 +40,9 @@ def counting_verdict(cls) -> tuple[str, str]:
     except DesignCrash:
         raise
     except Exception as exc:  # noqa: BLE001 - a sync that cannot be run alone is "unknown", with why
+        from .interrupt import was_interrupted
+        if was_interrupted():     # a Ctrl-C that ctypes wrapped in an ArgumentError: still a Ctrl-C
+            raise KeyboardInterrupt from exc
         return "unknown", f"the design's sync cannot be run alone: {describe(exc)}"
 
 

@@ -12,12 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from dirtyproof.impl import Config, Geometry
-from dirtyproof.impl.config import KVM_MODES
-from dirtyproof.impl.designs import DESIGNS
-from dirtyproof.impl.scheduler import DesignCrash
-
-from .common import canonical_spec, design_class, positive_int
+# Only the standard library at import time: the console script imports this module before
+# main() installs the Ctrl-C handler, and a Ctrl-C during numpy's or Z3's import would end in
+# a traceback. Everything else is imported inside the functions, after the handler is in place.
 from .errors import UserError
 from .failure import BAD_INPUT, EXIT_CODES_HELP, exit_status, say
 
@@ -39,7 +36,7 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def geometry_named(name: str, shift: int) -> Geometry:
+def geometry_named(name: str, shift: int):
     """A named geometry (:func:`dirtyproof.impl.geometry.named`), bad names as bad input."""
     from dirtyproof.impl.geometry import named
     try:
@@ -48,8 +45,9 @@ def geometry_named(name: str, shift: int) -> Geometry:
         raise UserError(str(exc)) from None
 
 
-def config_from_args(args) -> Config:
+def config_from_args(args):
     """The world's config from ``--config FILE`` and the flags that override it."""
+    from dirtyproof.impl import Config
     from dirtyproof.proofs.runner import config_of, parse_config
 
     data = {}
@@ -80,6 +78,8 @@ def config_from_args(args) -> Config:
             overrides["kvm_mode"] = args.kvm_mode
         if getattr(args, "geometry", None):
             overrides["geometry"] = geometry_named(args.geometry, cfg.geometry.clear_bmap_shift)
+        if getattr(args, "free_page_hinting", False):
+            overrides["free_page_hinting"] = True
         if overrides:
             cfg = Config(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, **overrides})
     except ValueError as exc:
@@ -89,23 +89,29 @@ def config_from_args(args) -> Config:
 
 def add_world_arguments(p: argparse.ArgumentParser) -> None:
     """Flags that shape the world: ``--config``, ``--kvm-mode``, ``--geometry``."""
+    from dirtyproof.impl.config import KVM_MODES
     p.add_argument("--config", metavar="KVM_MODE/GEOMETRY|FILE",
                    help="the world: a configuration as prove names them (manual/mixed) or a JSON file "
                         "of Config fields")
     p.add_argument("--kvm-mode", choices=KVM_MODES, help="KVM dirty-log mode (default: manual)")
     p.add_argument("--geometry", choices=("mixed", "aligned", "unaligned"),
                    help="block layout (default: mixed)")
+    p.add_argument("--free-page-hinting", action="store_true",
+                   help="the guest hints free pages (virtio-balloon) and QEMU's precopy notifiers run (default: off)")
 
 
 def cmd_designs(args) -> int:
     """List the designs, one line each."""
+    from dirtyproof.impl.designs import DESIGNS
     for name, cls in DESIGNS.items():
         print(f"{name:14s} {cls.summary}")
     try:
-        from dirtyproof.mutants import MUTANTS
+        from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS
         if args.mutants:
             for name, cls in MUTANTS.items():
                 print(f"{name:28s} (mutant) {cls.summary}")
+            for name, cls in HINTING_MUTANTS.items():
+                print(f"{name:28s} (mutant, with --free-page-hinting) {cls.summary}")
     except ImportError:
         pass
     return 0
@@ -187,10 +193,12 @@ def steps_with_progress(steps, what: str):
 
 def cmd_run(args) -> int:
     """Run one random schedule to completion with every invariant checked after every step."""
-    from dirtyproof.impl.scheduler import RandomScheduler, run
+    from dirtyproof.impl.scheduler import RandomScheduler
+    from dirtyproof.checked import run, replay
     from dirtyproof.impl.trace import Trace
     from dirtyproof.impl.world import World
 
+    from .common import canonical_spec, design_class
     from .paths import output_file
 
     cls = design_class(args.design)
@@ -208,12 +216,14 @@ def cmd_run(args) -> int:
 def cmd_replay(args) -> int:
     """Replay a saved trace and report whether it reproduces its recorded verdict."""
     from dirtyproof.impl.designs import DesignError
+    from dirtyproof.checked import replay
     from dirtyproof.impl.trace import Trace, TraceError
 
+    from .common import design_class
     try:
         trace = Trace.load(args.trace)
         cls = design_class(trace.design)
-        _, res = trace.replay(cls, extend=True, progress=lambda steps: steps_with_progress(steps, "replay"))
+        _, res = replay(trace, cls, extend=True, progress=lambda steps: steps_with_progress(steps, "replay"))
     except (TraceError, DesignError) as exc:
         raise UserError(str(exc)) from None
     print_result(res, trace.design, log_tail=args.tail)
@@ -247,6 +257,7 @@ def cmd_spec(args) -> int:
 
 def build_parser() -> Parser:
     """The argument parser with every verb."""
+    from .common import positive_int
     p = Parser(prog="dirtyproof", description="Verification suite for QEMU's dirty-page bookkeeping.",
                epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
@@ -304,26 +315,33 @@ def main(argv=None) -> int:
 
     Returns the exit status (:mod:`.failure`) instead of raising: every exception becomes one line
     on stderr."""
+    from .interrupt import ctrl_c_stops
     try:
-        parser = build_parser()
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit as exc:          # --help (0) or a usage error (2, already printed)
-            return exc.code if isinstance(exc.code, int) else BAD_INPUT
-        if not getattr(args, "func", None):
-            say("a verb is required: " + ", ".join(sorted(parser.verbs)) + " (dirtyproof --help)")
-            return BAD_INPUT
-        check_environment()
-        from .interrupt import ctrl_c_stops
+        # the handler first: a Ctrl-C while the verbs' modules (numpy, Z3) load is exit 130 too
         with ctrl_c_stops():
+            parser = build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as exc:          # --help (0) or a usage error (2, already printed)
+                return exc.code if isinstance(exc.code, int) else BAD_INPUT
+            if not getattr(args, "func", None):
+                say("a verb is required: " + ", ".join(sorted(parser.verbs)) + " (dirtyproof --help)")
+                return BAD_INPUT
+            check_environment()
+            if hasattr(args, "trace_dir"):
+                # every verb that saves counterexamples (hunt, prove, check, explore) has its
+                # folder checked here, before any work, in one place
+                from .paths import trace_dir
+                args.trace_dir = str(trace_dir(args))
             return args.func(args)
     except BaseException as exc:  # noqa: BLE001 - every exception is reported in one line
         if isinstance(exc, SystemExit):
             return exc.code if isinstance(exc.code, int) else BAD_INPUT
         return exit_status(exc)
     finally:
-        from dirtyproof.impl.watchdog import disarm
-        disarm()            # no step runs any more: no step timer either
+        watchdog = sys.modules.get("dirtyproof.impl.watchdog")
+        if watchdog is not None:
+            watchdog.disarm()       # no step runs any more: no step timer either
 
 
 if __name__ == "__main__":

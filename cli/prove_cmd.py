@@ -87,6 +87,9 @@ def _counting(cls, runner):
     except DesignCrash:
         raise
     except Exception as exc:  # noqa: BLE001 - a user's design that cannot run its sync alone
+        from .interrupt import was_interrupted
+        if was_interrupted():     # a Ctrl-C that ctypes wrapped in an ArgumentError: still a Ctrl-C
+            raise KeyboardInterrupt from exc
         print(f"counting: the design's sync cannot be run alone: {describe(exc)}")
         return None
 
@@ -159,10 +162,13 @@ def run(args) -> int:
             if mutant is not None:
                 if res.verdict == "unsafe":
                     from dirtyproof.proofs.registry import encoding_for
-                    from dirtyproof.proofs.mutant_encodings import violated_property
-                    broken = violated_property(res.bmc.states[-1], encoding_for(cls))
+                    from dirtyproof.proofs.mutant_encodings import rules_broken, violated_property
+                    enc = encoding_for(cls)
+                    broken = violated_property(res.bmc.states[-1], enc)
                     print(f"  counterexample breaks {broken} at q; abstract only (corpus mutant; the "
                           f"concrete one: dirtyproof hunt --design {spec})")
+                    for i, rule in rules_broken(res.bmc.states, enc):
+                        print(f"  on the way it breaks QEMU's rule {rule} at abstract state {i} (a rule, not the verdict)")
                 elif res.verdict == "unknown":
                     ok = False
                     print("  !! unknown is a failure")

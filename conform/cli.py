@@ -82,6 +82,22 @@ def _record_from_files(args):
         raise UserError(str(exc)) from None
 
 
+def _check_qemu(qemu: str, flag: str) -> None:
+    """The QEMU binary exists and can be run (one line of bad input otherwise, before any work)."""
+    import shutil
+    if "/" not in qemu:
+        if shutil.which(qemu) is None:
+            raise UserError(f"{flag}: no {qemu!r} on PATH")
+        return
+    f = Path(qemu)
+    if not f.exists():
+        raise UserError(f"{flag}: no such QEMU binary {qemu}")
+    if f.is_dir():
+        raise UserError(f"{flag}: {qemu} is a folder, not a QEMU binary")
+    if not os.access(f, os.X_OK):
+        raise UserError(f"{flag}: {qemu} is not executable")
+
+
 def _run(args):
     from .guest import BuildError
     from .qmp import QMPError
@@ -99,6 +115,10 @@ def _run(args):
         root = Path(qemu).resolve().parent.parent.parent if "/" in qemu else None
         if root is not None and root != Path("/") and (root / "usr/share/qemu").is_dir():
             dirs = data_dirs(root)
+    _check_qemu(qemu, "--qemu-root" if args.qemu_root else "--qemu")
+    from dirtyproof.cli.paths import output_file
+    output_file(args.save_trace, "--save-trace")          # before a minute of migration, not after
+    output_file(args.save_samples, "--save-samples")
     params = RunParams(qemu=qemu, data_dirs=dirs, hot_mib=args.hot_mib, delay=args.delay,
                        bandwidth=args.bandwidth, downtime_ms=args.downtime,
                        auto_converge=args.auto_converge, time_limit=args.time_limit,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from dirtyproof.impl.config import TARGET_PAGE_SIZE, Config
-from dirtyproof.impl.designs import Legacy, Periodic
+from dirtyproof.impl.designs import DESIGNS, Legacy, Periodic
 
 
 _QEMU = Config()        # QEMU's defaults live in the model's Config, once
@@ -51,10 +51,15 @@ class ThrottleSettings:
 
 
 def design_for(version: tuple[int, ...] | None):
-    """The model's design for a QEMU version: the 5 s timer sync was merged in 9.2."""
-    if version is not None and version >= (9, 2):
-        return Periodic
-    return Legacy
+    """The model's design for a QEMU version: the 5 s timer sync was merged in 9.2; 10.1 skips
+    the last stage's remote clear (``qemu-10.1``) and 11.0 batches the slow path's (``qemu-11.0``)."""
+    if version is None or version < (9, 2):
+        return Legacy
+    if version >= (11, 0):
+        return DESIGNS["qemu-11.0"]
+    if version >= (10, 1):
+        return DESIGNS["qemu-10.1"]
+    return Periodic
 
 
 @dataclass(frozen=True)

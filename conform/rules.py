@@ -8,6 +8,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from dirtyproof.impl.designs import Periodic
+
 from .model import ThrottleSettings, design_for, throttle_ladder
 from .periods import search
 from .trace import Record
@@ -269,7 +271,7 @@ def check_record(rec: Record, version: tuple[int, ...] | None = None) -> list[Ve
     """Every rule on one recorded run."""
     version = version or rec.qemu_version
     design = design_for(version)
-    periodic = design.name == "periodic"
+    periodic = issubclass(design, Periodic)       # 9.2 and later: the 5 s timer sync
     auto = bool(rec.header.get("auto_converge", True))
     settings = ThrottleSettings.from_query(rec.header.get("migrate_parameters"), auto)
     config = settings.config()

@@ -72,6 +72,9 @@ def enabled(w, budgets, pers, pages) -> tuple[list, list]:
             env.extend((["vcpu0", p], GUEST) for p in pages)
         if budgets[DEVICE]:
             env.extend((["device", p], DEVICE) for p in pages)
+        if budgets[GUEST] and w.balloon is not None:
+            # a hinting guest's free-page report is a guest move too (Config.free_page_hinting)
+            env.extend((["guest-hint", p], GUEST) for p in pages)
     return threads, env
 
 

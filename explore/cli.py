@@ -64,12 +64,18 @@ def _config_file(path: str):
     from dirtyproof.impl.config import Config
     try:
         data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict):
+            raise UserError(f"config {path} must be a JSON object of Config fields")
         return Config.from_json(data)
     except FileNotFoundError:
         raise UserError(f"no such config file: {path}") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"config {path} is not JSON: {exc.msg} at line {exc.lineno}") from None
-    except (OSError, ValueError, TypeError) as exc:
+    except IsADirectoryError:
+        raise UserError(f"config {path} is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config {path} is not text") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UserError(f"bad config {path}: {exc}") from None
 
 

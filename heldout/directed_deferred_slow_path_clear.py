@@ -16,7 +16,7 @@ def st(c, quiet=False):
     if v: print("VIOLATION", v); dump(); sys.exit(0)
     return lab
 def dump():
-    from dirtyproof.impl.scheduler import run
+    from dirtyproof.checked import run
     from dirtyproof.impl.trace import Trace
     res = run(World(Config(), cls), choices)
     path = Trace.from_result("heldout.second_actor:PeriodicDeferredSlowPathClear", Config(), res).save(

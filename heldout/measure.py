@@ -11,7 +11,8 @@ import sys
 import time
 
 from dirtyproof.impl.config import Config
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.impl.scheduler import RandomScheduler
+from dirtyproof.checked import run
 from dirtyproof.impl.world import World
 
 from . import HELD_OUT

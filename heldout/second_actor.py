@@ -89,11 +89,9 @@ class PeriodicClearBmapAfterUnlock(Periodic):
         mig.dirty_sync_count += 1
         yield from self.memory_global_dirty_log_sync(w)
         yield from w.acquire("bitmap_mutex")
-        w.note_sync_begin(background=False)
         self.clear_owed = []
         for rb in w.blocks:
             yield from self.ramblock_sync_dirty_bitmap(w, rb)
-        w.note_sync_end()
         w.release("bitmap_mutex")
         yield "bitmap_mutex released (clear_bmap not yet set)"
         for rb in self.clear_owed:
@@ -155,10 +153,8 @@ class PeriodicTimerThreadNoBQL(Periodic):
         mig.dirty_sync_count += 1
         yield from self.memory_global_dirty_log_sync(w)
         yield from w.acquire("bitmap_mutex")
-        w.note_sync_begin(background=False)
         for rb in w.blocks:
             yield from self.ramblock_sync_dirty_bitmap(w, rb)
-        w.note_sync_end()
         w.release("bitmap_mutex")
         yield "bitmap_mutex released; memory_global_after_dirty_log_sync"
         self.after_sync(w)
@@ -205,11 +201,9 @@ class PeriodicDeferredSlowPathClear(Periodic):
         mig.dirty_sync_count += 1
         yield from self.memory_global_dirty_log_sync(w)
         yield from w.acquire("bitmap_mutex")
-        w.note_sync_begin(background=False)
         self.deferred = []
         for rb in w.blocks:
             yield from self.ramblock_sync_dirty_bitmap(w, rb)
-        w.note_sync_end()
         w.release("bitmap_mutex")
         pages, self.deferred = self.deferred, []
         yield f"bitmap_mutex released; {len(pages)} remote clear(s) deferred"

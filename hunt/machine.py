@@ -23,10 +23,16 @@ from dirtyproof.impl.world import BadChoice, ModelError
 from dirtyproof.spec import Checker, Violation
 
 from .report import HuntViolation, design_spec_of, is_final_run, note_rule
-from .strategies import clock_steps, configs, hot_pages, page_selectors, thread_bursts, thread_events
+from .strategies import clock_steps, configs, page_selectors, thread_bursts, thread_events
+from .swarm import hot_pages
 
 # Steps the teardown (or a cancel) may take to finish a migration before it counts as no progress.
-DRIVE_LIMIT = 20000
+# Measured: the shipped designs' longest teardown over 60 examples each is 404 steps (cancels: 43).
+DRIVE_LIMIT = 10000
+# Examples Hypothesis may still spend shrinking once an example ran into DRIVE_LIMIT: each such
+# example costs the whole limit in steps, and a livelock (a send that never ends) fails them all
+# alike, so shrinking it further only delays the verdict (it took minutes with the full budget).
+PROGRESS_SHRINK_BUDGET = 2
 MAX_ATTEMPTS = 2
 UNTIL_LIMIT = 400
 
@@ -44,6 +50,19 @@ class ShrinkBudgetSpent(BaseException):
     shortest counterexample seen (not an ``Exception``, so Hypothesis does not treat it as a failure)."""
 
 
+class DesignCrashed(BaseException):
+    """Ends a hunt at a design's own crash (``hunt`` raises the :class:`DesignCrash` itself).
+
+    A design's crash is bad input, not a counterexample to shrink: Hypothesis shrank it, re-running
+    the crash hundreds of times (20 s for a hunt of 3 examples) before the one-line report. Once a
+    crash is recorded in the machine's stats every later example raises this at once, before it
+    runs a step, so Hypothesis's shrinker finishes in a few trivial examples."""
+
+    def __init__(self, crash: DesignCrash):
+        super().__init__(str(crash))
+        self.crash = crash
+
+
 def _has_world(m) -> bool:
     return m.w is not None
 
@@ -53,6 +72,7 @@ class DesignMachine(RuleBasedStateMachine):
 
     design_cls: type | None = None
     design_spec: str = ""
+    config_overrides: dict = {}
     trace_dir: str | None = None
     stats: dict = {}
 
@@ -67,6 +87,8 @@ class DesignMachine(RuleBasedStateMachine):
         self.last_read: int | None = None
         st_ = self.stats
         st_["examples"] = st_.get("examples", 0) + 1
+        if "crash" in st_:
+            raise DesignCrashed(st_["crash"])
         budget = st_.get("shrink_budget")
         if budget is not None and "first_failure_examples" in st_ \
                 and st_["examples"] - st_["first_failure_examples"] > budget:
@@ -91,8 +113,11 @@ class DesignMachine(RuleBasedStateMachine):
         except BadChoice:
             raise
         except Exception as exc:  # the design's own code broke
-            raise DesignCrash(f"design {self.design_spec!r} crashed at step {idx} {list(choice)}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            crash = DesignCrash(f"design {self.design_spec!r} crashed at step {idx} {list(choice)}: "
+                                f"{type(exc).__name__}: {exc}")
+            crash.__cause__ = exc
+            self.stats.setdefault("crash", crash)       # every later example stops at once
+            raise DesignCrashed(crash) from exc
         self.labels.append(label)
         for ev in w.events:
             if ev[0] == "read":
@@ -133,6 +158,9 @@ class DesignMachine(RuleBasedStateMachine):
         n = 0
         while not done():
             if n >= limit:
+                budget = self.stats.get("shrink_budget")
+                self.stats["shrink_budget"] = PROGRESS_SHRINK_BUDGET if budget is None else min(
+                    budget, PROGRESS_SHRINK_BUDGET)
                 self._fail(Violation("progress", f"{why} not finished after {limit} steps"), len(self.choices) - 1)
             threads = w.runnable_threads()
             if threads:
@@ -158,7 +186,10 @@ class DesignMachine(RuleBasedStateMachine):
     # rules
     @initialize(cfg=configs())
     def start(self, cfg) -> None:
-        """Build the world Hypothesis drew and start the migration."""
+        """Build the world Hypothesis drew (with the hunt's config overrides) and start the migration."""
+        if self.config_overrides:
+            import dataclasses
+            cfg = dataclasses.replace(cfg, **self.config_overrides)
         self.cfg = cfg
         self.w = World(cfg, self.design_cls)
         self.checker = Checker(self.w.design)
@@ -281,12 +312,24 @@ class DesignMachine(RuleBasedStateMachine):
             self._fail(Violation("progress", "the migration ended without completing"), len(self.choices) - 1)
 
 
+class HintingMachine(DesignMachine):
+    """The machine for worlds whose guest hints free pages: one more rule, the guest's report."""
+
+    @precondition(lambda self: _has_world(self) and self.w.vm_running)
+    @rule(sel=page_selectors)
+    def guest_hint(self, sel: int) -> None:
+        """The guest's balloon driver reports a page free (it may write it again later)."""
+        self._apply(["guest-hint", self._page(sel)])
+
+
 def machine_for(design_cls, trace_dir: str | None = None, settings=None,
-                profile: str | None = None) -> type[DesignMachine]:
+                profile: str | None = None, config_overrides: dict | None = None) -> type[DesignMachine]:
     """A machine class hunting ``design_cls``; ``Machine.TestCase`` is a unittest/pytest test.
 
     ``settings`` (a Hypothesis ``settings``) or ``profile`` (``ci``, ``dev``, ``thorough``; default
-    ``$DIRTYPROOF_PROFILE`` or ``ci``) configures ``TestCase``."""
+    ``$DIRTYPROOF_PROFILE`` or ``ci``) configures ``TestCase``. ``config_overrides`` (``Config``
+    fields) apply to every drawn world; with ``free_page_hinting`` the machine also draws the
+    guest's free-page reports (:class:`HintingMachine`)."""
     from dirtyproof.impl.designs import check_interface
 
     from .profiles import get_settings
@@ -294,7 +337,9 @@ def machine_for(design_cls, trace_dir: str | None = None, settings=None,
     check_interface(design_cls)
     spec = design_spec_of(design_cls)
     name = "Hunt_" + "".join(ch if ch.isalnum() else "_" for ch in design_cls.name)
-    cls = type(name, (DesignMachine,), {"design_cls": design_cls, "design_spec": spec,
-                                         "trace_dir": trace_dir, "stats": {}})
+    overrides = dict(config_overrides or {})
+    base = HintingMachine if overrides.get("free_page_hinting") else DesignMachine
+    cls = type(name, (base,), {"design_cls": design_cls, "design_spec": spec,
+                               "trace_dir": trace_dir, "stats": {}, "config_overrides": overrides})
     cls.TestCase.settings = settings if settings is not None else get_settings(profile)
     return cls

@@ -18,7 +18,8 @@ DIFF_MAX_PAGES = 4096
 
 def design_spec_of(design_cls) -> str:
     """How a trace names ``design_cls``: its shipped or mutant name if that resolves to it, else ``module:Class``."""
-    from dirtyproof.impl.designs import DesignError, resolve
+    from dirtyproof.checked import resolve
+    from dirtyproof.impl.designs import DesignError
 
     try:
         if resolve(design_cls.name) is design_cls:
@@ -153,7 +154,7 @@ class HuntViolation(AssertionError):
         """Build the readable step list, replay the counterexample for the rules it breaks and,
         after a coverage violation, drive it on to completion to show the lost write; save the
         trace (done once, for the reported example)."""
-        from dirtyproof.impl.scheduler import run
+        from dirtyproof.checked import run
 
         self.report = step_list(self.design_cls, self.config, self.choices)
         try:
@@ -175,8 +176,11 @@ class HuntViolation(AssertionError):
         geo = self.config.geometry
         blocks = ", ".join(f"{b.name}@{b.offset}+{b.pages}{'' if b.fast_path else ' (slow path)'}"
                            for b in geo.blocks)
-        lines = [head, f"world: kvm_mode={self.config.kvm_mode}, blocks {blocks}, "
-                       f"clear_bmap_shift={geo.clear_bmap_shift}, switchover_pages={self.config.switchover_pages}",
+        c = self.config
+        lines = [head, f"world: kvm_mode={c.kvm_mode}, blocks {blocks}, word_bits={geo.word_bits}, "
+                       f"clear_bmap_shift={geo.clear_bmap_shift}, switchover_pages={c.switchover_pages}, "
+                       f"vcpus={c.vcpus}, burst={c.burst}, auto_converge={c.auto_converge}"
+                       + (", free page hinting on" if c.free_page_hinting else ""),
                  f"counterexample ({self.length} steps):", *self.report]
         for rv in self.rule_violations:
             lines.append(f"on the way: rule {rv.violation} at step {rv.step}")

@@ -8,10 +8,13 @@ from hypothesis import Verbosity
 from hypothesis import seed as hyp_seed
 from hypothesis.stateful import run_state_machine_as_test
 
+from dirtyproof.impl.bitmap import BITS_PER_LONG
+from dirtyproof.impl.scheduler import DesignCrash
+
 from .machine import ShrinkBudgetSpent, machine_for
 from .profiles import get_settings, schedules_for
 from .report import HuntViolation
-from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, shrink_violation
+from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, finalise_shrunk, shrink, shrink_violation
 
 
 def hunt_test(design_cls, profile: str | None = None, trace_dir: str | None = None,
@@ -52,6 +55,7 @@ class HuntReport:
     found_by: str | None = None         # "sweep" or "machine"
     first_failure_schedules: int | None = None
     rules: tuple = ()                   # RuleFinding per rule broken in some run, shortest first found
+    notes: tuple = ()                   # what the hunt changed for this design, in words (word width)
 
     @property
     def verdict(self) -> str:
@@ -67,7 +71,8 @@ class HuntReport:
 
 def hunt(design_cls, examples: int | None = None, budget: float | None = None, profile: str | None = None,
          seed: int | None = None, trace_dir: str | None = None, progress=None, quiet: bool = True,
-         shrink_budget: int | None = 300, schedules: int | None = None, **settings_overrides) -> HuntReport:
+         shrink_budget: int | None = 300, schedules: int | None = None, config_overrides: dict | None = None,
+         **settings_overrides) -> HuntReport:
     """Hunt ``design_cls`` and report.
 
     Two searches, the cheap one first. (1) A sweep of ``schedules`` seeded swarm schedules
@@ -82,8 +87,11 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     :data:`BUDGET_SWEEP_BLOCK` at a time) and each machine round of 50 examples a new seed, until
     the time is spent or a violation is found. ``seed`` fixes the random seed of both (else the
     sweep uses seed 0 and the profile decides for the machine).
+    ``config_overrides`` (``Config`` fields, e.g. ``{"free_page_hinting": True}``) is applied to
+    every world of both searches (:func:`with_overrides`).
     ``progress`` is called with a stats dict about once a second."""
     _check_budgets(examples, budget, schedules)
+    config_overrides = check_overrides(config_overrides)
     overrides = dict(settings_overrides)
     if examples is not None:
         overrides["max_examples"] = examples
@@ -97,7 +105,7 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     per_sweep = schedules_for(profile) if schedules is None else schedules
     if budget is not None:
         per_sweep = min(per_sweep, BUDGET_SWEEP_BLOCK)     # alternate: neither search starves
-    machine = machine_for(design_cls, trace_dir=trace_dir, settings=settings)
+    machine = machine_for(design_cls, trace_dir=trace_dir, settings=settings, config_overrides=config_overrides)
     stats = machine.stats
     t0 = time.perf_counter()
     stats["t0"] = t0
@@ -117,7 +125,7 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     while True:
         if per_sweep:
             sweep = schedule_sweep(design_cls, per_sweep, trace_dir, seed=seed or 0, start=next_schedule,
-                                   deadline=deadline, stats=stats)
+                                   deadline=deadline, stats=stats, config_overrides=config_overrides)
             next_schedule += sweep.schedules
             if sweep.found is not None:
                 found, found_by = sweep.found, "sweep"
@@ -148,11 +156,34 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     return HuntReport(machine.design_spec, found, stats.get("examples", 0), stats.get("steps", 0),
                       time.perf_counter() - t0, stats.get("first_failure_examples"),
                       stats.get("first_failure_seconds"), stats.get("schedules", 0), found_by,
-                      stats.get("first_failure_schedules"), rules)
+                      stats.get("first_failure_schedules"), rules, tuple(stats.get("notes", ())))
 
 
 class HuntError(ValueError):
     """A hunt asked to check nothing (no time, no examples, no schedules): refused, not passed."""
+
+
+def check_overrides(overrides) -> dict | None:
+    """``overrides`` if it names ``Config`` fields with values a ``Config`` accepts, ``None`` if
+    empty; :class:`HuntError` otherwise (checked before any world is built)."""
+    if not overrides:
+        return None
+    from dirtyproof.impl import Config
+    if not isinstance(overrides, dict):
+        raise HuntError(f"config overrides must be a dict of Config fields, not {overrides!r}")
+    try:
+        with_overrides(Config(), overrides)
+    except (TypeError, ValueError) as exc:
+        raise HuntError(f"bad config override: {exc}") from None
+    return dict(overrides)
+
+
+def with_overrides(cfg, overrides):
+    """``cfg`` with the ``Config`` fields in ``overrides`` replaced (``cfg`` itself if none)."""
+    if not overrides:
+        return cfg
+    import dataclasses
+    return dataclasses.replace(cfg, **overrides)
 
 
 def _check_budgets(examples, budget, schedules) -> None:
@@ -197,10 +228,18 @@ def sweep_step_limit(steps: int) -> int:
 # Swarm schedules per sweep when a hunt has a time budget: sweeps and machine rounds alternate
 # (about a second each), so a short budget still runs both searches.
 BUDGET_SWEEP_BLOCK = 25
-# Schedules a sweep still runs after its first failing one (one per other sweep geometry), so
-# that the counterexample it shrinks is the earliest failure of a few.
-RUNNERS_UP = 3
-PLAIN_RUNNERS_UP = 20
+# Schedules a sweep still runs after its first failing swarm schedule, so that the counterexample
+# it shrinks is the earliest failure of a few.
+RUNNERS_UP = 6
+# Failing schedules a sweep shrinks, keeping the shortest counterexample.
+SHRINK_CANDIDATES = 3
+
+
+def _at_full_width(cfg):
+    """``cfg`` with its geometry at the host's full word width (QEMU's BITS_PER_LONG, 64)."""
+    from dataclasses import replace
+
+    return replace(cfg, geometry=replace(cfg.geometry, word_bits=BITS_PER_LONG))
 
 
 @dataclass
@@ -220,23 +259,26 @@ def sweep_seed(seed: int, index: int) -> int:
 def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: int = SWEEP_STEPS,
                    shrink_seconds: float = SHRINK_SECONDS, shrink_replays: int = SHRINK_REPLAYS,
                    seed: int = 0, start: int = 0, deadline: float | None = None,
-                   stats: dict | None = None) -> SweepResult:
+                   stats: dict | None = None, config_overrides: dict | None = None) -> SweepResult:
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
-    is :func:`strategies.swarm_scheduler` seeded :func:`sweep_seed` on the small world
-    :func:`strategies.sweep_config(i)`, ``steps`` free steps then completion, or every fourth the
-    plain random scheduler on the default world (:func:`strategies.sweep_arm`); completion must
-    come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop at the first
-    violation (after :data:`RUNNERS_UP` more schedules, keeping the failure with the fewest steps),
-    or when ``time.perf_counter()`` passes ``deadline``.
+    is a swarm schedule seeded :func:`sweep_seed` (:mod:`.swarm`: its world, config, weights and
+    features off all drawn from that seed), ``steps`` free steps then completion, or every fourth
+    the plain random scheduler on a named world (:func:`strategies.sweep_arm`); completion must
+    come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop
+    :data:`RUNNERS_UP` schedules after the first failing swarm schedule, keeping the failure with
+    the fewest steps; a failing plain run alone does not stop the sweep (its long schedule
+    shrinks poorly: a swarm failure is preferred, the plain one shrunk only if none comes), nor
+    does anything once ``time.perf_counter()`` passes ``deadline``.
 
     Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
     expensive for the Hypothesis machine. The first counterexample is shrunk by delta debugging
     (:mod:`.shrink`, bounded by ``shrink_seconds`` and ``shrink_replays``); the returned violation
     is the shrunk one, its step list and trace saved; its ``shrink`` attribute says how far the
     shrink got and ``sweep_index``/``sweep_seed`` which schedule found it. ``stats`` (a hunt's)
-    gets the schedules and steps run, the time of the first failure, and its ``progress`` call."""
+    gets the schedules and steps run, the time of the first failure, and its ``progress`` call.
+    ``config_overrides`` replaces ``Config`` fields of every schedule's world (free-page hinting)."""
     from dirtyproof.impl import World
-    from dirtyproof.impl.scheduler import run
+    from dirtyproof.checked import run
 
     from .report import design_spec_of, note_rule
     from .strategies import is_plain, sweep_arm
@@ -249,7 +291,23 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if deadline is not None and time.perf_counter() >= deadline:
             break
         cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
-        res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+        cfg = with_overrides(cfg, config_overrides)
+        if stats.get("full_width_only"):
+            cfg = _at_full_width(cfg)
+        try:
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+        except DesignCrash as exc:
+            if cfg.geometry.word_bits == BITS_PER_LONG:
+                raise
+            # a design written for 64-bit words only (it ignores the world's word width): the
+            # narrow widths are not allowed for it; said so, and the sweep draws full-width worlds
+            stats["full_width_only"] = True
+            stats.setdefault("notes", []).append(
+                f"the design crashes in a {cfg.geometry.word_bits}-bit-word world ({exc}); its swarm "
+                f"schedules from {i} on run at {BITS_PER_LONG}-bit words")
+            cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
+            cfg = _at_full_width(with_overrides(cfg, config_overrides))
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
         if res.violation is None and not res.completed:
             from dirtyproof.spec import Violation
             res.violation = Violation("progress", "the migration ended without completing")
@@ -263,29 +321,43 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if stats.get("progress") is not None:
             stats["progress"](stats)
         if res.violation is not None:
-            if not failures:
-                if "first_failure_seconds" not in stats:
-                    stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
-                    stats["first_failure_schedules"] = stats["schedules"]
-                # a few more schedules: one may fail sooner (many more after a plain run's failure:
-                # its long default-world schedule shrinks poorly, a swarm one is far shorter)
-                last = i + (PLAIN_RUNNERS_UP if is_plain(i) else RUNNERS_UP)
+            if not failures and "first_failure_seconds" not in stats:
+                stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
+                stats["first_failure_schedules"] = stats["schedules"]
+            if not is_plain(i) and not any(not is_plain(f[1]) for f in failures):
+                # the first swarm failure: a few more schedules, one may fail sooner
+                last = min(last, i + RUNNERS_UP)
+            # a plain run's failure alone does not stop the sweep: its long default-world schedule
+            # shrinks poorly, so the sweep goes on (to its end at most) for a swarm failure
             failures.append((res.violation_step, i, cfg, res))
         if failures and i >= last:
             break
     if not failures:
         return SweepResult(None, total, ran)
-    # shrink the failure with the fewest steps: delta debugging cannot change the world, and one
-    # that fails early shrinks, as a rule, shorter (measured on the corpus: never longer)
-    _, i, cfg, res = min(failures, key=lambda f: f[0])
-    exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
-                        res.violation, res.violation_step)
-    if res.violation.invariant == "progress":
-        # "no completion after N steps" is a property of the whole schedule: a shorter replay
-        # does not show it, so it is reported unshrunk
+    # shrink the SHRINK_CANDIDATES swarm failures with the fewest steps (a plain one only if no
+    # swarm schedule failed) and keep the shortest result: delta debugging cannot change the
+    # world, so which world failed decides much of the counterexample's length
+    ranked = sorted(failures, key=lambda f: (is_plain(f[1]), f[0], f[1]))
+    if not is_plain(ranked[0][1]):
+        ranked = [f for f in ranked if not is_plain(f[1])]
+    best = None
+    for _, i, cfg, res in ranked[:SHRINK_CANDIDATES]:
+        exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
+                            res.violation, res.violation_step)
+        if res.violation.invariant == "progress":
+            # "no completion after N steps" is a property of the whole schedule: a shorter
+            # replay does not show it, so it is reported unshrunk
+            if best is None:
+                best = (exc, None, i)
+            break
+        sh = shrink(design_cls, cfg, exc.choices, exc.invariant, shrink_seconds, shrink_replays)
+        if best is None or sh.length < best[1].length:
+            best = (exc, sh, i)
+    exc, sh, i = best
+    if sh is None:
         exc.finalise(trace_dir)
         shrunk = exc
     else:
-        shrunk = shrink_violation(exc, shrink_seconds, shrink_replays, trace_dir)
+        shrunk = finalise_shrunk(exc, sh, trace_dir)
     shrunk.sweep_index, shrunk.sweep_seed = i, seed
     return SweepResult(shrunk, total, ran)

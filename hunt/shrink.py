@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass
 
 from dirtyproof.impl import World
-from dirtyproof.impl.scheduler import DesignCrash, run
+from dirtyproof.impl.scheduler import DesignCrash
+from dirtyproof.checked import run
 from dirtyproof.impl.world import BadChoice
 from dirtyproof.spec import BY_ID, applicable
 
@@ -233,9 +234,14 @@ def shrink_violation(found, seconds: float = SHRINK_SECONDS, max_replays: int = 
                      trace_dir: str | None = None):
     """Shrink a :class:`HuntViolation` and return a new, finalised one (step list and saved trace)
     for the shrunk schedule; its ``shrink`` attribute holds the :class:`ShrinkResult`."""
+    res = shrink(found.design_cls, found.config, found.choices, found.invariant, seconds, max_replays)
+    return finalise_shrunk(found, res, trace_dir)
+
+
+def finalise_shrunk(found, res: ShrinkResult, trace_dir: str | None = None):
+    """The finalised :class:`HuntViolation` (step list, saved trace) of ``found`` shrunk to ``res``."""
     from .report import HuntViolation
 
-    res = shrink(found.design_cls, found.config, found.choices, found.invariant, seconds, max_replays)
     run_res = run(World(found.config, found.design_cls), res.choices)
     exc = HuntViolation(found.design_cls, found.design_spec, found.config, run_res.choices,
                         [r.label for r in run_res.log], run_res.violation, run_res.violation_step)
@@ -244,4 +250,5 @@ def shrink_violation(found, seconds: float = SHRINK_SECONDS, max_replays: int = 
     return exc
 
 
-__all__ = ["SHRINK_REPLAYS", "SHRINK_SECONDS", "ShrinkResult", "Shrinker", "shrink", "shrink_violation"]
+__all__ = ["SHRINK_REPLAYS", "SHRINK_SECONDS", "ShrinkResult", "Shrinker", "finalise_shrunk", "shrink",
+           "shrink_violation"]

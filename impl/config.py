@@ -20,6 +20,10 @@ class Config:
     ``kvm_mode``: ``legacy`` (GET clears and re-protects), ``manual`` (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
     GET only copies, CLEAR re-protects) or ``initially_set`` (manual, and logging starts with every
     bit set and no page protected). Times are milliseconds of the logical clock.
+
+    ``free_page_hinting`` (off by default): the guest runs virtio-balloon's free page hinting
+    (``impl/balloon.py``): it reports pages free, QEMU's iothread clears them from ``bmap``, and
+    the precopy notifiers stop and restart the hinting around every sync that calls them.
     """
 
     geometry: Geometry = field(default_factory=Geometry.simple)
@@ -40,6 +44,7 @@ class Config:
     # a virtio-net failover primary's unplug pending at setup: the migration waits this long in
     # WAIT_UNPLUG before it becomes ACTIVE (qemu_savevm_wait_unplug); 0: no failover device
     failover_unplug_ms: int = 0
+    free_page_hinting: bool = False      # a virtio-balloon guest that hints free pages (impl/balloon.py)
 
     def __post_init__(self) -> None:
         if not isinstance(self.geometry, Geometry):
@@ -53,6 +58,8 @@ class Config:
             v = getattr(self, f.name)
             if f.type in ("int",) and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
                 raise ValueError(f"{f.name} must be a non-negative integer, not {v!r}")
+        if not isinstance(self.free_page_hinting, bool):
+            raise ValueError(f"free_page_hinting must be true or false, not {self.free_page_hinting!r}")
         if self.vcpus < 1:
             raise ValueError("a guest needs at least one vCPU")
         if self.burst < 1:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 # The folders of dirtyproof's own code (the namespace package's parts) and of libraries.
 _OURS = tuple(str(Path(__file__).resolve().parent.parent / part) for part in
-              ("impl", "spec", "proofs", "hunt", "mutants", "cli"))
+              ("impl", "spec", "proofs", "hunt", "mutants", "cli", "checked", "explore", "conform"))
 _LIBS = tuple({str(Path(p).resolve()) for p in (sysconfig.get_paths().get("stdlib"),
                                                  sysconfig.get_paths().get("purelib"),
                                                  sysconfig.get_paths().get("platlib")) if p})

@@ -10,10 +10,16 @@ from dataclasses import dataclass, replace
 
 from .bitmap import BITS_PER_LONG, WORD_WIDTHS
 
-# QEMU allows clear-bitmap-shift 18..31 (in 4 KiB pages); the model accepts small values so that
-# a chunk holds only a few pages in tests.
+# QEMU's chunk size is the migration object's x-clear-bitmap-shift: CLEAR_BITMAP_SHIFT_MIN 6 (64
+# pages, so every chunk starts on a bitmap word), CLEAR_BITMAP_SHIFT_DEFAULT 18 (1 GiB of 4 KiB
+# pages), CLEAR_BITMAP_SHIFT_MAX 31; ram_list_init_bitmaps clamps a value outside 6..31 with a
+# warning. The model also accepts 0..5 and defaults to 2 (Geometry.clear_bmap_shift): an
+# abstraction, so that a world of a few dozen pages has several chunks per block and chunks
+# smaller than a word; QEMU's minimum of 6 runs as well (tests/test_scope_params.py).
 MIN_CLEAR_BMAP_SHIFT = 0
 MAX_CLEAR_BMAP_SHIFT = 31
+QEMU_CLEAR_BITMAP_SHIFT_MIN = 6
+QEMU_CLEAR_BITMAP_SHIFT_DEFAULT = 18
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Geometry:
     """The RAMBlocks of a guest and the chunk size of ``clear_bmap`` (2**clear_bmap_shift pages)."""
 
     blocks: tuple[BlockSpec, ...]
+    # an abstraction: QEMU's default is 18 and its minimum 6 (QEMU_CLEAR_BITMAP_SHIFT_*, above)
     clear_bmap_shift: int = 2
     # BITS_PER_LONG of the modelled host: 64 (x86-64), or narrower so that a small world holds a
     # fast-path block (docs/explore.md says why the width changes nothing for any one page)

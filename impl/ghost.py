@@ -20,6 +20,10 @@ its own operations (``read_page``, ``deliver``, ``kvm.log_start``):
 - **coverage owed**: from the step that starts dirty logging for the current attempt; over once
   logging stops, unless the attempt completed (then the destination holds the guest), and over
   as soon as a cancel is requested (that attempt's destination is thrown away).
+- **declared free**: with free-page hinting (``impl/balloon.py``), a page the guest reported
+  free, with its version then. Such a page, not written since (same version now), holds nothing
+  the guest will read: it need not reach the destination, so coverage and no-loss pass it over.
+  Any later write (a reuse) makes it owed again. Kept across attempts: it is a fact of the guest.
 - **period truth**: ``bmap`` bits newly set while ``bitmap_mutex`` was held, since QEMU's rate
   period last started (``time_last_bitmap_sync`` moved).
 """
@@ -58,6 +62,7 @@ class Ghost:
     period_new_bits: int = 0
     period_start_ms: int | None = None   # QEMU's time_last_bitmap_sync when the period began
     bmap_pop_at_lock: int = 0
+    declared_free: dict = field(default_factory=dict)   # page -> version when the guest reported it free
 
     def hands_of(self, actor: str) -> Hands:
         """The (possibly empty) hands of ``actor``."""
@@ -88,6 +93,14 @@ class Ghost:
         if not read:
             del self.in_flight[page]
         return True
+
+    def declare_free(self, page: int, version: int) -> None:
+        """The guest reported ``page`` free while it held ``version``."""
+        self.declared_free[page] = version
+
+    def free_and_unwritten(self, src) -> list[int]:
+        """Pages declared free and not written since (their version in ``src`` unchanged)."""
+        return [p for p, v in self.declared_free.items() if int(src[p]) == v]
 
     def new_attempt(self) -> None:
         """A new migration: nothing in anybody's hands or in flight, a fresh rate period."""

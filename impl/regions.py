@@ -28,10 +28,20 @@ REGION_METHODS = (
 
 @dataclass(frozen=True)
 class Region:
-    """A design method a thread is inside: its name and its arguments (after the world)."""
+    """A design method a thread is inside: its name, its positional arguments (after the world)
+    and its keyword arguments as ``(name, value)`` pairs."""
 
     name: str
     args: tuple
+    kwargs: tuple = ()
+
+    def arg(self, name: str, position: int, default=None):
+        """The argument ``name``, given by keyword or at ``position`` (after the world), else
+        ``default``."""
+        for k, v in self.kwargs:
+            if k == name:
+                return v
+        return self.args[position] if position < len(self.args) else default
 
 
 def install(w, design) -> None:
@@ -49,7 +59,7 @@ def _wrapped(w, name: str, method):
         if not inspect.isgenerator(out):
             return out
         rest = args[1:] if args and args[0] is w else args
-        return _inside(w, Region(name, tuple(rest)), out)
+        return _inside(w, Region(name, tuple(rest), tuple(kw.items())), out)
     entered.__doc__ = method.__doc__
     entered.__wrapped__ = method
     return entered

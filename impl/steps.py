@@ -31,6 +31,8 @@ KVM_CLEAR, CHUNK_TAKEN, BMAP_TAKE, READ, DELIVER = "kvm_clear", "chunk_taken", "
 # helper threads and the seed series' bitmaps
 TIMER_RETURN, WATCHER_FLIP, WATCHER_DONE = "timer_return", "watcher_flip", "watcher_done"
 ITER_PROLOGUE, ITER_FOLD, ITER_TAIL = "iter_prologue", "iter_fold", "iter_tail"
+# free-page hinting (impl/balloon.py): the precopy notifier, the iothread's virtqueue, ram.c's hint
+PRECOPY_NOTIFY, FREE_PAGE_VQ, FREE_PAGE_HINT = "precopy_notify", "free_page_vq", "free_page_hint"
 # a step of a user's design that no consumer needs to understand (free text)
 NOTE = "note"
 
@@ -38,7 +40,8 @@ KINDS = frozenset((WAIT, JOIN, SLEEP, EXIT, INIT_BITMAPS, SETUP_DONE, ITERATE_DO
                    STREAM_COMPLETE, CLEANUP, CANCELLED, THREADS_STARTED, WAIT_UNPLUG, ITERATION_FINISH,
                    SAVEVM_CLEANUP, KVM_GET, KVM_OR, SYNC_DONE, L2_XCHG, L2_READ_WORD,
                    L2_ZERO_WORD, CLEAR_BMAP_SET, L2_TEST_AND_CLEAR, KVM_CLEAR, CHUNK_TAKEN, BMAP_TAKE, READ,
-                   DELIVER, TIMER_RETURN, WATCHER_FLIP, WATCHER_DONE, ITER_PROLOGUE, ITER_FOLD, ITER_TAIL, NOTE))
+                   DELIVER, TIMER_RETURN, WATCHER_FLIP, WATCHER_DONE, ITER_PROLOGUE, ITER_FOLD, ITER_TAIL, NOTE,
+                   PRECOPY_NOTIFY, FREE_PAGE_VQ, FREE_PAGE_HINT))
 
 # Fetches of L2 bits into a sync (the hunter's "fetch" event).
 FETCHES = frozenset((L2_XCHG, L2_READ_WORD, L2_TEST_AND_CLEAR))
@@ -127,6 +130,11 @@ _TEMPLATES = {
     ITER_FOLD: lambda s, w: f"{_b(s, w)}: iter_bmap folded into bmap",
     ITER_TAIL: lambda s, w: f"{_b(s, w)}: migration_dirty_pages += iter_dirty_pages; shadow, iter, flag cleared",
     NOTE: lambda s, w: "step",
+    PRECOPY_NOTIFY: lambda s, w: f"precopy_notify {s.value}: free page hinting",
+    FREE_PAGE_VQ: lambda s, w: (f"iothread: free page vq: {s.value}"
+                                + (f" (page {s.page})" if s.page is not None else "") + ", free_page_lock released"),
+    FREE_PAGE_HINT: lambda s, w: (f"qemu_guest_free_page_hint: {_b(s, w)} pages [{s.start}, {s.end}) cleared from bmap "
+                                  f"({s.value} were set), bitmap_mutex released"),
 }
 
 

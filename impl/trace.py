@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
-from .scheduler import RunResult, run
-from .world import BadChoice, World
 
 TRACE_VERSION = 1
 
@@ -49,8 +47,9 @@ class Trace:
         return p
 
     @classmethod
-    def from_result(cls, design_spec: str, config: Config, res: RunResult, seed: int | None = None) -> "Trace":
-        """The trace of a finished run (its choices, labels and first violation)."""
+    def from_result(cls, design_spec: str, config: Config, res, seed: int | None = None) -> "Trace":
+        """The trace of a finished run (a :class:`dirtyproof.checked.RunResult`: its choices,
+        labels and first violation). Replaying it is :func:`dirtyproof.checked.replay`."""
         viol = None
         if res.violation is not None:
             viol = {"invariant": res.violation.invariant, "step": res.violation_step,
@@ -98,20 +97,3 @@ class Trace:
         return cls(design, config, steps, seed if isinstance(seed, int) else None,
                    data.get("labels"), data.get("violation"))
 
-    def replay(self, design_cls=None, keep_log: bool = True, extend: bool = False,
-               progress=None) -> tuple[World, RunResult]:
-        """Re-run the trace on a fresh world (design resolved from its name unless given);
-        ``extend``: after a coverage violation, drive on to completion to show the lost write.
-        ``progress``, if given, wraps the list of choices (to report on a long replay).
-
-        A step that is not enabled in the replayed world raises :class:`TraceError`."""
-        if design_cls is None:
-            from .designs import resolve
-            design_cls = resolve(self.design)
-        w = World(self.config, design_cls)
-        try:
-            res = run(w, self.steps if progress is None else progress(self.steps), keep_log=keep_log,
-                      extend=extend)
-        except BadChoice as exc:
-            raise TraceError(f"trace does not replay: step {w.steps}: {exc}") from None
-        return w, res

@@ -10,9 +10,15 @@ not swallow the time limit, and the hunter must not treat a broken design as a c
 to shrink (Hypothesis re-runs failing examples; re-running a step that hangs for 10 s each time
 would take hours). They travel to the command line, which reports one line and exit status 2.
 
-The time limit uses ``signal.setitimer`` (SIGALRM), so it only works in the main thread of a
-process and only if nobody else (pytest-timeout, say) owns SIGALRM; elsewhere steps run
-unlimited, as they did before.
+The time limit uses ``signal.setitimer`` (SIGALRM) in the main thread of a process: the
+command's own process, and the process-pool workers of ``check --jobs`` (``concurrent.futures``
+runs a worker's tasks in that worker's main thread; a forked worker re-arms the timer on its
+first step, as ``_Alarm.pid`` tells it has none, and a spawned one installs the handler afresh;
+``tests/test_cli_issue10.py`` shows a step that never yields stopped inside such a worker).
+Python delivers signals to the main thread only, so a step run in any other thread (dirtyproof
+runs none there, a library caller may) is timed by :class:`_ThreadWatch` instead, which raises
+the timeout in that thread. The limit is not enforced where SIGALRM belongs to someone else
+(pytest-timeout's signal method): those steps run unlimited, as before the limit existed.
 """
 from __future__ import annotations
 
@@ -159,6 +165,72 @@ def _can_time() -> bool:
 _env_cache: tuple = (None, DEFAULT_TIMEOUT_S)
 
 
+class _ThreadTimeout(StepTimeout):
+    """Raised asynchronously in a thread whose step ran over its limit (turned into a
+    :class:`StepTimeout` with the message by :func:`next_step`)."""
+
+    def __init__(self, message: str = "step time limit", where: str = ""):
+        super().__init__(message, where)
+
+
+class _ThreadWatch:
+    """The step limit for threads other than the main one, which SIGALRM never reaches.
+
+    One daemon thread checks the running steps every tenth of the limit and raises
+    :class:`_ThreadTimeout` in a thread whose step is over it (``PyThreadState_SetAsyncExc``;
+    like a signal it lands between bytecodes, so it stops a Python loop, not a blocking C call).
+    A timeout fired just as the step ended is withdrawn before :func:`next_step` returns."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[int, list] = {}      # thread id -> [start, limit, fired]
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    def begin(self, limit: float) -> int:
+        """Register the calling thread's step; its thread id."""
+        import time
+        tid = threading.get_ident()
+        with self.lock:
+            self.running[tid] = [time.monotonic(), limit, False]
+            if self.thread is None or not self.thread.is_alive() or self.pid != os.getpid():
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self._watch, name="dirtyproof-step-watch", daemon=True)
+                self.thread.start()
+        return tid
+
+    def end(self, tid: int) -> None:
+        """The step of thread ``tid`` is over: unregister it, withdrawing a timeout not yet raised."""
+        with self.lock:
+            entry = self.running.pop(tid, None)
+            if entry is not None and entry[2]:
+                _set_async_exc(tid, None)
+
+    def _watch(self) -> None:
+        import time
+        while True:
+            with self.lock:
+                if not self.running:
+                    self.thread = None
+                    return
+                now = time.monotonic()
+                step = min(e[1] for e in self.running.values()) / 10
+                for tid, e in self.running.items():
+                    if not e[2] and now - e[0] > e[1]:
+                        e[2] = True
+                        _set_async_exc(tid, _ThreadTimeout)
+            time.sleep(max(0.005, min(step, 0.5)))
+
+
+def _set_async_exc(tid: int, exc) -> None:
+    """Raise ``exc`` (a class; ``None`` withdraws a pending one) in thread ``tid``."""
+    import ctypes
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(exc) if exc else None)
+
+
+_threads = _ThreadWatch()
+
+
 def next_step(actor):
     """``next(actor.gen)`` with the time limit and the check that a step was yielded."""
     global _env_cache
@@ -172,10 +244,25 @@ def next_step(actor):
             _alarm.arm(limit)
         _alarm.serial += 1
         _alarm.actor = actor.name
-    try:
+        try:
+            value = next(actor.gen)
+        finally:
+            _alarm.actor = None
+    elif limit > 0 and threading.current_thread() is not threading.main_thread():
+        tid = _threads.begin(limit)
+        try:
+            value = next(actor.gen)
+        except _ThreadTimeout as exc:
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            at = where(tb.tb_frame if tb is not None else None)
+            raise StepTimeout(f"step of thread {actor.name!r} did not yield within {limit:g} s "
+                              f"(endless loop?) in {at}", at) from None
+        finally:
+            _threads.end(tid)
+    else:
         value = next(actor.gen)
-    finally:
-        _alarm.actor = None
     if not isinstance(value, tuple(STEP_TYPES)):
         at = where(innermost_frame(actor.gen))
         raise BadYield(f"step of thread {actor.name!r} yielded {value!r} ({type(value).__name__}), "

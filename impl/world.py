@@ -26,7 +26,9 @@ from .steps import Step as StepRecord
 from .steps import as_step
 from .watchdog import next_step
 
-LOCK_ORDER = {"BQL": 0, "bitmap_mutex": 1, "slots_lock": 2}
+# free_page_lock (virtio-balloon's, taken under the BQL by the precopy notifier and before
+# bitmap_mutex by the iothread's hint) exists only in worlds with free-page hinting.
+LOCK_ORDER = {"BQL": 0, "bitmap_mutex": 1, "slots_lock": 2, "free_page_lock": 0.5}
 
 Step = Generator[StepRecord, None, None]
 
@@ -133,7 +135,8 @@ class World:
         self.dirty_log_stop_postponed = False   # memory_global_dirty_log_stop while stopped
         self._in_design = False              # design code is running a thread step (impl/freed.py)
         self.throttle_pct = 0
-        self.lock_owner: dict[str, str | None] = {k: None for k in LOCK_ORDER}
+        self.lock_owner: dict[str, str | None] = {k: None for k in LOCK_ORDER
+                                                  if k != "free_page_lock" or config.free_page_hinting}
         self.actors: dict[str, Actor] = {}
         self.current: Actor | None = None
         self.mig: MigrationState | None = None
@@ -144,6 +147,14 @@ class World:
         self.total_sent = 0
         self.sync_begin = None
         self.last_step: StepRecord | None = None   # the record of the last thread step
+        # precopy notifiers (migration/migration.c precopy_notify): callables (world, reason)
+        # returning steps; the balloon registers one when the guest hints free pages
+        self.precopy_notifiers: list = []
+        self.balloon = None
+        if config.free_page_hinting:
+            from .balloon import VirtIOBalloon
+            self.balloon = VirtIOBalloon()
+            self.balloon.realize(self)
         design.attach(self)
         regions.install(self, design)
         self._observe_returns(design, ("ram_list_init_bitmaps",))
@@ -179,8 +190,9 @@ class World:
         actor = self.current
         for held in actor.held:
             if LOCK_ORDER[held] > LOCK_ORDER[lock]:
+                order = " -> ".join(sorted(self.lock_owner, key=LOCK_ORDER.get))
                 raise ModelError("lock-order", f"{actor.name} takes {lock} while holding {held} "
-                                 f"(order is BQL -> bitmap_mutex -> slots_lock)")
+                                 f"(order is {order})")
         if self.lock_owner[lock] == actor.name:
             raise ModelError("lock-order", f"{actor.name} takes {lock} twice (self-deadlock)")
         if self.lock_owner[lock] is not None:
@@ -195,6 +207,8 @@ class World:
                 # bitmap_mutex lives in RAMState: ram_state_cleanup destroyed it with the rest
                 self.note_freed_access("RAMState.bitmap_mutex")
             self.ghost.bmap_pop_at_lock = self.bmap_popcount()
+            if self.mig is not None:
+                self._note_sync_mutex(actor, True)
 
     def release(self, lock: str) -> None:
         """Release ``lock`` held by the current actor."""
@@ -204,10 +218,17 @@ class World:
         self.lock_owner[lock] = None
         actor.held.remove(lock)
         if lock == "bitmap_mutex" and self.mig is not None:
+            self._note_sync_mutex(actor, False)
             # Truth for the period counter: bits that appeared in bmap while the mutex was held.
             grown = self.bmap_popcount() - self.ghost.bmap_pop_at_lock
             if grown > 0:
                 self.ghost.period_new_bits += grown
+
+    def precopy_notify(self, reason: str) -> Step:
+        """``precopy_notify(reason)``: run every registered precopy notifier (none unless the
+        guest hints free pages); a notifier's work is its own step(s)."""
+        for notifier in list(self.precopy_notifiers):
+            yield from notifier(self, reason)
 
     def join(self, name: str) -> Step:
         """Wait until thread ``name`` has exited (``qemu_thread_join``); no step if it already has."""
@@ -378,19 +399,29 @@ class World:
         complete (after ``migrate_cancel`` its destination is thrown away: nothing is owed)."""
         return self.bitmaps_armed() and not self.mig.cancel_requested
 
-    def note_sync_begin(self, background: bool) -> None:
-        """A sync took ``bitmap_mutex``: remember ``bmap`` and the counter for the background checks."""
-        was, self._in_design = self._in_design, False     # the world's bookkeeping, not the design's access
-        try:
-            self.sync_begin = (background, [rb.bmap.words.copy() for rb in self.blocks],
-                               self.mig.migration_dirty_pages)
-        finally:
-            self._in_design = was
-
-    def note_sync_end(self) -> None:
-        """A sync is about to release ``bitmap_mutex``: record the event for the invariants."""
-        self.events.append(("sync_end", self.sync_begin))
-        self.sync_begin = None
+    def _note_sync_mutex(self, actor, taken: bool) -> None:
+        """Ghost of ``migration_bitmap_sync``'s ``bitmap_mutex`` section, kept from the thread's
+        regions (no design call): taking the mutex directly inside a *background* sync (the
+        method's ``background`` argument, background-v1's watcher) snapshots ``bmap`` and
+        ``migration_dirty_pages``; releasing it records a ``sync_end`` event for the check that a
+        background sync leaves them alone."""
+        r = regions.innermost(actor, "migration_bitmap_sync", "ram_find_and_save_block",
+                              "ram_save_page", "migration_bitmap_clear_dirty")
+        if r is None or r.name != "migration_bitmap_sync":
+            return
+        if taken:
+            background = bool(r.arg("background", 1, False))
+            was, self._in_design = self._in_design, False     # the world's bookkeeping, not the design's access
+            try:
+                self.sync_begin = (actor.name, background,
+                                   [rb.bmap.words.copy() for rb in self.blocks] if background else None,
+                                   self.mig.migration_dirty_pages)
+            finally:
+                self._in_design = was
+        elif self.sync_begin is not None and self.sync_begin[0] == actor.name:
+            _, background, words, count = self.sync_begin
+            self.events.append(("sync_end", (background, words, count)))
+            self.sync_begin = None
 
     def bmap_popcount(self) -> int:
         """Set bits of every block's ``bmap`` (a read of the world's, never flagged as a design's)."""
@@ -426,6 +457,19 @@ class World:
         self._src[page] += 1
         self.L2.set(page)
         return f"device writes page {page} -> v{int(self._src[page])}, L2 set"
+
+    def guest_free_page_hint(self, page: int) -> str:
+        """The guest's balloon driver reports ``page`` free (free-page hinting worlds only); if it
+        did, the page is declared free at its current version (ghost)."""
+        if self.balloon is None:
+            raise BadChoice("this world's guest does not hint free pages (free_page_hinting is off)")
+        if not self.vm_running:
+            raise BadChoice("the VM is stopped: the guest does not hint")
+        self.block_of(page)
+        label, reported = self.balloon.guest_report(page)
+        if reported:
+            self.ghost.declare_free(page, int(self._src[page]))
+        return label
 
     def advance_clock(self, ms: int) -> str:
         """The logical clock moves on by ``ms`` milliseconds."""
@@ -513,6 +557,9 @@ class World:
         """Whether ``actor`` can take a step now."""
         if actor.done or not self._deadline_passed(actor):
             return False
+        if (self.balloon is not None and actor.name == "iothread" and not actor.held
+                and actor.blocked_on is None and not self.balloon.has_work(self)):
+            return False          # idle between two elements: nothing queued, or the VM stopped
         if actor.joining is not None and not self.actors[actor.joining].done:
             return False
         return actor.blocked_on is None or self.lock_owner[actor.blocked_on] is None
@@ -636,6 +683,10 @@ class World:
             if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
                 raise BadChoice(f"page {arg!r} out of range")
             label = self.device_write(arg)
+        elif who == "guest-hint":
+            if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
+                raise BadChoice(f"page {arg!r} out of range")
+            label = self.guest_free_page_hint(arg)
         elif who == "clock":
             label = self.advance_clock(arg)
         elif who == "mgmt":

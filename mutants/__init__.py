@@ -10,17 +10,24 @@ import json
 from importlib import resources
 
 from .lifecycle import RemainingAfterCleanup, TimerFlagNotDeleted, WatcherLeftOnCancel
+from .current import BatchedSlowCountsRaw, LastStageSetAtExactSync, LastStageSkipsBmapTake
 from .sending import ClearMaskRange, ClearNoReprotect, ClearPreviousChunk, ReadBeforeClear
 from .syncs import (BmapInitLastPageMissing, BmapReusedOnRestart, CountOutsideMutex, DirtyCountRawBits, NoFinalSync, NonAtomicXchg,
                     PeriodPopcount, SkipSlotOr)
+from .hinting import TimerSyncSkipsNotifiers
 from .threads import BgSyncTakesLegacyPath, ForgetIterFold, IterateSyncInMutex, TimerMutexBeforeBql
 
 MUTANTS: dict[str, type] = {c.name: c for c in (
     ReadBeforeClear, ClearPreviousChunk, ClearMaskRange, ClearNoReprotect,
     NonAtomicXchg, SkipSlotOr, CountOutsideMutex, DirtyCountRawBits, PeriodPopcount, NoFinalSync,
     BmapReusedOnRestart, BmapInitLastPageMissing, TimerMutexBeforeBql, IterateSyncInMutex, ForgetIterFold,
-    BgSyncTakesLegacyPath, RemainingAfterCleanup, TimerFlagNotDeleted, WatcherLeftOnCancel,
+    BgSyncTakesLegacyPath, LastStageSkipsBmapTake, LastStageSetAtExactSync, BatchedSlowCountsRaw,
+    RemainingAfterCleanup, TimerFlagNotDeleted, WatcherLeftOnCancel,
 )}
+
+# Mutants broken only for a guest that hints free pages (Config.free_page_hinting): their
+# expectations are the manifest's "hinting" section, hunted with the flag on.
+HINTING_MUTANTS: dict[str, type] = {c.name: c for c in (TimerSyncSkipsNotifiers,)}
 
 
 def load_manifest() -> dict:
@@ -31,4 +38,4 @@ def load_manifest() -> dict:
     return json.loads(resources.files(__package__).joinpath("manifest.json").read_text())
 
 
-__all__ = ["MUTANTS", "load_manifest"]
+__all__ = ["MUTANTS", "HINTING_MUTANTS", "load_manifest"]

@@ -80,11 +80,9 @@ class CountOutsideMutex(Legacy):
         mig.dirty_sync_count += 1
         yield from self.memory_global_dirty_log_sync(w)
         yield from w.acquire("bitmap_mutex")
-        w.note_sync_begin(background=False)
         total = 0
         for rb in w.blocks:
             total += yield from self.cpu_physical_memory_sync_dirty_bitmap(w, rb)
-        w.note_sync_end()
         w.release("bitmap_mutex")
         yield S(NOTE, text="bitmap_mutex released, counters not yet updated")
         mig.migration_dirty_pages += total

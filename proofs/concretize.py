@@ -28,7 +28,7 @@ s0..sn of one page q. Concretization:
    per detour and the total work are bounded; (index, world fingerprint) pairs already explored
    are not explored again. Every step is checked with every spec invariant: a violation other than
    the path's on q kills the branch.
-5. **Replay.** The schedule found is replayed from scratch with ``scheduler.run`` (every spec
+5. **Replay.** The schedule found is replayed from scratch with ``checked.run`` (every spec
    invariant after every step) and must break the same invariant on q at its last step, or
    concretization fails loudly (``ENCODING BUG``).
 
@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dirtyproof.impl import BlockSpec, Config, Geometry
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.impl.scheduler import RandomScheduler
+from dirtyproof.checked import run, replay
 from dirtyproof.impl.trace import Trace
 from dirtyproof.impl.world import BadChoice, ModelError, World
 from dirtyproof.spec import applicable, check_step
@@ -480,7 +481,7 @@ def concretize(design_spec: str, design_cls, kvm_mode: str, states: list, out: P
         if trace is None:
             raise ConcretizationError(f"ENCODING BUG: no schedule of the reference model breaks {want} "
                                       f"(guided: {'; '.join(notes) or 'no path given'}; random: 400 seeds)")
-    w2, res2 = trace.replay(design_cls)
+    w2, res2 = replay(trace, design_cls)
     v2 = res2.violation
     if v2 is None or v2.invariant != want or v2.page != q or res2.violation_step != len(trace.steps) - 1:
         raise ConcretizationError(f"ENCODING BUG: trace did not replay to {want} on page {q}")

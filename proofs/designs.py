@@ -1,13 +1,16 @@
 """Per-design deltas of the per-page encoding, mirroring the design class hierarchy of impl/."""
 from __future__ import annotations
 
-from dirtyproof.impl.designs import BackgroundV1, Design, IterateSync, Legacy, Periodic
+from dirtyproof.impl.designs import BackgroundV1, Design, IterateSync, Legacy, Periodic, Qemu101, Qemu110
+from dirtyproof.impl.regions import innermost
+from dirtyproof.impl.steps import KVM_CLEAR, L2_TEST_AND_CLEAR, WAIT
 
 from .dual import AND, ITE, NOT, OR
 from .encoding import BaseEncoding, Rule
-from .state import (F_LEGACY, F_MBG, F_MITER, M_SYNC, M_TOP, MK_ITERS, O_MIG, O_TIMER, O_WATCHER,
+from .project import project
+from .state import (F_LEGACY, F_MBG, F_MITER, M_SEND, M_SYNC, M_TOP, MK_ITERS, MK_LAST, O_MIG, O_TIMER, O_WATCHER,
                     T_NONE, T_POST, T_SLEEP, T_SYNC, W_FLIPPED, W_LOOP, W_NONE, W_POST,
-                    W_SYNC, Y_BEGIN, Y_BLK, Y_BLK2, Y_CBD, Y_FOLD, Y_POSTBLK)
+                    W_SYNC, Y_BEGIN, Y_BLK, Y_BLK2, Y_CBD, Y_FOLD, Y_POSTBLK, Y_QDONE, S_CBT, S_PICK)
 
 
 class PeriodicEncoding(BaseEncoding):
@@ -149,5 +152,86 @@ class BackgroundV1Encoding(BaseEncoding):
         return R
 
 
+class Qemu101Encoding(PeriodicEncoding):
+    """QEMU 10.1 (fd0377150d5d): in the last stage the sender takes no owed chunk clear. The
+    completion rework (7aaa1fc072ca) changes only thresholds, which the per-page state leaves free."""
+
+    design = "qemu-10.1"
+    last_stage_skips_clear = True
+
+    def send_rules(self) -> list[Rule]:
+        """The chunk take only outside the last stage; in it the pick goes straight to the take."""
+        last = lambda s: s["mk"] == MK_LAST  # noqa: E731
+        at = lambda s, pos: AND(s["mpc"] == M_SEND, s["ss"] == pos)  # noqa: E731
+        out = []
+        for r in super().send_rules():
+            if r.name == "send_take_chunk":
+                r = Rule(r.actor, r.name, r.yields, r.facts, lambda s, f: (
+                    AND(at(s, S_PICK), s["pc"], s["cb"], NOT(last(s))), dict(cb=False, cpend=s["manual"], ss=S_CBT)))
+            elif r.name == "send_no_chunk":
+                r = Rule(r.actor, r.name, r.yields, r.facts, lambda s, f: (
+                    AND(at(s, S_PICK), OR(NOT(AND(s["pc"], s["cb"])), last(s))), dict(ss=S_CBT, cpend=False)))
+            out.append(r)
+        return out
+
+
+def _batched_slow_position(w, q, actor, step, rel):
+    """QEMU 11.0's slow path in q's block: a per-page L2 -> bmap step (before or after q), then the
+    block's CLEAR, one per memslot (q's slot's still to come, or done)."""
+    rb = w.block_of(q)
+    if rb.fast_path or step is None:
+        return None
+    if step.kind == L2_TEST_AND_CLEAR and innermost(actor, "sync_one_page") is None:
+        return Y_BLK2 if step.page < q else Y_QDONE
+    one = innermost(actor, "kvm_log_clear_one_slot")
+    if one is None:
+        return None
+    s, qs = one.args[0].index, w.kvm.slot_of(q).index
+    if step.kind == KVM_CLEAR:
+        return Y_QDONE if s < qs else Y_CBD
+    if step.kind == WAIT:
+        return Y_QDONE if s <= qs else Y_CBD
+    return None
+
+
+class Qemu110Encoding(Qemu101Encoding):
+    """QEMU 11.0 (e8a6d158dbfa): a slow-path block moves each dirty L2 bit into bmap in one step,
+    then takes one CLEAR of the whole block (per memslot) before leaving ``bitmap_mutex``."""
+
+    design = "qemu-11.0"
+    batched_slow_clear = True
+    position_hooks = (_batched_slow_position,)
+
+    def project(self, w, q) -> dict:
+        """The base projection with the batched slow path's positions."""
+        return project(w, q, self.position_hooks)
+
+    def sync_rules(self, owner, actor) -> list[Rule]:
+        """The per-page slow path (test, CLEAR, set) becomes ``sync_slow_test`` (L2 test-and-clear
+        and bmap test-and-set at q), then ``sync_slow_clear``: the block's CLEAR of q's slot, after
+        q's step and whatever was dirty (``sync_slow_noclear`` in legacy KVM mode)."""
+        R = []
+
+        def at(s, pos):
+            return AND(self.owner_at_sync(s, owner), s["sy"] == pos)
+
+        slow = ("sync_slow_test", "sync_slow_skip", "sync_slow_clear", "sync_slow_noclear", "sync_slow_set",
+                "sync_no_fill")
+        for r in super().sync_rules(owner, actor):
+            if r.name in slow:
+                continue
+            R.append(r)
+        R.append(Rule(actor, "sync_slow_test", True, (), lambda s, f: (
+            AND(at(s, Y_BLK2), NOT(s["fast"]), s["L2"]), {**self.l2_into(s, True), "L2": False, "sy": Y_QDONE})))
+        R.append(Rule(actor, "sync_slow_skip", False, (), lambda s, f: (
+            AND(at(s, Y_BLK2), NOT(s["fast"]), NOT(s["L2"])), dict(sy=Y_QDONE))))
+        R.append(Rule(actor, "sync_slow_clear", True, (), lambda s, f: (
+            AND(at(s, Y_QDONE), NOT(s["fast"]), s["manual"]), {**self.clear_q(s), "sy": Y_CBD})))
+        R.append(Rule(actor, "sync_slow_noclear", False, (), lambda s, f: (
+            AND(at(s, Y_QDONE), NOT(s["fast"]), NOT(s["manual"])), dict(sy=Y_CBD))))
+        return R
+
+
 ENCODINGS = {Legacy: BaseEncoding, Design: BaseEncoding, Periodic: PeriodicEncoding,
-             IterateSync: IterateSyncEncoding, BackgroundV1: BackgroundV1Encoding}
+             IterateSync: IterateSyncEncoding, BackgroundV1: BackgroundV1Encoding,
+             Qemu101: Qemu101Encoding, Qemu110: Qemu110Encoding}

@@ -54,6 +54,10 @@ class BaseEncoding:
     has_timer = False
     has_watcher = False
     iterate_sync = False
+    # QEMU 10.1+ (fd0377150d5d): the sender takes no owed chunk clear in the last stage
+    last_stage_skips_clear = False
+    # QEMU 11.0+ (e8a6d158dbfa): a slow-path block's remote clear comes once, after its L2 loop
+    batched_slow_clear = False
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
@@ -222,6 +226,12 @@ class BaseEncoding:
             sending(s, S_READ), dict(deq=ITE(s["pq"], NOT(s["stale"]), s["deq"]), sr=False,
                                      ss=S_ENTER, pq=False, pc=False))))
         return R
+
+    def send_flags(self, s):
+        """The inductive invariant's ``send-flags`` conjunct for this send order (find, owed
+        chunk clear, bmap take, read, deliver): an encoding that reorders the send states its own."""
+        from .inductive import send_flags
+        return send_flags(s)
 
     # -- syncs -----------------------------------------------------------------------------------
     def owner_at_sync(self, s, owner):

@@ -96,6 +96,16 @@ def last_l3_done(s):
     return OR(in_sync, AND(IN(s["mpc"], (M_POSTSYNC, M_SEND)), s["mk"] == MK_LAST), s["mpc"] == M_CDONE)
 
 
+def send_flags(s, read_at=(S_READ,), bmap_at=(S_PICK, S_CBT)):
+    """Where the send's flags may be set, for a send whose page is in flight (read, not yet
+    delivered) at ``read_at`` and still in bmap at ``bmap_at``: the base order's by default."""
+    return AND(IMP(s["su"], AND(sending(s, S_TAKEN), s["pq"])),
+               IMP(s["sr"], AND(sending(s, *read_at), s["pq"])),
+               IMP(s["pq"], s["pc"]),
+               IMP(AND(sending(s, *bmap_at), s["pq"]), s["bmap"]),
+               IMP(s["cpend"], AND(sending(s, S_CBT), s["pc"], s["manual"])))
+
+
 def _owner_pc(s):
     return OR(AND(s["mpc"] == M_SYNC, s["syo"] == O_MIG), AND(s["tpc"] == T_SYNC, s["syo"] == O_TIMER),
               AND(s["wpc"] == W_SYNC, s["syo"] == O_WATCHER))
@@ -108,9 +118,22 @@ def _bql_holders_exclusive(s, enc):
 
 def _l1c_owed(s, e):
     owed = OR(s["cb"], s["sy"] == Y_QDONE, AND(sending(s, S_CBT), s["cpend"]))
-    return IMP(AND(s["manual"], s["log"], s["L1c"]), OR(
+    # QEMU 10.1+: after the last-stage GET no CLEAR of the sender comes any more, so a fetched
+    # L1c bit is no future CLEAR's mask there (last-get carries q's mark from then on)
+    skipped = AND(e.last_stage_skips_clear, OR(last_get_done(s), s["mpc"] == M_FINISH))
+    return IMP(AND(s["manual"], s["log"], s["L1c"], NOT(skipped)), OR(
         s["uns"], s["L2"], AND(NOT(s["fast"]), s["sy"] == Y_CT, s["carry"]),
-        AND(s["fast"], OR(s["bmap"], iter_kept(s, e)), owed)))
+        AND(s["fast"], OR(s["bmap"], iter_kept(s, e)), owed),
+        # QEMU 11.0+: between q's L2 -> bmap step and the block's one CLEAR
+        AND(e.batched_slow_clear, NOT(s["fast"]), s["sy"] == Y_QDONE, s["bmap"])))
+
+
+def _clear_taken_before_read(s, e):
+    """With manual protect, the sender reads q only after the owed clear of q's chunk was taken,
+    except in the last stage of a design that skips it there (QEMU 10.1+: the VM is stopped, no
+    write follows)."""
+    exempt = AND(e.last_stage_skips_clear, s["mk"] == MK_LAST)
+    return IMP(AND(s["manual"], sending(s, S_CBT, S_TAKEN, S_READ), s["pc"], NOT(exempt)), NOT(s["cb"]))
 
 
 def _phase_of_pc(s):
@@ -149,13 +172,16 @@ CONJUNCTS: tuple[Conjunct, ...] = (
     Conjunct("read-fresh", "A page not stale was read at its current version: it is delivered or "
              "in flight. Without it the final state could hold an old version.",
              lambda s, e: IMP(NOT(s["stale"]), OR(s["deq"], s["sr"]))),
-    Conjunct("clear-before-read", "Once the sender handled q's chunk, the chunk's remote clear is "
-             "not owed: reading q while it is owed lets a later CLEAR erase a write after the read.",
-             lambda s, e: IMP(AND(sending(s, S_CBT, S_TAKEN, S_READ), s["pc"]), NOT(s["cb"])),
-             spec="clear-before-read"),
+    Conjunct("clear-before-read", "With manual protect, once the sender handled q's chunk, the "
+             "chunk's remote clear is not owed: reading q while it is owed lets a later CLEAR erase "
+             "a write after the read. (In legacy mode there is no CLEAR, so the rule cannot matter; "
+             "the last stage of QEMU 10.1+ skips that clear, with the VM stopped.)",
+             lambda s, e: _clear_taken_before_read(s, e), spec="clear-before-read"),
     Conjunct("l1c-owed", "With manual protect, a fetched L1c bit (the mask of a future CLEAR) is "
-             "also in L2, in the sync's carry, or in bmap with the chunk's clear owed or under way: "
-             "so the CLEAR that erases L1 never erases the page's only mark.",
+             "also in L2, in the sync's carry, or in bmap with the chunk's clear owed or under way "
+             "(QEMU 11.0's slow path: with the block's one CLEAR still to come): so the CLEAR that "
+             "erases L1 never erases the page's only mark. Not needed after the last-stage GET of "
+             "QEMU 10.1+, where no CLEAR of the sender follows.",
              lambda s, e: _l1c_owed(s, e)),
     Conjunct("uns-in-sync", "q's slot is fetched-but-not-OR-ed only between the GET and the OR of "
              "a sync (slots_lock held): otherwise L1c bits would be counted but never reach L2.",
@@ -166,11 +192,7 @@ CONJUNCTS: tuple[Conjunct, ...] = (
              lambda s, e: IMP(IN(s["sy"], (Y_CT, Y_CC)), NOT(s["fast"]))),
     Conjunct("send-flags", "The in-flight send flags belong to the sender's position at q; "
              "without it a read or delivery could be attributed to the wrong page.",
-             lambda s, e: AND(IMP(s["su"], AND(sending(s, S_TAKEN), s["pq"])),
-                              IMP(s["sr"], AND(sending(s, S_READ), s["pq"])),
-                              IMP(s["pq"], s["pc"]),
-                              IMP(AND(sending(s, S_PICK, S_CBT), s["pq"]), s["bmap"]),
-                              IMP(s["cpend"], AND(sending(s, S_CBT), s["pc"], s["manual"])))),
+             lambda s, e: e.send_flags(s)),
     Conjunct("log-off-clean", "With dirty logging off, KVM holds no dirty bit for q (log_stop "
              "clears them); a later log start must not inherit stale bits.",
              lambda s, e: IMP(NOT(s["log"]), AND(NOT(s["L1"]), NOT(s["L1c"]), NOT(s["uns"])))),

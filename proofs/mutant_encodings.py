@@ -13,13 +13,13 @@ from __future__ import annotations
 from dirtyproof.mutants import MUTANTS
 from .inductive import BY_ID, marked
 
-from .designs import BackgroundV1Encoding, BaseEncoding
+from .designs import BackgroundV1Encoding, BaseEncoding, Qemu101Encoding
 from .dual import AND, ITE, NOT, OR
 from .encoding import Rule
 from dirtyproof.impl.steps import L2_READ_WORD, L2_ZERO_WORD
 
 from .project import project
-from .state import (M_SEND, M_VMSTOPPED, MK_LAST, P_COMPLETED, S_CBT, S_ENTER, S_PICK, S_READ, S_TAKEN, Y_BLK2, Y_CT, Y_FOLD,
+from .state import (M_CDONE, M_SEND, M_VMSTOPPED, MK_LAST, P_COMPLETED, S_CBT, S_ENTER, S_PICK, S_READ, S_TAKEN, Y_BLK2, Y_CT, Y_FOLD,
                     Y_LS_MID, Y_QDONE)
 
 
@@ -55,6 +55,12 @@ class ReadBeforeClearEncoding(BaseEncoding):
             AND(_sending(s, S_CBT), NOT(s["cpend"])), dict(deq=ITE(s["pq"], NOT(s["stale"]), s["deq"]), sr=False,
                                                            ss=S_ENTER, pq=False, pc=False))))
         return R
+
+    def send_flags(self, s):
+        """The page stays in flight across the chunk clear that now follows the read; the bmap
+        bit is taken straight from the pick."""
+        from .inductive import send_flags
+        return send_flags(s, read_at=(S_READ, S_CBT), bmap_at=(S_PICK,))
 
 
 class ClearMaskRangeEncoding(BaseEncoding):
@@ -215,10 +221,34 @@ class ForgetIterFoldEncoding(BackgroundV1Encoding):
             rule(name, y, fn, facts)
 
 
+# -- qemu-10.1 -----------------------------------------------------------------------------------------
+class LastStageSkipsBmapTakeEncoding(Qemu101Encoding):
+    """last-stage-skips-bmap-take: in the last stage the send neither takes q's bmap bit nor reads
+    it; the step after it ends the drain (``ram_find_and_save_block`` returned 0)."""
+
+    design = "last-stage-skips-bmap-take"
+
+    def send_rules(self) -> list[Rule]:
+        """The take and the read only outside the last stage; in it, a take that changes nothing,
+        then the end of the drain whatever bmap holds."""
+        last = lambda s: s["mk"] == MK_LAST  # noqa: E731
+        R = []
+        for r in super().send_rules():
+            if r.name in ("send_take_bmap", "send_read"):
+                r = (lambda old: Rule(old.actor, old.name, old.yields, old.facts, lambda s, f: (
+                    AND(old.fn(s, f)[0], NOT(last(s))), old.fn(s, f)[1])))(r)
+            R.append(r)
+        R.append(Rule("migration", "send_skip_take", True, (), lambda s, f: (
+            AND(_sending(s, S_CBT), NOT(s["cpend"]), last(s)), dict(ss=S_TAKEN))))
+        R.append(Rule("migration", "send_gave_up", True, (), lambda s, f: (
+            AND(_sending(s, S_TAKEN), last(s)), dict(mpc=M_CDONE, ss=S_ENTER, pq=False, pc=False))))
+        return R
+
+
 MUTANT_ENCODINGS: dict[type, type] = {MUTANTS[e.design]: e for e in (
     ReadBeforeClearEncoding, ClearMaskRangeEncoding, ClearNoReprotectEncoding, NonAtomicXchgEncoding,
     SkipSlotOrEncoding, NoFinalSyncEncoding, BmapInitLastPageMissingEncoding, BmapReusedOnRestartEncoding,
-    ForgetIterFoldEncoding)}
+    ForgetIterFoldEncoding, LastStageSkipsBmapTakeEncoding)}
 
 # Corpus mutants without an encoding, and why (docs/proofs.md).
 NOT_EXPRESSIBLE = {
@@ -232,6 +262,13 @@ NOT_EXPRESSIBLE = {
                        "the term the counting lemmas refute (proofs/counting_conformance.py)",
     "timer-mutex-before-bql": "a lock-order deadlock: the encoding has no lock-waiting states",
     "iterate-sync-in-mutex": "a lock-order deadlock: the encoding has no lock-waiting states",
+    "last-stage-set-at-exact-sync": "the skip depends on a flag the exact sync sets, which the per-page state "
+                                    "does not hold; it breaks only QEMU's rule clear-before-read and no "
+                                    "property (a skipped CLEAR leaves the L1 bit set: the next GET reports "
+                                    "the page again)",
+    "batched-slow-counts-raw": "changes only migration_dirty_pages (see count-outside-mutex), on the slow "
+                               "path; its counter adds the term the counting lemmas refute "
+                               "(proofs/counting_conformance.py, slow-path world)",
     "bg-sync-takes-legacy-path": "it breaks only QEMU's rule that a background sync leaves bmap alone (a "
                                  "whole-bitmap rule) and no property: per page it is one more ordinary sync",
     "remaining-after-cleanup": "a use of freed RAMState (memory-safety): the per-page state has no notion "
@@ -244,17 +281,27 @@ NOT_EXPRESSIBLE = {
 
 
 def violated_property(s: dict, enc) -> str:
-    """The per-page property a bad state of a counterexample breaks (the disjuncts of
-    ``proofs.bmc.bad``): ``no-loss`` (completed with dest != src), ``wp-unlogged``,
-    ``clear-before-read``, ``coverage`` or ``thread-error``."""
+    """The spec property a bad state of a counterexample breaks (the disjuncts of
+    ``proofs.bmc.bad``, which holds properties only): ``no-loss`` (completed with dest != src),
+    ``coverage`` or ``thread-error``. QEMU's rules are never a bad state: see
+    :func:`rules_broken`."""
     if s["err"]:
         return "thread-error"
     if s["phase"] == P_COMPLETED and not s["deq"]:
         return "no-loss"
-    if not BY_ID["wp-unlogged"].pred(s, enc):
-        return "wp-unlogged"
-    if not BY_ID["clear-before-read"].pred(s, enc):
-        return "clear-before-read"
     if s["ready"] and s["stale"] and not marked(s, enc):
         return "coverage"
     return "none"
+
+
+def rules_broken(states, enc) -> list[tuple[int, str]]:
+    """``(index, rule)`` of the first state on a counterexample path where each per-page rule of
+    the strengthening (wp-unlogged, clear-before-read) fails: what the path breaks on its way to
+    the property, reported as rules."""
+    out = []
+    for rule in ("wp-unlogged", "clear-before-read"):
+        i = next((i for i, st in enumerate(states) if not BY_ID[rule].pred(st, enc)), None)
+        if i is not None:
+            out.append((i, rule))
+    return sorted(out)
+

@@ -10,6 +10,7 @@ answer "interrupted"/"canceled" before the time limit is turned back into ``Keyb
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,19 +21,31 @@ DEFAULT_TIMEOUT_MS = 5000
 
 
 _running: list = []     # the context of the query being checked, for interrupt_running()
+# Set by interrupt_running(): ``Z3_interrupt`` is not sticky (an interrupt that comes before Z3
+# listens is lost and the query runs to its limit), so every query looks at this flag too.
+_stop = threading.Event()
 
 
 def interrupt_running() -> None:
-    """Stop the query being checked, if any (``Z3_interrupt``: safe from another thread; the
-    command line's Ctrl-C watcher calls it, :mod:`dirtyproof.cli.interrupt`)."""
+    """Stop the query being checked, if any, and every later one (``Z3_interrupt``: safe from
+    another thread; the command line's Ctrl-C watcher calls it, :mod:`dirtyproof.cli.interrupt`)."""
+    _stop.set()
     for ctx in list(_running):
         ctx.interrupt()
 
 
-def _check_interruptibly(s):
-    """``s.check()``, registered so that a Ctrl-C watcher thread can interrupt it."""
+def clear_interrupt() -> None:
+    """Let queries run again (a new command in the same process)."""
+    _stop.clear()
+
+
+def _check_interruptibly(s, name: str):
+    """``s.check()``, registered so that a Ctrl-C watcher thread can interrupt it; a stop asked
+    before it is registered is seen here."""
     _running.append(s.ctx)
     try:
+        if _stop.is_set():
+            raise KeyboardInterrupt(f"Z3 query {name} not started: interrupted")
         return s.check()
     finally:
         _running.remove(s.ctx)
@@ -77,9 +90,9 @@ class QueryRunner:
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             (self.smt2_dir / f"{len(self.log):04d}-{safe}.smt2").write_text(s.to_smt2())
         t = time.perf_counter()
-        r = _check_interruptibly(s)
+        r = _check_interruptibly(s, name)
         dt = time.perf_counter() - t
-        if r == z3.unknown and _interrupted(s.reason_unknown(), dt, self.timeout_ms):
+        if _stop.is_set() or (r == z3.unknown and _interrupted(s.reason_unknown(), dt, self.timeout_ms)):
             raise KeyboardInterrupt(f"Z3 query {name} interrupted")
         res = QueryResult(name, str(r), dt, s.model() if r == z3.sat else None,
                           s.reason_unknown() if r == z3.unknown else "")

@@ -121,14 +121,26 @@ def guest_mask(w) -> np.ndarray:
     return w.page_block >= 0
 
 
+def declared_free(w) -> np.ndarray:
+    """Per ram_addr page: did the guest report it free (free-page hinting) and not write it since?
+    Such a page holds nothing the guest will read, so it need not reach the destination."""
+    free = np.zeros(w.ram_pages, dtype=bool)
+    for p in w.ghost.free_and_unwritten(w.src_version):
+        free[p] = True
+    return free
+
+
 def check_coverage(w) -> Violation | None:
-    """Every page whose latest version has not been read by a send is marked somewhere."""
+    """Every page whose latest version has not been read by a send is marked somewhere, unless
+    the guest declared it free and has not written it since."""
     if not _owed(w):
         return None
     stale = (w.src_version != w.last_read) & guest_mask(w)
     if not stale.any():
         return None
     lost = stale & ~marked_pages(w)
+    if lost.any() and w.ghost.declared_free:
+        lost &= ~declared_free(w)
     if lost.any():
         p = int(np.flatnonzero(lost)[0])
         return Violation("coverage", f"{w.page_name(p)} at v{int(w.src_version[p])} (last read "
@@ -137,10 +149,13 @@ def check_coverage(w) -> Violation | None:
 
 
 def check_no_loss(w) -> Violation | None:
-    """After completion every page's destination version equals its source version."""
+    """After completion every page's destination version equals its source version (a page the
+    guest declared free and has not written since is exempt)."""
     if not w.migration_done():
         return None
     bad = (w.dest_version != w.src_version) & guest_mask(w)
+    if bad.any() and w.ghost.declared_free:
+        bad &= ~declared_free(w)
     if bad.any():
         p = int(np.flatnonzero(bad)[0])
         got = int(w.dest_version[p])
@@ -253,7 +268,9 @@ from .lifecycle import check_helper_idle, check_memory_safety, check_thread_life
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant("no-loss", "End-to-end: no lost page",
               "After completion, for every page, the version the destination holds equals the "
-              "source's version at the stop: no write the guest made is missing on the destination.",
+              "source's version at the stop: no write the guest made is missing on the destination. "
+              "With free-page hinting, a page the guest reported free and has not written since "
+              "is exempt (its content is garbage to the guest); a write after the report makes it owed.",
               check_no_loss, when="completion"),
     Invariant("coverage", "Per-step coverage",
               "At every step of a migration that has started dirty logging and is not being "
@@ -265,7 +282,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "the page's bmap bit and not yet read it). Hands are emptied when the actor leaves both, "
               "so a mark dropped there breaks coverage when it leaves. It is "
               "the inductive strengthening of no-loss: a violation is extended to completion to show "
-              "the lost write.",
+              "the lost write. Pages the guest reported free (free-page hinting) and has not written since "
+              "are exempt, as for no-loss.",
               check_coverage),
     Invariant("wp-unlogged", "Write protection of unlogged pages",
               "While dirty logging is on, a page whose L1 bit is clear is write-protected, so the next "
@@ -329,7 +347,8 @@ INVARIANTS: tuple[Invariant, ...] = (
 
 # Properties raised by the world or the scheduler rather than checked on state.
 RUNTIME_CHECKS = {
-    "lock-order": "Locks are taken in the order BQL -> bitmap_mutex -> slots_lock, never twice, "
+    "lock-order": "Locks are taken in the order BQL -> bitmap_mutex -> slots_lock (with free-page "
+                  "hinting, the balloon's free_page_lock between the BQL and bitmap_mutex), never twice, "
                   "and released by their holder.",
     "progress": "A migration that is switched over completes: no deadlock, no endless loop.",
     "send-integrity": "The destination receives only what a send read: a delivered page carries "

@@ -62,3 +62,11 @@ class WornEncoding(MUTANTS["read-before-clear"]):
 
 class AVeryLongUserDesignNameThatGoesOnAndOn(Reorder):
     """A long name, for the table's alignment."""
+
+
+class HangEncoded(Hang):
+    """A step that never yields, in a design that brings an encoding: ``check --jobs`` runs it
+    first in a process-pool worker (the encoding's conformance gate), where the step limit must
+    hold too."""
+
+    per_page_encoding = BaseEncoding

@@ -1,13 +1,17 @@
 """The command line under Hypothesis: verbs, flags, values, file contents and paths drawn at
 random. Whatever is drawn, the exit status is a documented one (never 3: that is a bug of
-dirtyproof), stderr never holds a traceback, and exit 2 is one error line (after at most the
-progress lines of a verb that had started).
+dirtyproof), stderr never holds a traceback, and exit 2 is one error line, the last (after at
+most the progress lines of a verb that had started).
 
-The CLI runs in-process (``dirtyproof.cli.main.main``). Draws are bounded so that every example
-is short: a hunt gets at most a few examples, ``prove`` one design and one configuration, and
-``check`` always one flag that makes it bad input before it starts."""
+Every verb is drawn: designs, run, replay, spec, hunt, prove, check, explore and conform. The CLI
+runs in-process (``dirtyproof.cli.main.main``). Draws are bounded so that every example is short:
+a hunt gets at most a few examples, ``prove`` one design and one configuration, ``explore`` one
+KVM mode and a few states, ``check`` always one flag that makes it bad input before it starts,
+and ``conform`` never starts QEMU (it reads a recorded run, or is given a QEMU that cannot run:
+missing, not executable, a folder), so its bad-input paths are covered without one."""
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,6 +22,8 @@ from hypothesis import strategies as st
 from dirtyproof.cli.main import main
 
 USER = str(Path(__file__).parent / "cli_user_designs.py")
+DATA = Path(__file__).parent / "data" / "conform"
+RECORDS = [str(DATA / "q72-4mib.trace"), str(DATA / "q72-4mib.samples"), str(DATA / "q10-cancel-race.samples")]
 
 WORDS = ["", "0", "-1", "1", "2", "abc", "nan", "inf", "1e999", "-0", " ", "ü", ":", "x:y", "a" * 300,
          "/proc/nope/x", "/dev/null", "legacy", "periodic", "nope", "manual/mixed",
@@ -47,16 +53,36 @@ FLAGS = {
              "--trace-dir", "--tail"],
     "prove": ["--design", "--config", "--smt2", "--trace-dir", "--traces", "--timeout-ms", "--tail"],
     "check": ["--design", "--jobs", "--trace-dir", "--traces", "--junit", "--json"],
+    "explore": ["--design", "--kvm-mode", "--config", "--guest-writes", "--device-writes", "--clock-moves",
+                "--cancels", "--moves", "--max-depth", "--max-states", "--no-por", "--order", "--trace-dir",
+                "--quiet"],
+    "conform": ["--trace", "--samples", "--qemu-version", "--qemu", "--qemu-root", "--hot-mib", "--delay",
+                "--bandwidth", "--downtime", "--no-auto-converge", "--throttle-initial", "--linger",
+                "--time-limit", "--no-guest-check", "--save-trace", "--save-samples", "--quiet"],
 }
-NO_VALUE = {"--mutants"}
+NO_VALUE = {"--mutants", "--no-por", "--quiet", "--no-auto-converge", "--no-guest-check"}
 # Flags that write: only into the example's own folder (relative names land there too), or to
 # places that cannot be written or do not keep anything; never the repository or /etc.
-WRITES = {"--trace", "--output", "--smt2", "--trace-dir", "--traces", "--junit", "--json"}
+WRITES = {"--trace", "--output", "--smt2", "--trace-dir", "--traces", "--junit", "--json", "--save-trace",
+          "--save-samples"}
+# conform's inputs: recorded runs (valid or not) and QEMUs that cannot run
+READS = {"--samples": RECORDS + PATHS + ["/dev/null", "nope", ""],
+         "--qemu": ["/nope/qemu", "{file}", "{dir}", "/dev/null", "no-such-qemu-x", ""],
+         "--qemu-root": ["{dir}", "{file}", "/nope", ""],
+         "--qemu-version": ["7.2.0", "10.0.2", "x", "1..2", ""]}
+NEVER_RUNS = ["/nope/qemu", "{file}", "{dir}", "/dev/null"]
 WRITE_TARGETS = PATHS + ["/proc/nope/x", "/dev/null", "", "legacy", "ü", "a" * 300, "x:y", " "]
 SMALL = {"--steps": ["0", "1", "30", "abc", "-1"], "--examples": ["0", "1", "2", "-1", "x"],
          "--budget": ["0", "-1", "x"], "--schedules": ["0", "1", "-1"], "--cancels": ["0", "1", "-2"],
-         "--timeout-ms": ["0", "-5", "100", "x"], "--jobs": ["0", "1", "-1", "x"]}
-PROGRESS = ("hunting ", "  [", "check: ", "prove: ", "run: ", "replay: ")
+         "--timeout-ms": ["0", "-5", "100", "x"], "--jobs": ["0", "1", "-1", "x"],
+         "--max-states": ["0", "1", "20", "x", "-3"], "--max-depth": ["0", "1", "6", "x"],
+         "--moves": ["0", "1", "-1", "x"], "--guest-writes": ["0", "1", "x"], "--device-writes": ["0", "1", "-1"],
+         "--clock-moves": ["0", "1", "x"], "--kvm-mode": ["manual", "legacy", "initially_set", "bogus", ""],
+         "--order": ["moves", "bfs", "x", ""], "--hot-mib": ["0", "1", "4", "99", "x", "-1", "0x2"],
+         "--delay": ["0", "-1", "x"], "--bandwidth": ["0", "1", "x"], "--downtime": ["0", "5", "-1"],
+         "--throttle-initial": ["0", "200", "x"], "--linger": ["0", "-1", "0.5", "nan", "x"],
+         "--time-limit": ["0", "-1", "1", "nan", "inf", "x"]}
+PROGRESS = ("hunting ", "  [", "check: ", "prove: ", "run: ", "replay: ", "explore: ", "  ... ")
 
 
 @st.composite
@@ -68,7 +94,10 @@ def invocations(draw):
         argv.append(flag)
         if flag in NO_VALUE:
             continue
-        pool = WRITE_TARGETS if flag in WRITES else (SMALL.get(flag) or (WORDS + PATHS))
+        if verb == "conform" and flag == "--trace":
+            pool = RECORDS + PATHS + ["/dev/null", "nope"]
+        else:
+            pool = WRITE_TARGETS if flag in WRITES else (SMALL.get(flag) or READS.get(flag) or (WORDS + PATHS))
         argv.append(draw(st.sampled_from(pool)))
     if verb == "replay" and draw(st.booleans()):
         argv.insert(1, draw(st.sampled_from(PATHS + WORDS)))
@@ -82,6 +111,15 @@ def invocations(draw):
         argv += ["--hunt-budget", draw(st.sampled_from(["0", "-1", "nan", "x"]))]
     if verb == "run":
         argv += ["--steps", "30"] if "--steps" not in argv else []
+    if verb == "explore":   # one mode, a few states
+        argv += ["--kvm-mode", "manual"] if "--kvm-mode" not in argv else []
+        argv += ["--max-states", "40"] if "--max-states" not in argv else []
+    if verb == "conform" and "--trace" not in argv and "--samples" not in argv:
+        # never a real migration: the last --qemu wins, and it cannot run
+        argv += ["--qemu", draw(st.sampled_from(NEVER_RUNS))]
+        if "--qemu-root" in argv:
+            argv.remove(argv[argv.index("--qemu-root") + 1])
+            argv.remove("--qemu-root")
     return argv, draw(FILE_CONTENTS), draw(st.booleans())
 
 
@@ -127,6 +165,8 @@ def test_cli_exit_status_and_stderr(capsys, inv):
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+    for saved_detail in re.findall(r"full traceback in (\S+)", err):
+        Path(saved_detail.rstrip(";")).unlink(missing_ok=True)     # a design's crash, kept for its author
     assert code in (0, 1, 2), (real, code, err)
     assert "Traceback" not in err, (real, err)
     if code == 2:

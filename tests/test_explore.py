@@ -15,6 +15,7 @@ from dirtyproof.explore.fingerprint import fingerprint
 from dirtyproof.explore.reductions import NONE
 from dirtyproof.explore.soundness import sampled_pairs, successors
 from dirtyproof.impl.designs import DESIGNS
+from dirtyproof.checked import replay
 from dirtyproof.impl.trace import Trace
 from dirtyproof.impl.world import World
 from dirtyproof.mutants import MUTANTS, load_manifest
@@ -54,7 +55,7 @@ def test_counterexample_replays_to_the_same_violation(tmp_path):
     from dirtyproof.explore.report import save_trace
     res = explore(MUTANTS["dirty-count-raw-bits"], default_config("manual"), ZERO)
     path = save_trace(res, "dirty-count-raw-bits", str(tmp_path))
-    _, replayed = Trace.load(path).replay()
+    _, replayed = replay(Trace.load(path))
     assert replayed.violation.invariant == "dirty-pages-count"
     assert replayed.violation_step == len(res.path) - 1
 

@@ -11,7 +11,8 @@ from dirtyproof.impl import Config, Geometry, World
 from dirtyproof.impl.bitmap import Bitmap
 from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.impl.geometry import BlockSpec
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.impl.scheduler import RandomScheduler
+from dirtyproof.checked import run
 from dirtyproof.mutants import MUTANTS
 
 MODES = ("legacy", "manual", "initially_set")

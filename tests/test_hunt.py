@@ -8,9 +8,9 @@ import pytest
 from dirtyproof.cli.main import main
 from dirtyproof.hunt import HuntViolation, ProfileError, get_settings, hunt, hunt_test, machine_for, profile_name
 from dirtyproof.hunt.shrink import shrink, shrink_violation
-from dirtyproof.hunt.strategies import swarm_scheduler, sweep_config
+from dirtyproof.hunt.strategies import is_plain, sweep_arm
 from dirtyproof.impl import World
-from dirtyproof.impl.scheduler import run
+from dirtyproof.checked import run, replay
 from dirtyproof.impl.designs import DESIGNS, Legacy
 from dirtyproof.impl.trace import Trace
 from dirtyproof.mutants import MUTANTS
@@ -84,7 +84,7 @@ def test_user_failure_reports_steps_and_replayable_trace(tmp_path):
     assert exc.trace_path is not None and exc.trace_path.exists()
     trace = Trace.load(exc.trace_path)
     assert trace.design.endswith(":MyBrokenDesign")
-    _, res = trace.replay(MyBrokenDesign)
+    _, res = replay(trace, MyBrokenDesign)
     assert res.violation is not None and res.violation.invariant == "period-counter"
     assert main(["replay", str(exc.trace_path)]) == 1
 
@@ -133,19 +133,24 @@ def test_cli_hunt_bad_input_exits_2(argv, needle, capsys):
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def _sweep_failure(design_cls, index: int):
-    """The unshrunk failing swarm schedule ``index`` of the sweep (config, choices, invariant)."""
-    cfg = sweep_config(index)
-    res = run(World(cfg, design_cls), swarm_scheduler(index, 300), keep_log=False)
-    assert res.violation is not None
-    return cfg, res.choices, res.violation.invariant
+def _sweep_failure(design_cls, after: int = 0):
+    """The first unshrunk failing swarm schedule of the seed-0 sweep from index ``after`` on
+    (config, choices, invariant)."""
+    for index in range(after, after + 200):
+        if is_plain(index):
+            continue
+        cfg, sched = sweep_arm(index, index, 300)
+        res = run(World(cfg, design_cls), sched, keep_log=False)
+        if res.violation is not None:
+            return cfg, res.choices, res.violation.invariant
+    raise AssertionError(f"no swarm schedule from {after} on breaks {design_cls.name}")
 
 
 def test_shrink_is_deterministic_and_keeps_the_invariant():
     """Delta debugging a failing schedule twice gives the same short schedule, every choice of it
     enabled, violating the same invariant at its last step when every invariant is checked."""
     cls = MUTANTS["iterate-sync-in-mutex"]
-    cfg, choices, inv = _sweep_failure(cls, 16)      # the first failing schedule since issue 11 (6 before)
+    cfg, choices, inv = _sweep_failure(cls)
     a = shrink(cls, cfg, choices, inv)
     b = shrink(cls, cfg, choices, inv)
     assert a.choices == b.choices and a.fixpoint
@@ -157,7 +162,7 @@ def test_shrink_is_deterministic_and_keeps_the_invariant():
 def test_shrink_budget_is_reported():
     """A shrink cut by its replay budget still returns a failing schedule and says it stopped early."""
     cls = MUTANTS["read-before-clear"]
-    cfg, choices, inv = _sweep_failure(cls, 15)      # the first failing schedule since issue 11 (9 before)
+    cfg, choices, inv = _sweep_failure(cls)
     r = shrink(cls, cfg, choices, inv, max_replays=10)
     assert not r.fixpoint and r.replays <= 10 and r.length <= len(choices)
     assert "budget spent" in r.summary()
@@ -167,7 +172,7 @@ def test_shrink_budget_is_reported():
 def test_shrunk_sweep_trace_replays_from_the_cli(tmp_path):
     """The shrunk counterexample's trace reproduces with ``dirtyproof replay`` (exit 1: violation)."""
     cls = MUTANTS["read-before-clear"]
-    cfg, choices, inv = _sweep_failure(cls, 15)      # the first failing schedule since issue 11 (9 before)
+    cfg, choices, inv = _sweep_failure(cls)
     found = shrink_violation(_as_violation(cls, cfg, choices), trace_dir=str(tmp_path))
     assert found.invariant == inv and found.report and "counterexample" in str(found)
     assert main(["replay", str(found.trace_path)]) == 1

@@ -10,7 +10,8 @@ from dirtyproof.impl import Config, World
 from dirtyproof.impl.clocks import QEMU_CLOCK_REALTIME, QEMU_CLOCK_VIRTUAL_RT
 from dirtyproof.impl.designs import BackgroundV1, Legacy, Periodic
 from dirtyproof.impl.freed import is_freed
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.checked import run
+from dirtyproof.impl.scheduler import RandomScheduler
 from dirtyproof.impl.world import ModelError
 from dirtyproof.mutants import MUTANTS
 from dirtyproof.spec import BY_ID, WARNING, Checker

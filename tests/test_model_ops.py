@@ -12,7 +12,7 @@ from dirtyproof.impl.bitmap import WORD_MASK
 from dirtyproof.impl.designs import BackgroundV1, Legacy, Periodic
 from dirtyproof.impl.designs.background_v1 import (LEGACY_ITER, MODERN_BACKGROUND, MODERN_ITER,
                                                    RAMBLOCK_SYN_LEGACY, RAMBLOCK_SYN_MODERN)
-from dirtyproof.impl.scheduler import run
+from dirtyproof.checked import run
 
 # block a: ram_addr [0, 128), two words, fast path, memslot 0
 # block b: ram_addr [133, 143), slow path, memslot 1; chunks of 4 pages: [0,4) [4,8) [8,10)

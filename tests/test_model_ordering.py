@@ -12,7 +12,7 @@ The correct design passes the same schedule.
 from dirtyproof.impl import BlockSpec, Config, Geometry, World
 from dirtyproof.impl.bitmap import WORD_MASK
 from dirtyproof.impl.designs import Legacy
-from dirtyproof.impl.scheduler import run
+from dirtyproof.checked import run
 from dirtyproof.spec import INVARIANTS
 
 GEO = Geometry((BlockSpec("ram0", 0, 64),), clear_bmap_shift=2)   # one fast-path block, one slot

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from dirtyproof.impl.designs import DESIGNS
+from dirtyproof.checked import replay
 from dirtyproof.impl.trace import Trace
 from dirtyproof.proofs.bmc import search
 from dirtyproof.proofs.concretize import ConcretizationError, concretize
@@ -41,10 +42,10 @@ def test_guided_schedule_replays_to_the_same_violation(paths, mode, tmp_path):
     assert c.invariant == "coverage"
     assert c.length <= MAX_CHOICES, c.length
     # q is in the unaligned block, as the abstract path says (fast = False)
-    _, again = Trace.load(c.path).replay()
+    _, again = replay(Trace.load(c.path))
     assert again.violation.invariant == "coverage" and again.violation.page == c.page
     assert again.violation_step == c.length - 1
-    w, _ = Trace.load(c.path).replay()
+    w, _ = replay(Trace.load(c.path))
     assert not w.block_of(c.page).fast_path
     r = subprocess.run([sys.executable, "-m", "dirtyproof.cli", "replay", str(c.path)], capture_output=True,
                        text=True, timeout=120)

@@ -4,7 +4,8 @@ import pytest
 from dirtyproof.cli.main import geometry_named
 from dirtyproof.impl import Config, World
 from dirtyproof.impl.designs import DESIGNS
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.impl.scheduler import RandomScheduler
+from dirtyproof.checked import run, replay
 from dirtyproof.impl.trace import Trace
 from dirtyproof.proofs.broken import BROKEN, EXPECTED
 from dirtyproof.proofs.counting import broken_counting, broken_period_counter, prove_counting
@@ -49,7 +50,7 @@ def test_unsafe_config_gives_a_replayed_counterexample(tmp_path):
     # 76: one more abstract step than before issue 11, the watcher started while the state is SETUP
     assert res.bmc.confirmed and res.bmc.depth == 76
     tr = Trace.load(res.concrete.path)
-    _, again = tr.replay()
+    _, again = replay(tr)
     assert again.violation.invariant == "coverage" and again.violation.page == res.concrete.page
     assert not DESIGNS["background-v1"].__dict__.get("fast_path", False)
 

@@ -12,8 +12,11 @@ from .base import INTERFACE, Design
 from .iterate_sync import IterateSync
 from .legacy import Legacy
 from .periodic import Periodic
+from .qemu_10_1 import Qemu101
+from .qemu_11_0 import Qemu110
 
-DESIGNS: dict[str, type[Design]] = {d.name: d for d in (Legacy, Periodic, BackgroundV1, IterateSync)}
+DESIGNS: dict[str, type[Design]] = {d.name: d for d in (Legacy, Periodic, BackgroundV1, IterateSync, Qemu101,
+                                                        Qemu110)}
 
 
 class DesignError(ValueError):
@@ -62,11 +65,13 @@ def _load_file(path: str):
     return mod
 
 
-def resolve(spec: str) -> type[Design]:
+def resolve(spec: str, extra=None) -> type[Design]:
     """A design class from a shipped name (``periodic``), ``module:Class`` (found on
-    ``PYTHONPATH``), ``path/to/file.py:Class``, or a mutant name."""
+    ``PYTHONPATH``), ``path/to/file.py:Class``, or a name in ``extra`` (a mapping of more named
+    designs: :func:`dirtyproof.checked.resolve` passes the mutant corpus)."""
     if spec in DESIGNS:
         return DESIGNS[spec]
+    extra = extra or {}
     if ":" in spec:
         module, _, attr = spec.rpartition(":")
         if not module or not attr:
@@ -81,14 +86,11 @@ def resolve(spec: str) -> type[Design]:
         if obj is None:
             raise DesignError(f"module {module!r} has no attribute {attr!r}")
         return check_interface(obj)
-    try:
-        from dirtyproof.mutants import MUTANTS
-    except ImportError:
-        MUTANTS = {}
-    if spec in MUTANTS:
-        return MUTANTS[spec]
+    if spec in extra:
+        return extra[spec]
     raise DesignError(f"unknown design {spec!r} (shipped: {', '.join(DESIGNS)}; or module:Class, or path/to/file.py:Class)")
 
 
-__all__ = ["DESIGNS", "Design", "DesignError", "Legacy", "Periodic", "BackgroundV1", "IterateSync",
+__all__ = ["DESIGNS", "Design", "DesignError", "Legacy", "Periodic", "BackgroundV1", "IterateSync", "Qemu101",
+           "Qemu110",
            "check_interface", "resolve", "INTERFACE"]

@@ -11,9 +11,9 @@ from typing import Generator
 
 from ..bitmap import WORD_MASK
 from ..steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED, DELIVER,
-                     INIT_BITMAPS, ITERATE_DONE, ITERATION_FINISH, KVM_CLEAR, KVM_GET, KVM_OR, L2_TEST_AND_CLEAR,
-                     L2_XCHG, READ, SAVEVM_CLEANUP, SETUP_DONE, STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED,
-                     VM_STOP)
+                     FREE_PAGE_HINT, INIT_BITMAPS, ITERATE_DONE, ITERATION_FINISH, KVM_CLEAR, KVM_GET, KVM_OR,
+                     L2_TEST_AND_CLEAR, L2_XCHG, READ, SAVEVM_CLEANUP, SETUP_DONE, STREAM_COMPLETE, SYNC_DONE,
+                     THREADS_STARTED, VM_STOP)
 from ..steps import Step as S
 
 Step = Generator[S, None, None]
@@ -133,8 +133,13 @@ class Design:
     # ------------------------------------------------------------------------------------------
     # syncs
     def migration_bitmap_sync_precopy(self, w, last_stage: bool = False) -> Step:
-        """``migration_bitmap_sync_precopy``: a sync (the precopy notifiers are not modelled)."""
+        """``migration_bitmap_sync_precopy``: the precopy notifiers (BEFORE_BITMAP_SYNC), a sync,
+        the notifiers again (AFTER_BITMAP_SYNC). The notifiers are steps only in worlds whose
+        guest hints free pages (``impl/balloon.py``): free-page hinting stops before the sync and
+        a new hint cycle starts after it."""
+        yield from w.precopy_notify("BEFORE_BITMAP_SYNC")
         yield from self.migration_bitmap_sync(w, last_stage)
+        yield from w.precopy_notify("AFTER_BITMAP_SYNC")
 
     def migration_bitmap_sync(self, w, last_stage: bool = False) -> Step:
         """``migration_bitmap_sync``: log sync, then every block under ``bitmap_mutex``, then the
@@ -143,10 +148,8 @@ class Design:
         mig.dirty_sync_count += 1
         yield from self.memory_global_dirty_log_sync(w)
         yield from w.acquire("bitmap_mutex")
-        w.note_sync_begin(background=self.background)
         for rb in w.blocks:
             yield from self.ramblock_sync_dirty_bitmap(w, rb)
-        w.note_sync_end()
         w.release("bitmap_mutex")
         self.after_sync(w)
         yield S(SYNC_DONE)
@@ -341,6 +344,38 @@ class Design:
         yield S(DELIVER, block=rb.index, page=addr, value=version)
 
     # ------------------------------------------------------------------------------------------
+    # free-page hinting (called by the balloon's iothread, impl/balloon.py)
+    def qemu_guest_free_page_hint(self, w, start: int, npages: int) -> Step:
+        """``qemu_guest_free_page_hint`` (migration/ram.c): only while a migration is set up or
+        active; under ``bitmap_mutex``, the owed remote clears of the range's chunks (a skipped
+        free page counts as sent for ``clear_bmap``), then ``migration_dirty_pages`` loses the
+        range's set ``bmap`` bits and they are cleared (one step, the mutex released with it).
+        The caller (the iothread) holds the balloon's ``free_page_lock``."""
+        mig = w.mig
+        if mig is None or mig.phase not in ("setup", "active") or mig.cancel_requested:
+            return
+        rb = w.block_of(start)
+        first = start - rb.offset
+        last = min(first + npages, rb.pages)
+        yield from w.acquire("bitmap_mutex")
+        yield from self.migration_clear_memory_region_dirty_bitmap_range(w, rb, first, last - first)
+        cleared = 0
+        for k in range(first, last):
+            if rb.bmap.test_and_clear(k):
+                cleared += 1
+        mig.migration_dirty_pages -= cleared
+        w.release("bitmap_mutex")
+        yield S(FREE_PAGE_HINT, block=rb.index, start=start, end=rb.offset + last, value=cleared)
+
+    def migration_clear_memory_region_dirty_bitmap_range(self, w, rb, start: int, npages: int) -> Step:
+        """The owed remote clear of every ``clear_bmap`` chunk that block-relative pages
+        [start, start+npages) touch, chunk by chunk."""
+        page = start
+        while page < start + npages:
+            yield from self.migration_clear_memory_region_dirty_bitmap(w, rb, page)
+            page = rb.chunk_range(rb.chunk_of(page))[1]
+
+    # ------------------------------------------------------------------------------------------
     # the end
     def migration_completion(self, w) -> Step:
         """``migration_completion``: BQL, stop the VM, ``ram_save_complete``; then, as a separate
@@ -383,6 +418,8 @@ class Design:
         thread: the end of this actor), and a cancelled migration's state set to CANCELLED."""
         mig = w.mig
         yield from w.acquire("BQL")
+        # qemu_savevm_state_cleanup's first call; the notifiers' own steps run with the BQL held
+        yield from w.precopy_notify("CLEANUP")
         self.qemu_savevm_state_cleanup(w)
         w.release("BQL")
         yield S(SAVEVM_CLEANUP)

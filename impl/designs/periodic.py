@@ -16,7 +16,7 @@ class Periodic(Design):
     to 0, so the first tick never syncs. The callback runs in the main loop with the BQL held."""
 
     name = "periodic"
-    summary = "QEMU 9.2+: a 5 s main-loop timer syncs when dirty_sync_count has not moved"
+    summary = "QEMU 9.2-10.0: a 5 s main-loop timer syncs when dirty_sync_count has not moved"
     regions = ("timer_loop", "cpu_throttle_dirty_sync_timer_tick")
 
     def attach(self, w) -> None:

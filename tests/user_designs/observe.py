@@ -26,7 +26,8 @@ from collections import defaultdict
 
 from dirtyproof.impl.config import Config
 from dirtyproof.impl.geometry import Geometry
-from dirtyproof.impl.scheduler import RandomScheduler, run
+from dirtyproof.impl.scheduler import RandomScheduler
+from dirtyproof.checked import run
 from dirtyproof.impl.world import World
 from dirtyproof.spec import BY_ID, applicable
 
