@@ -414,7 +414,7 @@ class Design:
     def migrate_fd_cleanup(self, w) -> Step:
         """``migrate_fd_cleanup`` (the main loop's bottom half; modelled in the migration actor,
         which does nothing else after scheduling it): ``qemu_savevm_state_cleanup`` under the
-        BQL (one step), then the BQL dropped to join the threads (QEMU joins the migration
+        BQL (the precopy CLEANUP notifiers, whose steps are their own, then one step), then the BQL dropped to join the threads (QEMU joins the migration
         thread: the end of this actor), and a cancelled migration's state set to CANCELLED."""
         mig = w.mig
         yield from w.acquire("BQL")
