@@ -18,10 +18,13 @@ world steps are deterministic given the choices). Two things make that affordabl
 from __future__ import annotations
 
 import heapq
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dirtyproof.impl.scheduler import DesignCrash
+from dirtyproof.impl.watchdog import TIMEOUT_ENV
 from dirtyproof.impl.world import ModelError, World
 from dirtyproof.spec import Violation
 
@@ -130,14 +133,18 @@ class Explorer:
         return self.replay(self.path(i))
 
     def replay(self, path) -> World:
-        """A fresh world driven along ``path`` (each step's checks passed when first taken)."""
+        """A fresh world driven along ``path`` (each step's checks passed when first taken).
+
+        Steps are not timed: each one yielded within the step time limit when it was first taken, and world
+        steps are deterministic given the choices."""
         self.res.replays += 1
         w = self.fresh()
         por = self.red.por
-        for ch in path:
-            w.step(ch)
-            if por:
-                track_mig(w)
+        with _untimed():
+            for ch in path:
+                w.step(ch)
+                if por:
+                    track_mig(w)
         return w
 
     # -- one transition ---------------------------------------------------------------------------
@@ -405,6 +412,21 @@ class Explorer:
     def _edge_choice(self, a: int, b: int):
         """A choice leading from node ``a`` to node ``b`` (recorded with each edge)."""
         return self.edge_choice[(a, b)]
+
+
+@contextmanager
+def _untimed():
+    """No per-step time limit inside (``$DIRTYPROOF_STEP_TIMEOUT`` = 0), for replays of steps that
+    already yielded in time; the caller's setting is put back after."""
+    old = os.environ.get(TIMEOUT_ENV)
+    os.environ[TIMEOUT_ENV] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[TIMEOUT_ENV]
+        else:
+            os.environ[TIMEOUT_ENV] = old
 
 
 def _spend(budgets: tuple, slot: int) -> tuple:
