@@ -1,0 +1,57 @@
+"""The explorer's default bound: a small portfolio of worlds and bounds, each printed with its verdict.
+
+One world with one bound cannot be both cheap enough for the gate and large enough for every
+corpus bug: the state space grows with the path length to the power of the moves allowed. The
+default is therefore a few entries, each a world (geometry and config) with its own bounds and
+KVM modes, explored in order; ``dirtyproof explore`` without bound flags, ``check`` and ``prove``
+(for a design without a per-page encoding) run all of them. "exhaustive within bounds B" is said
+per entry, B naming that entry's world and bounds. docs/explore.md says why each entry is there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from dirtyproof.impl.config import KVM_MODES, Config
+
+from .bounds import Bounds, default_config
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One world and bound of the portfolio: ``name`` (printed), the world's ``config`` (its KVM
+    mode replaced by each of ``modes``), the ``bounds``, and ``why`` it is there (one line)."""
+
+    name: str
+    config: Config
+    bounds: Bounds
+    modes: tuple[str, ...]
+    why: str
+
+    def config_for(self, mode: str) -> Config:
+        """The entry's world in KVM ``mode``."""
+        return replace(self.config, kvm_mode=mode)
+
+    def runs(self) -> list[tuple[str, Config]]:
+        """``(label, config)`` of each exploration of the entry: one per mode."""
+        return [(f"{self.name}/{m}", self.config_for(m)) for m in self.modes]
+
+
+def default_portfolio() -> tuple[Entry, ...]:
+    """The default bound (docs/explore.md, "The default bound"): every KVM mode of the small world
+    with one environment move of any kind."""
+    return (
+        Entry("one-move", default_config("manual"),
+              Bounds(guest_writes=1, device_writes=1, clock_moves=1, cancels=1, moves=1),
+              tuple(KVM_MODES),
+              "every interleaving of the threads with one write, clock move or cancel, in every KVM mode"),
+    )
+
+
+def describe(entries) -> list[str]:
+    """One line per entry: its name, modes, bounds and why."""
+    from .bounds import describe_bounds, describe_world
+    return [f"{e.name} ({', '.join(e.modes)}): {describe_world(e.config_for(e.modes[0]))}; "
+            f"{describe_bounds(e.bounds)}: {e.why}" for e in entries]
+
+
+__all__ = ["Entry", "default_portfolio", "describe"]
