@@ -38,6 +38,8 @@ def add_arguments(p) -> None:
                    help=f"writes, clock moves and cancels per path, all together (default {d.moves})")
     p.add_argument("--max-depth", type=positive_int, default=None, help=f"longest path explored (default {d.max_depth})")
     p.add_argument("--max-states", type=positive_int, default=None, help=f"stop after this many distinct states (default {d.max_states})")
+    p.add_argument("--preemptions", type=positive_int, default=None,
+                   help="switches away from a thread that could go on, per path (default: any number)")
     p.add_argument("--no-por", action="store_true", help="turn the partial-order reduction off")
     p.add_argument("--order", choices=ORDERS, default="moves",
                    help="expansion order: by moves spent then depth (default), or plain breadth-first")
@@ -46,7 +48,8 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no step list, only the summary")
 
 
-BOUND_FLAGS = ("guest_writes", "device_writes", "clock_moves", "cancels", "moves", "max_depth", "max_states")
+BOUND_FLAGS = ("guest_writes", "device_writes", "clock_moves", "cancels", "moves", "max_depth", "max_states",
+               "preemptions")
 
 
 def single_world(args) -> bool:
@@ -61,6 +64,7 @@ def bounds_from_args(args) -> Bounds:
     d = Bounds()
     given = {f: getattr(args, f) for f in BOUND_FLAGS}
     vals = {f: (getattr(d, f) if v is None else v) for f, v in given.items()}
+    vals["preemptions"] = given["preemptions"]
     for flag in ("max_depth", "max_states"):
         if vals[flag] < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1 (a bound of {vals[flag]} explores nothing)")

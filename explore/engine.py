@@ -30,7 +30,7 @@ from dirtyproof.spec import Violation
 
 from . import checks as spec_checks
 from .bounds import Bounds
-from .choices import MOVES, enabled, periods, terminal
+from .choices import MOVES, after_thread, enabled, periods, preempted, terminal
 from .fingerprint import fingerprint
 from .footprint import recording, track, track_mig, writes_of
 from .reductions import Reductions
@@ -242,16 +242,17 @@ class Explorer:
             snap.restore()
         return None
 
-    def _threads(self, w, i, budgets, moves, new, tags) -> Result | None:
+    def _threads(self, w, i, budgets, moves, new, tags, runnable=()) -> Result | None:
         """Take every thread step (and ``start``) in ``moves``; the last on ``w`` itself."""
         for k, ch in enumerate(moves):
             wt = w if k == len(moves) - 1 else self.world(i)
+            nb = budgets if ch[0] == "mgmt" else after_thread(budgets, runnable, ch[0])
             v = self._step(wt, ch, tags)
             self._note_rules(i, ch)
             if v is not None:
-                self._violation(i, ch, v, budgets)
+                self._violation(i, ch, v, nb)
                 continue
-            j = self._add(wt, i, ch, budgets)
+            j = self._add(wt, i, ch, nb)
             if j is not None:
                 new.append(True)
                 if wt is w and len(self.cache) < CACHE_WORLDS:
@@ -316,7 +317,12 @@ class Explorer:
                 return self.res
             w = self.world(i)
             budgets = self.budgets[i]
+            runnable = w.runnable_threads()
             threads, env = enabled(w, budgets, self.periods, self.pages)
+            if preempted(budgets, runnable):
+                # a switch the preemption bound forbids: for the livelock check this state counts
+                # as one that may complete (as a state cut by max_depth), the bound being B's
+                self.finished.add(i)
             if terminal(w):
                 self.res.completed_paths += 1
                 self.finished.add(i)
@@ -341,7 +347,7 @@ class Explorer:
                 if always:
                     self._env(w, i, budgets, always, new)
                 before = len(new)
-                self._threads(w, i, budgets, consuming, new, tags)
+                self._threads(w, i, budgets, consuming, new, tags, runnable)
                 maybe = self._dependent(maybe, tags, len(new) > before)
                 if maybe:
                     self._env(self.world(i), i, budgets, maybe, new)
@@ -349,7 +355,7 @@ class Explorer:
                 if movable:
                     self._env(w, i, budgets, movable, new)
                 if consuming:
-                    self._threads(w, i, budgets, consuming, new, None)
+                    self._threads(w, i, budgets, consuming, new, None, runnable)
             if self.progress is not None and time.perf_counter() - last_report > 5:
                 last_report = time.perf_counter()
                 self.progress(self.res, len(self.parent), len(self.heap), d)
