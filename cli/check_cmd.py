@@ -317,7 +317,7 @@ def run(args) -> int:
     explorations.ex.shutdown(wait=True)
     for spec in specs:
         if by[(spec, CONFIGS[0])]["verdict"] == "n/a":
-            print(f"{spec}: no per-page encoding: judged by the random runs, the counting lemmas and the hunt")
+            print(f"{spec}: no per-page encoding: judged by the random runs, the counting lemmas, the hunt and the explorer")
     print_table(rows)
     print(LEGEND)
     ok = all(r.ok for r in rows)
