@@ -163,7 +163,8 @@ class _Explorations:
 
     def row(self, spec: str, cls) -> Row:
         """The ``explore`` row of ``spec``: its judgement against the manifest's expectation."""
-        from dirtyproof.explore.verdict import Judgement, RunSummary, expected, matches
+        from dirtyproof.explore.portfolio import chosen_bound
+        from dirtyproof.explore.verdict import Judgement, RunSummary, expected_within, matches
         from .failure import Reported
         f = self.futures[spec]
         while True:
@@ -176,12 +177,13 @@ class _Explorations:
             raise Reported(*r["error"])
         d = r["judgement"]
         j = Judgement(**{**d, "runs": [RunSummary(**x) for x in d["runs"]]})
-        want = expected(spec, cls)
+        bound = chosen_bound()
+        want = expected_within(spec, cls, bound)
         ok, why = matches(j, want)
         got = j.verdict if j.invariant is None else f"unsafe ({j.invariant}, {j.steps} steps)"
         detail = j.detail() + (f"\n{why}" if why else "")
         sys.stderr.write(f"check: explorer {spec}: {got} ({j.seconds:.1f} s)\n")
-        return Row(spec, "explore", "default bound", want["verdict"], got, ok, j.seconds, detail, j.trace)
+        return Row(spec, "explore", f"{bound} bound", want["verdict"], got, ok, j.seconds, detail, j.trace)
 
     def stop(self) -> None:
         """Stop the workers now (Ctrl-C or a failure elsewhere)."""
@@ -298,6 +300,11 @@ def run(args) -> int:
     junit = output_file(args.junit, "--junit")
     json_out = output_file(args.json, "--json")
     expected = expected_verdicts()
+    from dirtyproof.explore.portfolio import chosen_bound
+    try:
+        chosen_bound()                      # checked before any work, like every input
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     t0 = time.perf_counter()
     sys.stderr.write(f"check: {len(specs)} design(s) x {len(CONFIGS)} configurations: proving on {args.jobs} "
                      f"process(es), then random runs, counting lemmas and a {args.hunt_budget:g} s hunt each; the explorer's "

@@ -119,7 +119,8 @@ def _explore(spec: str, cls, traces) -> str:
     (with the counterexample's trace), ``exhaustive within bounds B`` or ``cut``."""
     from dirtyproof.explore.verdict import SAFE, UNSAFE, judge
 
-    sys.stderr.write(f"prove: exploring {spec} within the explorer's default bound ...\n")
+    from dirtyproof.explore.portfolio import chosen_bound
+    sys.stderr.write(f"prove: exploring {spec} within the explorer's {chosen_bound()} bound ...\n")
     j = judge(cls, spec, trace_dir=None if traces is None else str(traces), steps=False)
     print(j.text)
     if j.verdict == UNSAFE:
@@ -148,6 +149,11 @@ def run(args) -> int:
         raise UserError("--tail must be >= 0")
     specs = design_specs(args.design)
     cfgs = selected_configs(args)
+    from dirtyproof.explore.portfolio import chosen_bound
+    try:
+        chosen_bound()                      # the explorer's bound, for a design without an encoding
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     smt2 = output_dir(args.smt2, "--smt2")
     traces = trace_dir(args)
     runner = QueryRunner(args.timeout_ms, smt2)

@@ -14,7 +14,7 @@ from dirtyproof.impl.config import KVM_MODES
 from .bounds import Bounds
 from .engine import ORDERS
 from .reductions import Reductions
-from .portfolio import default_portfolio, describe
+from .portfolio import BOUND_ENV, chosen_bound, describe, gate_portfolio
 from .run import config_for, explore_runs, portfolio_runs
 
 
@@ -102,8 +102,13 @@ def run(args) -> int:
         modes = args.kvm_mode or list(KVM_MODES)
         runs = [(mode, config_for(mode, base), bounds) for mode in modes]
     else:
-        entries = default_portfolio()
-        print("default bound (explore/portfolio.py; a bound flag or --config explores one world instead):")
+        try:
+            bound = chosen_bound()
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        entries = gate_portfolio()
+        print(f"{bound} bound (explore/portfolio.py{'' if bound == 'default' else ', $' + BOUND_ENV}; "
+              "a bound flag or --config explores one world instead):")
         for line in describe(entries):
             print(f"  {line}")
         runs = [r for r in portfolio_runs(entries) if not args.kvm_mode or r[1].kvm_mode in args.kvm_mode]

@@ -9,6 +9,7 @@ per entry, B naming that entry's world and bounds. docs/explore.md says why each
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 from dirtyproof.impl.config import KVM_MODES, Config
@@ -51,6 +52,28 @@ def default_portfolio() -> tuple[Entry, ...]:
     )
 
 
+# The bound check and prove run: the default bound, or (``threads``) its first entry only, for
+# test suites that check many designs and would otherwise spend minutes on each; said in every
+# table and report, and a value other than these is bad input.
+BOUND_ENV = "DIRTYPROOF_EXPLORE_BOUND"
+BOUND_CHOICES = ("default", "threads")
+
+
+def chosen_bound() -> str:
+    """The bound ``$DIRTYPROOF_EXPLORE_BOUND`` asks for (``default`` when unset); ``ValueError``
+    naming the choices otherwise."""
+    v = os.environ.get(BOUND_ENV, "").strip() or "default"
+    if v not in BOUND_CHOICES:
+        raise ValueError(f"${BOUND_ENV}={v!r}: expected one of {', '.join(BOUND_CHOICES)}")
+    return v
+
+
+def gate_portfolio() -> tuple[Entry, ...]:
+    """The portfolio check, prove and ``explore`` without bound flags run (:func:`chosen_bound`)."""
+    entries = default_portfolio()
+    return entries if chosen_bound() == "default" else entries[:1]
+
+
 def describe(entries) -> list[str]:
     """One line per entry: its name, modes, bounds and why."""
     from .bounds import describe_bounds, describe_world
@@ -58,4 +81,4 @@ def describe(entries) -> list[str]:
             f"{describe_bounds(e.bounds)}: {e.why}" for e in entries]
 
 
-__all__ = ["Entry", "default_portfolio", "describe"]
+__all__ = ["Entry", "default_portfolio", "gate_portfolio", "chosen_bound", "describe", "BOUND_ENV", "BOUND_CHOICES"]

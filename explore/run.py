@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 from .bounds import Bounds, default_config
 from .engine import Result, explore
-from .portfolio import default_portfolio
+from .portfolio import gate_portfolio
 from .reductions import Reductions
 from .report import save_trace, step_lines, summary
 
@@ -52,8 +52,9 @@ def explore_modes(design_cls, design_spec: str, modes, bounds: Bounds, reduction
 
 
 def portfolio_runs(entries=None) -> list:
-    """``(label, config, bounds)`` of every exploration of the portfolio (default: the default bound)."""
-    return [(label, cfg, e.bounds) for e in (entries or default_portfolio()) for label, cfg in e.runs()]
+    """``(label, config, bounds)`` of every exploration of the portfolio (default: the one
+    ``$DIRTYPROOF_EXPLORE_BOUND`` chooses, the default bound unless set)."""
+    return [(label, cfg, e.bounds) for e in (entries or gate_portfolio()) for label, cfg in e.runs()]
 
 
 __all__ = ["Outcome", "explore_modes", "explore_runs", "portfolio_runs", "config_for"]

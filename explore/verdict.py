@@ -99,8 +99,22 @@ def expected(design_spec: str, design_cls) -> dict:
     return {"verdict": SAFE}
 
 
+def expected_within(design_spec: str, design_cls, bound: str) -> dict:
+    """:func:`expected` for the bound actually run: under the ``threads`` bound (its first entry
+    only) an unsafe design the manifest says a later run finds is not compared (``any``, said in
+    the table); a safe one must still be exhausted safe."""
+    want = expected(design_spec, design_cls)
+    if bound == "default" or want["verdict"] == SAFE:
+        return want
+    if want["verdict"] == UNSAFE and str(want.get("run", "")).startswith("threads/"):
+        return want
+    return {"verdict": "any"}
+
+
 def matches(j: Judgement, want: dict) -> tuple[bool, str]:
     """Whether judgement ``j`` is what ``want`` (see :func:`expected`) says, and why not."""
+    if want["verdict"] == "any":
+        return True, ""
     if j.verdict != want["verdict"]:
         return False, f"expected {want['verdict']}, got {j.verdict}"
     if j.verdict == UNSAFE:
@@ -114,4 +128,4 @@ def matches(j: Judgement, want: dict) -> tuple[bool, str]:
     return True, ""
 
 
-__all__ = ["Judgement", "RunSummary", "judge", "expected", "matches", "SAFE", "UNSAFE", "CUT"]
+__all__ = ["Judgement", "RunSummary", "judge", "expected", "expected_within", "matches", "SAFE", "UNSAFE", "CUT"]

@@ -66,13 +66,15 @@ def test_a_user_design_is_expected_safe():
     assert expected("mine.py:Mine", Mine) == {"verdict": SAFE}
 
 
-def test_a_quick_mutant_over_the_default_bound_is_as_the_manifest_says(tmp_path):
+def test_a_quick_mutant_over_the_default_bound_is_as_the_manifest_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "default")
     j = judge(MUTANTS["period-popcount"], "period-popcount", trace_dir=str(tmp_path))
     assert matches(j, expected("period-popcount", MUTANTS["period-popcount"])) == (True, "")
     assert j.trace and os.path.exists(j.trace)
 
 
 def test_prove_without_an_encoding_runs_the_explorer(capsys, tmp_path):
+    # under the suite's threads bound: period-popcount's counterexample is in that run
     rc = main(["prove", "--design", "period-popcount", "--config", "manual/mixed", "--trace-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0
@@ -80,7 +82,8 @@ def test_prove_without_an_encoding_runs_the_explorer(capsys, tmp_path):
         "not proved for all sizes", "")
 
 
-def test_check_has_an_explore_row_in_table_and_reports(capsys, tmp_path):
+def test_check_has_an_explore_row_in_table_and_reports(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "default")
     js, junit = tmp_path / "r.json", tmp_path / "r.xml"
     rc = main(["check", "--design", "period-popcount", "--jobs", "1", "--hunt-budget", "0.5",
                "--trace-dir", str(tmp_path / "t"), "--json", str(js), "--junit", str(junit)])
@@ -114,6 +117,27 @@ def test_the_preemption_bound_prunes_and_keeps_fingerprints_sound():
         assert successors(ex, p1, budgets) == successors(ex, p2, budgets), (p1, p2)
 
 
+def test_a_bad_explore_bound_is_bad_input(capsys, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "everything")
+    for argv in (["check", "--design", "legacy"], ["prove", "--design", "legacy"],
+                 ["explore", "--design", "legacy"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "DIRTYPROOF_EXPLORE_BOUND" in err
+
+
+def test_the_threads_bound_compares_only_what_its_runs_can_find(monkeypatch):
+    from dirtyproof.explore.verdict import expected_within
+    assert expected_within("legacy", DESIGNS["legacy"], "threads") == {"verdict": SAFE}
+    assert expected_within("period-popcount", MUTANTS["period-popcount"], "threads")["verdict"] == UNSAFE
+    want = expected("no-final-sync", MUTANTS["no-final-sync"])
+    assert want["verdict"] == UNSAFE and not want["run"].startswith("threads/")
+    assert expected_within("no-final-sync", MUTANTS["no-final-sync"], "threads") == {"verdict": "any"}
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "threads")
+    from dirtyproof.explore.portfolio import gate_portfolio
+    assert [e.name for e in gate_portfolio()] == ["threads"]
+
+
 # -- the slow tier: the whole corpus over the default bound ---------------------------------------
 OPT_IN = pytest.mark.skipif(os.environ.get("DIRTYPROOF_SLOW") != "1", reason="slow tier: set DIRTYPROOF_SLOW=1")
 
@@ -132,6 +156,7 @@ def test_no_preemption_misses_the_timer_lock_order_bug_one_finds_it():
 @pytest.mark.slow
 @OPT_IN
 @pytest.mark.parametrize("name", list(ALL))
-def test_default_bound_verdict_is_the_manifests(name, tmp_path):
+def test_default_bound_verdict_is_the_manifests(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "default")
     j = judge(ALL[name], name, trace_dir=str(tmp_path))
     assert matches(j, expected(name, ALL[name])) == (True, ""), j.detail()
