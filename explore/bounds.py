@@ -84,7 +84,9 @@ def describe_world(cfg: Config) -> str:
                        f"{' fast' if b.fast_path else ' slow'}" for b in geo.blocks)
     return (f"blocks [{blocks}], chunk {geo.chunk_pages} pages, word {geo.word_bits} bits, "
             f"kvm_mode={cfg.kvm_mode}, vcpus={cfg.vcpus}, burst={cfg.burst}, "
-            f"switchover_pages={cfg.switchover_pages}, auto_converge={cfg.auto_converge}")
+            f"switchover_pages={cfg.switchover_pages}, auto_converge={cfg.auto_converge}, "
+            f"periods ms: timer {cfg.dirty_sync_timer_ms}, watcher poll {cfg.watcher_poll_ms} idle "
+            f"{cfg.watcher_idle_ms}, iterate {cfg.iterate_sync_ms}")
 
 
 def describe_bounds(b: Bounds) -> str:

@@ -77,7 +77,8 @@ def gate_portfolio() -> tuple[Entry, ...]:
 def describe(entries) -> list[str]:
     """One line per entry: its name, modes, bounds and why."""
     from .bounds import describe_bounds, describe_world
-    return [f"{e.name} ({', '.join(e.modes)}): {describe_world(e.config_for(e.modes[0]))}; "
+    return [f"{e.name} ({', '.join(e.modes)}): "
+            f"{describe_world(e.config_for(e.modes[0])).replace(f'kvm_mode={e.modes[0]}, ', '')}; "
             f"{describe_bounds(e.bounds)}: {e.why}" for e in entries]
 
 
