@@ -117,6 +117,21 @@ def test_the_preemption_bound_prunes_and_keeps_fingerprints_sound():
         assert successors(ex, p1, budgets) == successors(ex, p2, budgets), (p1, p2)
 
 
+def test_check_explore_row_fails_a_user_design_it_breaks(capsys, tmp_path):
+    # a user's copy of a counting bug: expected safe (not in the manifest), broken without any move
+    mod = tmp_path / "mine.py"
+    mod.write_text("from dirtyproof.mutants.syncs import DirtyCountRawBits\n\n\n"
+                   "class Mine(DirtyCountRawBits):\n    \"\"\"A user's design.\"\"\"\n    name = \"mine\"\n")
+    js = tmp_path / "r.json"
+    rc = main(["check", "--design", f"{mod}:Mine", "--jobs", "1", "--hunt-budget", "0.5",
+               "--trace-dir", str(tmp_path / "t"), "--json", str(js)])
+    capsys.readouterr()
+    assert rc == 1
+    row = [r for r in json.loads(js.read_text())["results"] if r["engine"] == "explore"][0]
+    assert row["expected"] == SAFE and not row["ok"] and row["got"].startswith("unsafe (dirty-pages-count")
+    assert row["trace"] and os.path.exists(row["trace"])
+
+
 def test_a_bad_explore_bound_is_bad_input(capsys, monkeypatch):
     monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "everything")
     for argv in (["check", "--design", "legacy"], ["prove", "--design", "legacy"],
