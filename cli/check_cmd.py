@@ -159,24 +159,34 @@ class _Explorations:
     def __init__(self, specs: list, traces, processes: int) -> None:
         self.ex = ProcessPoolExecutor(max(1, processes), initializer=_ignore_sigint)
         self.t0 = time.perf_counter()
-        self.futures = {s: self.ex.submit(explore_job, (s, str(traces))) for s in specs}
+        from dirtyproof.explore.run import portfolio_runs
+        labels = [r[0] for r in portfolio_runs()]
+        # every run of every design at once, the big designs' runs spreading over the processes
+        self.futures = {s: [self.ex.submit(explore_job, (s, str(traces), label)) for label in labels]
+                        for s in specs}
 
     def row(self, spec: str, cls) -> Row:
         """The ``explore`` row of ``spec``: its judgement against the manifest's expectation."""
         from dirtyproof.explore.portfolio import chosen_bound
-        from dirtyproof.explore.verdict import Judgement, RunSummary, expected_within, matches
+        from dirtyproof.explore.verdict import Judgement, RunSummary, combine, expected_within, matches
         from .failure import Reported
-        f = self.futures[spec]
-        while True:
-            try:
-                r = f.result(timeout=2.0)
+        parts = []
+        for f in self.futures[spec]:
+            while True:
+                try:
+                    r = f.result(timeout=2.0)
+                    break
+                except TimeoutError:
+                    sys.stderr.write(f"check: exploring {spec}, {time.perf_counter() - self.t0:.0f} s\n")
+            if r["error"] is not None:
+                raise Reported(*r["error"])
+            d = r["judgement"]
+            parts.append(Judgement(**{**d, "runs": [RunSummary(**x) for x in d["runs"]]}))
+            if parts[-1].verdict == "unsafe":
+                for rest in self.futures[spec][len(parts):]:
+                    rest.cancel()      # not needed: the first violation in the portfolio's order decides
                 break
-            except TimeoutError:
-                sys.stderr.write(f"check: exploring {spec}, {time.perf_counter() - self.t0:.0f} s\n")
-        if r["error"] is not None:
-            raise Reported(*r["error"])
-        d = r["judgement"]
-        j = Judgement(**{**d, "runs": [RunSummary(**x) for x in d["runs"]]})
+        j = combine(parts)
         bound = chosen_bound()
         want = expected_within(spec, cls, bound)
         ok, why = matches(j, want)

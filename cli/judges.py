@@ -57,15 +57,19 @@ def hunt_verdict(cls, budget: float, label: str, trace_dir=None) -> tuple[str, o
 
 
 def explore_job(job) -> dict:
-    """The explorer over its default bound on one design, in a worker process (``job``: the
-    design's spec and the trace folder): ``{"spec", "judgement" (a dict), "error"}``, errors
-    classified here where their traceback is (as the prover's workers do)."""
-    spec, traces = job
-    out = {"spec": spec, "judgement": None, "error": None}
+    """One run of the explorer's default bound on one design, in a worker process (``job``: the
+    design's spec, the trace folder and the run's label): ``{"spec", "label", "judgement" (a
+    dict), "error"}``, errors classified here where their traceback is (as the prover's workers
+    do). ``check`` submits every run of every design at once, so the runs of a big design spread
+    over the processes, and takes them in the portfolio's order up to the first violation."""
+    spec, traces, label = job
+    out = {"spec": spec, "label": label, "judgement": None, "error": None}
     try:
+        from dirtyproof.explore.run import portfolio_runs
         from dirtyproof.explore.verdict import judge
         from dirtyproof.impl.designs import resolve
-        out["judgement"] = judge(resolve(spec), spec, trace_dir=traces).to_json()
+        runs = [r for r in portfolio_runs() if r[0] == label]
+        out["judgement"] = judge(resolve(spec), spec, trace_dir=traces, runs=runs).to_json()
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - classified here, reported by the parent

@@ -82,6 +82,25 @@ def judge(design_cls, design_spec: str, trace_dir=None, runs=None, steps: bool =
     return out
 
 
+def combine(parts: list) -> Judgement:
+    """One judgement from the judgements of single runs, given in the portfolio's order: the
+    first violation decides (the runs after it are not counted, as :func:`judge` would not have
+    taken them); else ``cut`` if a run was cut; else ``safe``."""
+    out = Judgement(SAFE)
+    texts = []
+    for p in parts:
+        out.runs.extend(p.runs)
+        out.seconds += p.seconds
+        texts.append(p.text)
+        if p.verdict == UNSAFE:
+            out.verdict, out.invariant, out.steps, out.label, out.trace = UNSAFE, p.invariant, p.steps, p.label, p.trace
+            break
+        if p.verdict == CUT:
+            out.verdict = CUT
+    out.text = "\n".join(texts)
+    return out
+
+
 def expected(design_spec: str, design_cls) -> dict:
     """The explorer's expectation for a design: the manifest's ``explore`` entry of a shipped design
     or corpus mutant (``{"verdict": ..., "property": ..., "steps": ...}``), else ``{"verdict": "safe"}``
@@ -128,4 +147,4 @@ def matches(j: Judgement, want: dict) -> tuple[bool, str]:
     return True, ""
 
 
-__all__ = ["Judgement", "RunSummary", "judge", "expected", "expected_within", "matches", "SAFE", "UNSAFE", "CUT"]
+__all__ = ["Judgement", "RunSummary", "combine", "judge", "expected", "expected_within", "matches", "SAFE", "UNSAFE", "CUT"]
