@@ -4,7 +4,7 @@ of verdicts against the recorded expectations; exit 0 iff everything matches.
 Every design goes the same way, shipped, corpus mutant or a user's ``module:Class``: the prover
 in each configuration (when the design has a per-page encoding; a user's own encoding passes the
 conformance gate first), seeded random runs in each configuration, the counting lemmas, and a
-hunt, and the explorer over its default bound (in worker processes alongside). The table says which engine judged what; ``--junit`` and ``--json`` write the same results
+hunt, and the explorer (its ``threads`` bound unless ``--explore-bound default``; in worker processes alongside). The table says which engine judged what; ``--junit`` and ``--json`` write the same results
 for CI systems (:mod:`.reports`)."""
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ LEGEND = f"""legend:
   runs      {RUN_SEEDS} seeded random runs of {RUN_STEPS} steps in that configuration, every invariant after every step
   counting  the counting lemmas against the design's counters (all sizes)
   hunt      swarm schedules, then the Hypothesis machine, over all configurations (--hunt-budget)
-  explore   every interleaving within the explorer's default bound (explore/portfolio.py: each run's
+  explore   every interleaving within the explorer's bound (--explore-bound: threads by default, or
+            the whole default bound; explore/portfolio.py: each run's
             world, bounds and KVM mode in docs/explore.md), stopped at the first violation: safe
             (exhaustive within those bounds, not for all sizes), unsafe (the cheapest
             counterexample, a trace) or cut; expected: the manifest's "explore" entry, else safe
@@ -42,6 +43,10 @@ def add_arguments(p) -> None:
     p.add_argument("--jobs", type=int, default=2, help="processes for the proofs (default 2)")
     add_trace_dir_argument(p)
     p.add_argument("--hunt-budget", type=float, default=4.0, help="seconds of hunting per design (> 0)")
+    p.add_argument("--explore-bound", choices=("threads", "default"),
+                   help="the explorer's bound: threads (every interleaving of the threads, no write, "
+                        "clock move or cancel; the default) or default (the explorer's whole default "
+                        "bound, minutes per design; also $DIRTYPROOF_EXPLORE_BOUND)")
     p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
@@ -319,15 +324,15 @@ def run(args) -> int:
     junit = output_file(args.junit, "--junit")
     json_out = output_file(args.json, "--json")
     expected = expected_verdicts()
-    from dirtyproof.explore.portfolio import chosen_bound
+    from dirtyproof.explore.portfolio import apply_bound_flag, chosen_bound
     try:
-        chosen_bound()                      # checked before any work, like every input
+        apply_bound_flag(getattr(args, "explore_bound", None))   # before any work, workers inherit it
     except ValueError as exc:
         raise UserError(str(exc)) from None
     t0 = time.perf_counter()
     sys.stderr.write(f"check: {len(specs)} design(s) x {len(CONFIGS)} configurations: proving on {args.jobs} "
                      f"process(es), then random runs, counting lemmas and a {args.hunt_budget:g} s hunt each; the explorer's "
-                     f"default bound on {args.jobs} more process(es) meanwhile\n")
+                     f"{chosen_bound()} bound on {args.jobs} more process(es) meanwhile\n")
     jobs = [(s, c, str(traces)) for s in specs for c in CONFIGS]
     # longest first (the unsafe ones search for counterexamples)
     jobs.sort(key=lambda j: expected.get(j[0], {}).get(j[1], "safe") != "unsafe")

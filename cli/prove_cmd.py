@@ -20,6 +20,9 @@ def add_arguments(p) -> None:
     add_trace_dir_argument(p)
     p.add_argument("--timeout-ms", type=int, default=5000, help="per-query Z3 time limit")
     p.add_argument("--tail", type=int, default=15, help="steps of a counterexample to print")
+    p.add_argument("--explore-bound", choices=("threads", "default"),
+                   help="for a design without a per-page encoding, the explorer's bound: threads (the "
+                        "default) or default (its whole default bound; also $DIRTYPROOF_EXPLORE_BOUND)")
 
 
 def selected_configs(args) -> list[str]:
@@ -152,9 +155,9 @@ def run(args) -> int:
         raise UserError("--tail must be >= 0")
     specs = design_specs(args.design)
     cfgs = selected_configs(args)
-    from dirtyproof.explore.portfolio import chosen_bound
+    from dirtyproof.explore.portfolio import apply_bound_flag
     try:
-        chosen_bound()                      # the explorer's bound, for a design without an encoding
+        apply_bound_flag(getattr(args, "explore_bound", None))   # before any work, workers inherit it
     except ValueError as exc:
         raise UserError(str(exc)) from None
     smt2 = output_dir(args.smt2, "--smt2")

@@ -68,6 +68,25 @@ def chosen_bound() -> str:
     return v
 
 
+# The gate's own default: ``check`` and ``prove`` must answer within a minute or so on 2 cores,
+# and the full default bound takes minutes per design for periodic and background-v1 (the
+# threads' interleavings are 10^3 states, one environment move 10^4-10^5): they explore the
+# ``threads`` entry unless ``--explore-bound`` or the environment asks for more.
+GATE_DEFAULT = "threads"
+
+
+def apply_bound_flag(flag: str | None, default: str = GATE_DEFAULT) -> str:
+    """Settle the bound of a ``check`` or ``prove`` run before any work: ``flag`` (their
+    ``--explore-bound``), else ``$DIRTYPROOF_EXPLORE_BOUND``, else ``default``; the choice is put
+    in the environment so that worker processes explore the same. ``ValueError`` if it is not one
+    of :data:`BOUND_CHOICES`."""
+    v = flag if flag is not None else (os.environ.get(BOUND_ENV, "").strip() or default)
+    if v not in BOUND_CHOICES:
+        raise ValueError(f"explore bound {v!r}: expected one of {', '.join(BOUND_CHOICES)}")
+    os.environ[BOUND_ENV] = v
+    return v
+
+
 def gate_portfolio() -> tuple[Entry, ...]:
     """The portfolio check, prove and ``explore`` without bound flags run (:func:`chosen_bound`)."""
     entries = default_portfolio()
