@@ -71,7 +71,7 @@ def explore_job(job) -> dict:
     try:
         from dirtyproof.explore.run import portfolio_runs
         from dirtyproof.explore.verdict import judge
-        from dirtyproof.impl.designs import resolve
+        from dirtyproof.checked import resolve
         runs = [r for r in portfolio_runs() if r[0] == label]
         out["judgement"] = judge(resolve(spec), spec, trace_dir=traces, runs=runs).to_json()
     except KeyboardInterrupt:

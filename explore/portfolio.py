@@ -80,9 +80,11 @@ def apply_bound_flag(flag: str | None, default: str = GATE_DEFAULT) -> str:
     ``--explore-bound``), else ``$DIRTYPROOF_EXPLORE_BOUND``, else ``default``; the choice is put
     in the environment so that worker processes explore the same. ``ValueError`` if it is not one
     of :data:`BOUND_CHOICES`."""
-    v = flag if flag is not None else (os.environ.get(BOUND_ENV, "").strip() or default)
+    env = os.environ.get(BOUND_ENV, "").strip()
+    v = flag if flag is not None else (env or default)
     if v not in BOUND_CHOICES:
-        raise ValueError(f"explore bound {v!r}: expected one of {', '.join(BOUND_CHOICES)}")
+        where = "--explore-bound" if flag is not None else f"${BOUND_ENV}"
+        raise ValueError(f"{where}={v!r}: expected one of {', '.join(BOUND_CHOICES)}")
     os.environ[BOUND_ENV] = v
     return v
 

@@ -103,7 +103,7 @@ class World:
         self.blocks = [RAMBlock(i, b, geo.clear_bmap_shift) for i, b in enumerate(geo.blocks)]
         self.slots = geo.slots()
         self.kvm = KVM(self.slots, self.ram_pages, config.kvm_mode)
-        self.L2 = Bitmap(self.ram_pages)
+        self.L2 = Bitmap(self.ram_pages, word_bits=geo.word_bits)   # the host's unsigned long, as the blocks'
         # page -> block index, for the pages of blocks (-1 in gaps)
         self.page_block = np.full(self.ram_pages, -1, dtype=np.int32)
         for rb in self.blocks:
