@@ -163,6 +163,16 @@ def check_no_loss(w) -> Violation | None:
     return None
 
 
+def check_landing_order(w) -> Violation | None:
+    """No copy of a page lands on the destination after a newer copy of it landed in the same
+    attempt (the destination writes whatever arrives, so the older one would overwrite it)."""
+    for ev in w.events:
+        if ev[0] == "landed" and ev[3] is not None and ev[2] < ev[3]:
+            return Violation("landing-order", f"{w.page_name(ev[1])}: v{ev[2]} lands on the destination "
+                             f"after v{ev[3]} did, and overwrites it", ev[1])
+    return None
+
+
 def check_wp(w) -> Violation | None:
     """While logging, a page whose L1 bit is clear is write-protected, so its next write is logged."""
     kvm = w.kvm
@@ -282,6 +292,14 @@ INVARIANTS: tuple[Invariant, ...] = (
               "the lost write. Pages the guest reported free (free-page hinting) and has not written since "
               "are exempt, as for no-loss.",
               check_coverage),
+    Invariant("landing-order", "No older copy lands after a newer one",
+              "Within one migration attempt, no copy of a page reaches the destination after a newer "
+              "copy (a higher version) of the same page did. The destination writes whatever "
+              "arrives into guest RAM, in arrival order; with multifd, copies of a page travel on "
+              "different channels, and only the per-round flush (each page is taken at most once "
+              "per round, and a round's channels drain before the next round's pages go out) "
+              "keeps an older copy from overwriting a newer one.",
+              check_landing_order),
     Invariant("wp-unlogged", "Write protection of unlogged pages",
               "While dirty logging is on, a page whose L1 bit is clear is write-protected, so the next "
               "guest write to it faults and is logged.",
