@@ -263,7 +263,7 @@ class World:
             raise BadChoice(f"read of page {page!r}: not a page of this world")
         v = int(self._src[page])
         self._read[page] = v
-        self.events.append(("read", page))
+        self.events.append(("read", page, queued))
         self.ghost.reading(page, v, queued)
         return v
 
