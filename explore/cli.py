@@ -119,6 +119,7 @@ def run(args) -> int:
             print(f"  {line}")
         runs = [r for r in portfolio_runs(entries) if not args.kvm_mode or r[1].kvm_mode in args.kvm_mode]
     status = 0
+    sys.stderr.write(f"explore: {args.design}: {len(runs)} run(s) ...\n")
     for out in explore_runs(cls, args.design, runs, red, order=args.order, trace_dir=args.trace_dir,
                             steps=not args.quiet, progress=lambda r, n, q, d: sys.stderr.write(
                                 f"  ... {n} distinct states, {q} queued, depth {d}\n")):

@@ -294,6 +294,7 @@ class Explorer:
         self.cache[0] = w0
         self._push(self._cost(0), 0)
         last_report = time.perf_counter()
+        reports = 0
         while self.heap:
             if self.sample_duplicates and len(self.duplicates) >= self.sample_duplicates:
                 break                         # sampling for the soundness test only
@@ -356,8 +357,10 @@ class Explorer:
                     self._env(w, i, budgets, movable, new)
                 if consuming:
                     self._threads(w, i, budgets, consuming, new, None, runnable)
-            if self.progress is not None and time.perf_counter() - last_report > 5:
+            # progress from the first second, then every 5 s (a long run says how far it got)
+            if self.progress is not None and time.perf_counter() - last_report > (1 if reports == 0 else 5):
                 last_report = time.perf_counter()
+                reports += 1
                 self.progress(self.res, len(self.parent), len(self.heap), d)
         if not (self.sample_duplicates and self.duplicates):
             self._livelock()
