@@ -1,90 +1,89 @@
 """Benchmark of the explorer (not part of pytest): distinct states per second; states and time to
-exhaust each shipped design's bound, per KVM mode; per mutant, the explorer's counterexample
+exhaust each shipped design's default bound, run by run; per mutant, the explorer's counterexample
 length beside the bound on the hunt's (mutants/manifest.json).
 
-    python benchmarks/bench_explore.py [--moves 2] [--max-states N] [--designs] [--mutants] [--mode M ...]
+    python benchmarks/bench_explore.py [--designs] [--mutants] [--mutant NAME ...] [--design NAME ...]
 
-Each row is one ``explore(design, default_config(mode), Bounds(moves=..))`` in the default
-order (moves spent, then depth) with the partial-order reduction on. A mutant is explored in
-each mode until one finds it; its row names that mode.
+The default bound is the portfolio of explore/portfolio.py, each run in its order (moves spent,
+then depth), partial-order reduction on, stopped at the first violation (as ``check`` runs it).
+Every row records the load (``os.getloadavg``) beside its time: the state counts do not depend on
+it, the seconds do.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import time
 
 from dirtyproof.explore import Bounds, default_config, explore
-from dirtyproof.impl.config import KVM_MODES
+from dirtyproof.explore.verdict import judge
 from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.mutants import MUTANTS, load_manifest
 
 
-def rate(moves: int = 1) -> tuple[float, int, float]:
-    """Distinct states per second exhausting legacy (manual mode) within ``moves`` moves."""
-    res = explore(DESIGNS["legacy"], default_config("manual"), Bounds(moves=moves))
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def rate() -> tuple[float, int, float]:
+    """Distinct states per second exhausting periodic's zero-move bound in manual mode (two
+    threads: replays and fingerprints both count)."""
+    b = Bounds(guest_writes=0, device_writes=0, clock_moves=0, cancels=0, moves=0)
+    res = explore(DESIGNS["periodic"], default_config("manual"), b)
     return res.distinct / res.seconds, res.distinct, res.seconds
 
 
-def design_rows(bounds: Bounds, modes) -> None:
-    """States and time to exhaust each shipped design's bound, per mode."""
-    print(f"| design | mode | distinct | generated | depth | seconds | verdict |")
-    print("|---|---|---|---|---|---|---|")
-    for name, cls in DESIGNS.items():
-        for mode in modes:
-            r = explore(cls, default_config(mode), bounds)
-            verdict = (f"{r.violation.invariant} in {len(r.path)} steps" if r.violation else
-                       "exhaustive" if r.exhaustive else "cut")
-            print(f"| {name} | {mode} | {r.distinct} | {r.generated} | {r.depth} | {r.seconds:.1f} | {verdict} |",
-                  flush=True)
+def design_rows(names) -> None:
+    """States and time of every run of the default bound, per shipped design."""
+    print("| design | run | distinct | generated | depth | seconds | load | outcome |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        j = judge(DESIGNS[name], name, trace_dir="/tmp/bench_explore_traces")
+        for r in j.runs:
+            out = r.outcome + (f" in {r.steps} steps" if r.steps is not None else "")
+            print(f"| {name} | {r.label} | {r.distinct} | {r.generated} | {r.depth} | {r.seconds:.1f} | {_load()} | "
+                  f"{out} |", flush=True)
+        print(f"| {name} | all | {sum(r.distinct for r in j.runs)} | {sum(r.generated for r in j.runs)} | | "
+              f"{j.seconds:.1f} | {_load()} | {j.verdict} |", flush=True)
 
 
-def mutant_rows(bounds: Bounds, modes, names=None) -> None:
-    """Per mutant: where the explorer finds it, how long its counterexample is, and the cost."""
+def mutant_rows(names) -> None:
+    """Per mutant: the run that finds it, the property, the explorer's counterexample length
+    beside the hunt's bound, and the states and time it took."""
     manifest = {**load_manifest()["mutants"], **load_manifest()["designs"]}
-    print("| mutant | found in mode | invariant (expected) | explorer steps | hunt max_steps | distinct | seconds |")
-    print("|---|---|---|---|---|---|---|")
-    for name in names or [*MUTANTS, "background-v1"]:
+    print("| mutant | run | property (hunt's) | explorer steps | hunt max_steps | distinct | seconds | load |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
         cls = MUTANTS.get(name) or DESIGNS[name]
         entry = manifest[name]
-        spent, row = 0.0, None
-        for mode in modes:
-            r = explore(cls, default_config(mode), bounds)
-            spent += r.seconds
-            if r.violation is not None:
-                row = (mode, r.violation.invariant, len(r.path), r.distinct)
-                break
-        if row is None:
-            print(f"| {name} | not found | ({entry['catcher']}) | - | {entry['max_steps']} | {r.distinct} | {spent:.1f} |",
-                  flush=True)
+        j = judge(cls, name, trace_dir="/tmp/bench_explore_traces")
+        distinct = sum(r.distinct for r in j.runs)
+        if j.verdict != "unsafe":
+            print(f"| {name} | not found ({j.verdict}) | ({entry['property']}) | - | {entry['max_steps']} | "
+                  f"{distinct} | {j.seconds:.1f} | {_load()} |", flush=True)
         else:
-            print(f"| {name} | {row[0]} | {row[1]} ({entry['catcher']}) | {row[2]} | {entry['max_steps']} | "
-                  f"{row[3]} | {spent:.1f} |", flush=True)
+            print(f"| {name} | {j.label} | {j.invariant} ({entry['property']}) | {j.steps} | {entry['max_steps']} | "
+                  f"{distinct} | {j.seconds:.1f} | {_load()} |", flush=True)
 
 
 def main() -> None:
     """Run the benchmark and print Markdown tables."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--moves", type=int, default=Bounds().moves, help="moves bound of the rows")
-    ap.add_argument("--max-states", type=int, default=Bounds().max_states)
-    ap.add_argument("--mode", action="append", choices=KVM_MODES, help="KVM modes (default: all)")
     ap.add_argument("--designs", action="store_true", help="only the shipped designs' rows")
     ap.add_argument("--mutants", action="store_true", help="only the mutant rows")
-    ap.add_argument("--mutant", action="append", help="only these mutants")
+    ap.add_argument("--design", action="append", choices=list(DESIGNS), help="only these shipped designs")
+    ap.add_argument("--mutant", action="append", help="only these mutants (or background-v1)")
     args = ap.parse_args()
-    modes = args.mode or list(KVM_MODES)
-    # a mutant is looked for in the manual modes first: most corpus bugs are in the CLEAR path
-    mutant_modes = args.mode or ["manual", "initially_set", "legacy"]
-    bounds = Bounds(moves=args.moves, max_states=args.max_states)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"# bench_explore {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; uptime: {load}")
     r, n, s = rate()
-    print(f"rate: {r:.0f} distinct states/s (legacy, manual, moves=1: {n} states in {s:.1f} s)\n")
+    print(f"rate: {r:.0f} distinct states/s (periodic, manual, no move: {n} states in {s:.1f} s, load {_load()})\n")
     if not args.mutants and not args.mutant:
-        design_rows(bounds, modes)
+        design_rows(args.design or list(DESIGNS))
         print()
-    if not args.designs:
-        mutant_rows(bounds, mutant_modes, args.mutant)
+    if not args.designs and not args.design:
+        mutant_rows(args.mutant or [*MUTANTS, "background-v1"])
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from dirtyproof.impl.designs import resolve as resolve_model
 
 def resolve(spec: str) -> type[Design]:
     """A design class from a shipped name, a corpus mutant's name (also the free-page-hinting
-    mutants), ``module:Class`` or
+    and multifd mutants), ``module:Class`` or
     ``path/to/file.py:Class`` (:class:`dirtyproof.impl.designs.DesignError` otherwise)."""
-    from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS
+    from dirtyproof.mutants import HINTING_MUTANTS, MULTIFD_MUTANTS, MUTANTS
 
-    return resolve_model(spec, extra={**MUTANTS, **HINTING_MUTANTS})
+    return resolve_model(spec, extra={**MUTANTS, **HINTING_MUTANTS, **MULTIFD_MUTANTS})

@@ -4,7 +4,7 @@ of verdicts against the recorded expectations; exit 0 iff everything matches.
 Every design goes the same way, shipped, corpus mutant or a user's ``module:Class``: the prover
 in each configuration (when the design has a per-page encoding; a user's own encoding passes the
 conformance gate first), seeded random runs in each configuration, the counting lemmas, and a
-hunt. The table says which engine judged what; ``--junit`` and ``--json`` write the same results
+hunt, and the explorer (its ``threads`` bound unless ``--explore-bound default``; in worker processes alongside). The table says which engine judged what; ``--junit`` and ``--json`` write the same results
 for CI systems (:mod:`.reports`)."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from .common import design_class, design_specs
 from .errors import UserError
-from .judges import RUN_SEEDS, RUN_STEPS, counting_verdict, hunt_verdict, random_runs
+from .judges import RUN_SEEDS, RUN_STEPS, counting_verdict, explore_job, hunt_verdict, random_runs
 from .paths import add_trace_dir_argument, output_file, trace_dir
 from .reports import Row, write_json, write_junit
 
@@ -26,6 +26,11 @@ LEGEND = f"""legend:
   runs      {RUN_SEEDS} seeded random runs of {RUN_STEPS} steps in that configuration, every invariant after every step
   counting  the counting lemmas against the design's counters (all sizes)
   hunt      swarm schedules, then the Hypothesis machine, over all configurations (--hunt-budget)
+  explore   every interleaving within the explorer's bound (--explore-bound: threads by default, or
+            the whole default bound; explore/portfolio.py: each run's
+            world, bounds and KVM mode in docs/explore.md), stopped at the first violation: safe
+            (exhaustive within those bounds, not for all sizes), unsafe (the cheapest
+            counterexample, a trace) or cut; expected: the manifest's "explore" entry, else safe
   verdict   the design's verdict over every engine: unsafe if any engine found a violation
   expected  the manifest (mutants/manifest.json: shipped designs per configuration, corpus mutants
             overall), else safe;
@@ -38,6 +43,10 @@ def add_arguments(p) -> None:
     p.add_argument("--jobs", type=int, default=2, help="processes for the proofs (default 2)")
     add_trace_dir_argument(p)
     p.add_argument("--hunt-budget", type=float, default=4.0, help="seconds of hunting per design (> 0)")
+    p.add_argument("--explore-bound", choices=("threads", "default"),
+                   help="the explorer's bound: threads (every interleaving of the threads, no write, "
+                        "clock move or cancel; the default) or default (the explorer's whole default "
+                        "bound, minutes per design; also $DIRTYPROOF_EXPLORE_BOUND)")
     p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
@@ -157,7 +166,57 @@ def _expectations(spec: str, cls, expected: dict):
     return per, ("unsafe" if "unsafe" in per.values() else "safe")
 
 
-def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces) -> list[Row]:
+class _Explorations:
+    """The explorer's runs of every design, in worker processes started before the proofs (they
+    fill the cores the serial runs and hunts leave idle); :meth:`row` waits for one design's."""
+
+    def __init__(self, specs: list, traces, processes: int) -> None:
+        self.ex = ProcessPoolExecutor(max(1, processes), initializer=_ignore_sigint)
+        self.t0 = time.perf_counter()
+        from dirtyproof.explore.run import portfolio_runs
+        labels = [r[0] for r in portfolio_runs()]
+        # every run of every design at once, the big designs' runs spreading over the processes
+        self.futures = {s: [self.ex.submit(explore_job, (s, str(traces), label)) for label in labels]
+                        for s in specs}
+
+    def row(self, spec: str, cls) -> Row:
+        """The ``explore`` row of ``spec``: its judgement against the manifest's expectation."""
+        from dirtyproof.explore.portfolio import chosen_bound
+        from dirtyproof.explore.verdict import Judgement, RunSummary, combine, expected_within, matches
+        from .failure import Reported
+        parts = []
+        for f in self.futures[spec]:
+            while True:
+                try:
+                    r = f.result(timeout=2.0)
+                    break
+                except TimeoutError:
+                    sys.stderr.write(f"check: exploring {spec}, {time.perf_counter() - self.t0:.0f} s\n")
+            if r["error"] is not None:
+                raise Reported(*r["error"])
+            d = r["judgement"]
+            parts.append(Judgement(**{**d, "runs": [RunSummary(**x) for x in d["runs"]]}))
+            if parts[-1].verdict == "unsafe":
+                for rest in self.futures[spec][len(parts):]:
+                    rest.cancel()      # not needed: the first violation in the portfolio's order decides
+                break
+        j = combine(parts)
+        bound = chosen_bound()
+        want = expected_within(spec, cls, bound)
+        ok, why = matches(j, want)
+        got = j.verdict if j.invariant is None else f"unsafe ({j.invariant}, {j.steps} steps)"
+        detail = j.detail() + (f"\n{why}" if why else "")
+        sys.stderr.write(f"check: explorer {spec}: {got} ({j.seconds:.1f} s)\n")
+        return Row(spec, "explore", f"{bound} bound", want["verdict"], got, ok, j.seconds, detail, j.trace)
+
+    def stop(self) -> None:
+        """Stop the workers now (Ctrl-C or a failure elsewhere)."""
+        for proc in list(getattr(self.ex, "_processes", {}).values()):
+            proc.terminate()
+        self.ex.shutdown(wait=False, cancel_futures=True)
+
+
+def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces, explorations=None) -> list[Row]:
     """Every engine's rows for one design, with match decided."""
     from dirtyproof.proofs.runner import CONFIGS
 
@@ -205,6 +264,10 @@ def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces) -> l
         detail = str(rep.found)
         trace = getattr(rep.found, "trace_path", None)
         trace = str(trace) if trace else None
+    if explorations is not None:
+        er = explorations.row(spec, cls)
+        rows.append(er)
+        found_unsafe |= er.got.startswith("unsafe")
     found = "unsafe" if found_unsafe else "safe"
     # a short hunt may miss a bug another engine found; it must not find one where none is expected
     rows.append(Row(spec, "hunt", "all configs", overall, h,
@@ -236,13 +299,13 @@ def print_table(rows: list[Row]) -> None:
                 print(f"{'':{dw}s}    counterexample trace: {p.trace}")
             continue
         for name, r in eng.items():
-            got = r.got if name != "hunt" else ""
-            runs = r.got if name == "hunt" else ""
+            got = r.got if name not in ("hunt", "explore") else ""
+            runs = r.got if name in ("hunt", "explore") else ""
             print(f"{design:{dw}s}  {name:8s} {config:22s} {r.expected:9s} {got:12s} {runs:34s} "
                   f"{r.seconds:6.1f}s  {'yes' if r.ok else 'NO'}")
-            if r.detail and (not r.ok or name == "counting"):
+            if r.detail and (not r.ok or name in ("counting", "explore")):
                 print("\n".join(f"{'':{dw}s}    {line}" for line in r.detail.splitlines()[:40]))
-            if r.trace and not r.ok:
+            if r.trace and (not r.ok or name == "explore"):
                 print(f"{'':{dw}s}    counterexample trace: {r.trace}")
 
 
@@ -261,19 +324,31 @@ def run(args) -> int:
     junit = output_file(args.junit, "--junit")
     json_out = output_file(args.json, "--json")
     expected = expected_verdicts()
+    from dirtyproof.explore.portfolio import apply_bound_flag, chosen_bound
+    try:
+        apply_bound_flag(getattr(args, "explore_bound", None))   # before any work, workers inherit it
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     t0 = time.perf_counter()
     sys.stderr.write(f"check: {len(specs)} design(s) x {len(CONFIGS)} configurations: proving on {args.jobs} "
-                     f"process(es), then random runs, counting lemmas and a {args.hunt_budget:g} s hunt each\n")
+                     f"process(es), then random runs, counting lemmas and a {args.hunt_budget:g} s hunt each; the explorer's "
+                     f"{chosen_bound()} bound on {args.jobs} more process(es) meanwhile\n")
     jobs = [(s, c, str(traces)) for s in specs for c in CONFIGS]
     # longest first (the unsafe ones search for counterexamples)
     jobs.sort(key=lambda j: expected.get(j[0], {}).get(j[1], "safe") != "unsafe")
-    by = _prove_all(jobs, args.jobs)
-    rows: list[Row] = []
-    for spec in specs:
-        rows += _judge(spec, classes[spec], by, expected, args.hunt_budget, traces)
+    explorations = _Explorations(specs, traces, args.jobs)
+    try:
+        by = _prove_all(jobs, args.jobs)
+        rows: list[Row] = []
+        for spec in specs:
+            rows += _judge(spec, classes[spec], by, expected, args.hunt_budget, traces, explorations)
+    except BaseException:
+        explorations.stop()
+        raise
+    explorations.ex.shutdown(wait=True)
     for spec in specs:
         if by[(spec, CONFIGS[0])]["verdict"] == "n/a":
-            print(f"{spec}: no per-page encoding: judged by the random runs, the counting lemmas and the hunt")
+            print(f"{spec}: no per-page encoding: judged by the random runs, the counting lemmas, the hunt and the explorer")
     print_table(rows)
     print(LEGEND)
     ok = all(r.ok for r in rows)

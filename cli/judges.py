@@ -1,6 +1,7 @@
 """The engines besides the prover that judge a design: seeded random runs, the counting lemmas and
-the hunt. ``check`` runs all of them on every design; ``prove`` runs the first two instead of the
-prover for a design without a per-page encoding."""
+the hunt, and the explorer over its default bound. ``check`` runs all of them on every design;
+``prove`` runs the first two and the explorer instead of the prover for a design without a
+per-page encoding."""
 from __future__ import annotations
 
 import sys
@@ -59,4 +60,26 @@ def hunt_verdict(cls, budget: float, label: str, trace_dir=None) -> tuple[str, o
     return rep.verdict, rep
 
 
-__all__ = ["RUN_SEEDS", "RUN_STEPS", "counting_verdict", "hunt_verdict", "random_runs"]
+def explore_job(job) -> dict:
+    """One run of the explorer's default bound on one design, in a worker process (``job``: the
+    design's spec, the trace folder and the run's label): ``{"spec", "label", "judgement" (a
+    dict), "error"}``, errors classified here where their traceback is (as the prover's workers
+    do). ``check`` submits every run of every design at once, so the runs of a big design spread
+    over the processes, and takes them in the portfolio's order up to the first violation."""
+    spec, traces, label = job
+    out = {"spec": spec, "label": label, "judgement": None, "error": None}
+    try:
+        from dirtyproof.explore.run import portfolio_runs
+        from dirtyproof.explore.verdict import judge
+        from dirtyproof.checked import resolve
+        runs = [r for r in portfolio_runs() if r[0] == label]
+        out["judgement"] = judge(resolve(spec), spec, trace_dir=traces, runs=runs).to_json()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - classified here, reported by the parent
+        from .failure import classify
+        out["error"] = classify(exc)
+    return out
+
+
+__all__ = ["RUN_SEEDS", "RUN_STEPS", "counting_verdict", "explore_job", "hunt_verdict", "random_runs"]

@@ -106,12 +106,14 @@ def cmd_designs(args) -> int:
     for name, cls in DESIGNS.items():
         print(f"{name:14s} {cls.summary}")
     try:
-        from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS
+        from dirtyproof.mutants import HINTING_MUTANTS, MULTIFD_MUTANTS, MUTANTS
         if args.mutants:
             for name, cls in MUTANTS.items():
                 print(f"{name:28s} (mutant) {cls.summary}")
             for name, cls in HINTING_MUTANTS.items():
                 print(f"{name:28s} (mutant, with --free-page-hinting) {cls.summary}")
+            for name, cls in MULTIFD_MUTANTS.items():
+                print(f"{name:28s} (mutant, with multifd_channels > 0) {cls.summary}")
     except ImportError:
         pass
     return 0

@@ -20,6 +20,9 @@ def add_arguments(p) -> None:
     add_trace_dir_argument(p)
     p.add_argument("--timeout-ms", type=int, default=5000, help="per-query Z3 time limit")
     p.add_argument("--tail", type=int, default=15, help="steps of a counterexample to print")
+    p.add_argument("--explore-bound", choices=("threads", "default"),
+                   help="for a design without a per-page encoding, the explorer's bound: threads (the "
+                        "default) or default (its whole default bound; also $DIRTYPROOF_EXPLORE_BOUND)")
 
 
 def selected_configs(args) -> list[str]:
@@ -94,10 +97,11 @@ def _counting(cls, runner):
         return None
 
 
-def _without_encoding(spec: str, cls, cfgs, counting, exc) -> str:
-    """What ``prove`` does for a design without a per-page encoding: the counting lemmas and the
-    seeded random runs of each selected configuration, said in one line; the verdict
-    (``unsafe`` if one of them breaks the design, else ``not proved``)."""
+def _without_encoding(spec: str, cls, cfgs, counting, exc, traces=None) -> str:
+    """What ``prove`` does for a design without a per-page encoding: the counting lemmas, the
+    seeded random runs of each selected configuration and the explorer over its default bound,
+    each said in one line; the verdict (``unsafe`` if one of them breaks the design, else ``not
+    proved``: the explorer's "exhaustive within bounds B" is no proof for all sizes)."""
     from dirtyproof.proofs.mutant_encodings import NOT_EXPRESSIBLE
 
     from .judges import RUN_SEEDS, RUN_STEPS, random_runs
@@ -105,13 +109,36 @@ def _without_encoding(spec: str, cls, cfgs, counting, exc) -> str:
     runs = {c: random_runs(cls, c) for c in cfgs}
     bad = {c: r for c, r in runs.items() if r != "ok"}
     counted = counting.verdict if counting is not None else "n/a"
-    verdict = "unsafe" if bad or counted == "unsafe" else "not proved"
+    explored = _explore(spec, cls, traces)
+    verdict = "unsafe" if bad or counted == "unsafe" or explored == "unsafe" else "not proved"
     why = NOT_EXPRESSIBLE.get(spec)
     found = "; ".join(f"{c}: {r}" for c, r in bad.items()) or "no violation"
-    print(f"{spec}: no per-page encoding ({why or exc}); instead ran the counting lemmas ({counted}) and "
+    print(f"{spec}: no per-page encoding ({why or exc}); instead ran the counting lemmas ({counted}), "
           f"{RUN_SEEDS} seeded random runs of {RUN_STEPS} steps in each of {len(cfgs)} configuration(s) "
-          f"({found}): {verdict.upper()} (check also hunts it: dirtyproof check --design {spec})")
+          f"({found}) and the explorer ({explored}): {verdict.upper()} "
+          f"(check also hunts it: dirtyproof check --design {spec})")
     return verdict
+
+
+def _explore(spec: str, cls, traces) -> str:
+    """The explorer over its default bound (explore/portfolio.py), printed run by run: ``unsafe``
+    (with the counterexample's trace), ``exhaustive within bounds B`` or ``cut``."""
+    from dirtyproof.explore.verdict import SAFE, UNSAFE, judge
+
+    from dirtyproof.explore.portfolio import chosen_bound
+    sys.stderr.write(f"prove: exploring {spec} within the explorer's {chosen_bound()} bound ...\n")
+    j = judge(cls, spec, trace_dir=None if traces is None else str(traces), steps=False)
+    print(j.text)
+    if j.verdict == UNSAFE:
+        print(f"{spec}: explorer: {j.invariant} broken after {j.steps} steps in {j.label} "
+              f"(trace: {j.trace}; replay: dirtyproof replay {j.trace})")
+        return UNSAFE
+    if j.verdict == SAFE:
+        print(f"{spec}: explorer: no violation: exhaustive within bounds B of each run above "
+              f"(not proved for all sizes)")
+        return "exhaustive within bounds B"
+    print(f"{spec}: explorer: NOT exhaustive (a run was cut by max_depth/max_states): nothing shown")
+    return "cut"
 
 
 def run(args) -> int:
@@ -128,6 +155,11 @@ def run(args) -> int:
         raise UserError("--tail must be >= 0")
     specs = design_specs(args.design)
     cfgs = selected_configs(args)
+    from dirtyproof.explore.portfolio import apply_bound_flag
+    try:
+        apply_bound_flag(getattr(args, "explore_bound", None))   # before any work, workers inherit it
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     smt2 = output_dir(args.smt2, "--smt2")
     traces = trace_dir(args)
     runner = QueryRunner(args.timeout_ms, smt2)
@@ -145,7 +177,7 @@ def run(args) -> int:
                 # a corpus mutant's concrete counterexample is the hunter's: stop at the abstract one
                 res = prove_config(spec, cls, cfg, runner, traces, replay=mutant is None)
             except NoEncoding as exc:
-                got, no_encoding = [_without_encoding(spec, cls, cfgs, counting, exc)], True
+                got, no_encoding = [_without_encoding(spec, cls, cfgs, counting, exc, traces)], True
                 break
             except EncodingMismatch as exc:
                 # a user's encoding that is not its design's: loud, and nothing proved with it

@@ -13,7 +13,7 @@ class Row:
     """One engine's verdict on one design in one configuration, against its expectation."""
 
     design: str
-    engine: str             # prover, runs, counting, hunt, verdict
+    engine: str             # prover, runs, counting, hunt, explore, verdict
     config: str
     expected: str
     got: str

@@ -39,7 +39,9 @@ class Bounds:
     moves of the clock to a time that can change what a thread does (moves to the next wake-up
     when no thread can run are free: time simply passes); ``cancels``: cancel-and-restart;
     ``moves``: all of these together on one path; ``max_depth``: paths are cut there (then the
-    result is not exhaustive); ``max_states``: the search stops there (likewise)."""
+    result is not exhaustive); ``max_states``: the search stops there (likewise);
+    ``preemptions``: how many times a path may switch away from a thread that could go on
+    (``None``: any number). Switching when the running thread blocks, sleeps or exits is free."""
 
     guest_writes: int = 2
     device_writes: int = 1
@@ -48,16 +50,22 @@ class Bounds:
     moves: int = 2
     max_depth: int = 200
     max_states: int = 2_000_000
+    preemptions: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if v is None and f.name == "preemptions":
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"bound {f.name} must be a non-negative integer, not {v!r}")
 
-    def budgets(self) -> tuple[int, int, int, int, int]:
-        """The starting budgets (guest, device, clock, cancels, all moves) a path spends."""
-        return (self.guest_writes, self.device_writes, self.clock_moves, self.cancels, self.moves)
+    def budgets(self) -> tuple:
+        """The starting budgets a path spends: (guest, device, clock, cancels, all moves,
+        preemptions left (-1: unbounded), the thread that took the last step (kept only when
+        preemptions are bounded: it decides whether the next switch is a preemption))."""
+        return (self.guest_writes, self.device_writes, self.clock_moves, self.cancels, self.moves,
+                -1 if self.preemptions is None else self.preemptions, None)
 
     def to_json(self) -> dict:
         """A JSON-able form."""
@@ -76,13 +84,16 @@ def describe_world(cfg: Config) -> str:
                        f"{' fast' if b.fast_path else ' slow'}" for b in geo.blocks)
     return (f"blocks [{blocks}], chunk {geo.chunk_pages} pages, word {geo.word_bits} bits, "
             f"kvm_mode={cfg.kvm_mode}, vcpus={cfg.vcpus}, burst={cfg.burst}, "
-            f"switchover_pages={cfg.switchover_pages}, auto_converge={cfg.auto_converge}")
+            f"switchover_pages={cfg.switchover_pages}, auto_converge={cfg.auto_converge}, "
+            f"periods ms: timer {cfg.dirty_sync_timer_ms}, watcher poll {cfg.watcher_poll_ms} idle "
+            f"{cfg.watcher_idle_ms}, iterate {cfg.iterate_sync_ms}")
 
 
 def describe_bounds(b: Bounds) -> str:
     """One line naming the bounds."""
     return (f"guest_writes={b.guest_writes}, device_writes={b.device_writes}, clock_moves={b.clock_moves}, "
-            f"cancels={b.cancels}, moves={b.moves} in all, max_depth={b.max_depth}")
+            f"cancels={b.cancels}, moves={b.moves} in all, max_depth={b.max_depth}"
+            + ("" if b.preemptions is None else f", preemptions={b.preemptions}"))
 
 
 __all__ = ["Bounds", "default_config", "default_geometry", "describe_world", "describe_bounds", "KVM_MODES"]

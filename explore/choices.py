@@ -5,7 +5,7 @@ A choice is the ``[actor, arg]`` of :meth:`World.step`, so a path of choices is 
 from __future__ import annotations
 
 # Budget slots of a path (see Bounds.budgets).
-GUEST, DEVICE, CLOCK, CANCEL, MOVES = range(5)
+GUEST, DEVICE, CLOCK, CANCEL, MOVES, PREEMPT, LAST = range(7)
 
 # Config fields holding a period some design compares the clock with; the base design's rate
 # period (``time_last_bitmap_sync + 1000`` in ``migration_bitmap_sync``) is a QEMU constant.
@@ -51,9 +51,11 @@ def enabled(w, budgets, pers, pages) -> tuple[list, list]:
     if terminal(w):
         return [], []
     threads = [[n, None] for n in w.runnable_threads()]
+    if preempted(budgets, [t[0] for t in threads]):
+        threads = [[budgets[LAST], None]]      # no preemption left: the last thread goes on
     env = []
     if not budgets[MOVES]:
-        budgets = (0, 0, 0, 0, 0)
+        budgets = (0, 0, 0, 0, 0) + tuple(budgets[PREEMPT:])
     if w.migration_active() and not mig.downtime_raised and mig.phase in ("setup", "active"):
         env.append((["mgmt", "switchover"], None))
     if budgets[CANCEL] and w.can_cancel():
@@ -78,4 +80,20 @@ def enabled(w, budgets, pers, pages) -> tuple[list, list]:
     return threads, env
 
 
-__all__ = ["enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES"]
+def preempted(budgets, runnable) -> bool:
+    """Whether the preemption bound forbids every thread of ``runnable`` but the last one to step
+    (none left, and the last thread can go on)."""
+    return budgets[PREEMPT] == 0 and budgets[LAST] in runnable and len(runnable) > 1
+
+
+def after_thread(budgets, runnable, name: str) -> tuple:
+    """The budgets after thread ``name`` steps, ``runnable`` being the threads that could: a switch
+    away from the last thread while it could go on spends a preemption (bounded ones only)."""
+    if budgets[PREEMPT] < 0:
+        return budgets
+    last = budgets[LAST]
+    cost = 1 if last is not None and last != name and last in runnable else 0
+    return tuple(budgets[:PREEMPT]) + (budgets[PREEMPT] - cost, name)
+
+
+__all__ = ["after_thread", "preempted", "enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES", "PREEMPT", "LAST"]

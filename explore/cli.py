@@ -14,7 +14,8 @@ from dirtyproof.impl.config import KVM_MODES
 from .bounds import Bounds
 from .engine import ORDERS
 from .reductions import Reductions
-from .run import explore_modes
+from .portfolio import BOUND_ENV, chosen_bound, describe, gate_portfolio
+from .run import config_for, explore_runs, portfolio_runs
 
 
 def add_arguments(p) -> None:
@@ -26,15 +27,19 @@ def add_arguments(p) -> None:
                    help="KVM dirty-log mode; repeat for several (default: every mode)")
     p.add_argument("--config", metavar="FILE", help="JSON file of Config fields for the explored world "
                    "(default: the explorer's small world, docs/explore.md)")
-    p.add_argument("--guest-writes", type=positive_int, default=d.guest_writes, help="vCPU writes per path")
-    p.add_argument("--device-writes", type=positive_int, default=d.device_writes, help="device writes per path")
-    p.add_argument("--clock-moves", type=positive_int, default=d.clock_moves,
-                   help="clock moves per path (moves to a wake-up when every thread sleeps are free)")
-    p.add_argument("--cancels", type=positive_int, default=d.cancels, help="cancel-and-restart per path")
-    p.add_argument("--moves", type=positive_int, default=d.moves,
-                   help="writes, clock moves and cancels per path, all together")
-    p.add_argument("--max-depth", type=positive_int, default=d.max_depth, help="longest path explored")
-    p.add_argument("--max-states", type=positive_int, default=d.max_states, help="stop after this many distinct states")
+    # without any bound flag and --config, the default bound: the portfolio (explore/portfolio.py);
+    # with some, one world, the flags not given taking Bounds()'s values
+    p.add_argument("--guest-writes", type=positive_int, default=None, help=f"vCPU writes per path (default {d.guest_writes})")
+    p.add_argument("--device-writes", type=positive_int, default=None, help=f"device writes per path (default {d.device_writes})")
+    p.add_argument("--clock-moves", type=positive_int, default=None,
+                   help=f"clock moves per path (default {d.clock_moves}; moves to a wake-up when every thread sleeps are free)")
+    p.add_argument("--cancels", type=positive_int, default=None, help=f"cancel-and-restart per path (default {d.cancels})")
+    p.add_argument("--moves", type=positive_int, default=None,
+                   help=f"writes, clock moves and cancels per path, all together (default {d.moves})")
+    p.add_argument("--max-depth", type=positive_int, default=None, help=f"longest path explored (default {d.max_depth})")
+    p.add_argument("--max-states", type=positive_int, default=None, help=f"stop after this many distinct states (default {d.max_states})")
+    p.add_argument("--preemptions", type=positive_int, default=None,
+                   help="switches away from a thread that could go on, per path (default: any number)")
     p.add_argument("--no-por", action="store_true", help="turn the partial-order reduction off")
     p.add_argument("--order", choices=ORDERS, default="moves",
                    help="expansion order: by moves spent then depth (default), or plain breadth-first")
@@ -43,15 +48,28 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no step list, only the summary")
 
 
+BOUND_FLAGS = ("guest_writes", "device_writes", "clock_moves", "cancels", "moves", "max_depth", "max_states",
+               "preemptions")
+
+
+def single_world(args) -> bool:
+    """Whether the flags ask for one world and bound (a bound flag or ``--config``) rather than the
+    default portfolio."""
+    return args.config is not None or any(getattr(args, f) is not None for f in BOUND_FLAGS)
+
+
 def bounds_from_args(args) -> Bounds:
-    """The :class:`Bounds` the flags ask for; a bound that explores nothing is bad input."""
-    for flag, v in (("--max-depth", args.max_depth), ("--max-states", args.max_states)):
-        if v < 1:
-            raise UserError(f"{flag} must be at least 1 (a bound of {v} explores nothing)")
+    """The :class:`Bounds` the flags ask for (a flag not given takes ``Bounds()``'s value); a bound
+    that explores nothing is bad input."""
+    d = Bounds()
+    given = {f: getattr(args, f) for f in BOUND_FLAGS}
+    vals = {f: (getattr(d, f) if v is None else v) for f, v in given.items()}
+    vals["preemptions"] = given["preemptions"]
+    for flag in ("max_depth", "max_states"):
+        if vals[flag] < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1 (a bound of {vals[flag]} explores nothing)")
     try:
-        return Bounds(guest_writes=args.guest_writes, device_writes=args.device_writes,
-                      clock_moves=args.clock_moves, cancels=args.cancels, moves=args.moves,
-                      max_depth=args.max_depth, max_states=args.max_states)
+        return Bounds(**vals)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -80,17 +98,31 @@ def _config_file(path: str):
 
 
 def run(args) -> int:
-    """Explore the design in every KVM mode asked for; print TLC-style summaries."""
+    """Explore the design: the default portfolio, or one world within the bounds the flags give,
+    in every KVM mode asked for; print TLC-style summaries."""
     cls = design_class(args.design)
-    bounds = bounds_from_args(args)
-    base = _config_file(args.config) if args.config else None
-    modes = args.kvm_mode or list(KVM_MODES)
     red = Reductions(por=not args.no_por)
+    if single_world(args):
+        bounds = bounds_from_args(args)
+        base = _config_file(args.config) if args.config else None
+        modes = args.kvm_mode or list(KVM_MODES)
+        runs = [(mode, config_for(mode, base), bounds) for mode in modes]
+    else:
+        try:
+            bound = chosen_bound()
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        entries = gate_portfolio()
+        print(f"{bound} bound (explore/portfolio.py{'' if bound == 'default' else ', $' + BOUND_ENV}; "
+              "a bound flag or --config explores one world instead):")
+        for line in describe(entries):
+            print(f"  {line}")
+        runs = [r for r in portfolio_runs(entries) if not args.kvm_mode or r[1].kvm_mode in args.kvm_mode]
     status = 0
-    for out in explore_modes(cls, args.design, modes, bounds, red, base_config=base, order=args.order,
-                             trace_dir=args.trace_dir, steps=not args.quiet,
-                             progress=lambda r, n, q, d: sys.stderr.write(
-                                 f"  ... {n} distinct states, {q} queued, depth {d}\n")):
+    sys.stderr.write(f"explore: {args.design}: {len(runs)} run(s) ...\n")
+    for out in explore_runs(cls, args.design, runs, red, order=args.order, trace_dir=args.trace_dir,
+                            steps=not args.quiet, progress=lambda r, n, q, d: sys.stderr.write(
+                                f"  ... {n} distinct states, {q} queued, depth {d}\n")):
         print(out.text)
         if not out.result.exhaustive:
             status = 1
@@ -99,4 +131,4 @@ def run(args) -> int:
     return status
 
 
-__all__ = ["add_arguments", "run", "bounds_from_args"]
+__all__ = ["add_arguments", "run", "bounds_from_args", "single_world"]

@@ -18,16 +18,19 @@ world steps are deterministic given the choices). Two things make that affordabl
 from __future__ import annotations
 
 import heapq
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dirtyproof.impl.scheduler import DesignCrash
+from dirtyproof.impl.watchdog import TIMEOUT_ENV
 from dirtyproof.impl.world import ModelError, World
 from dirtyproof.spec import Violation
 
 from . import checks as spec_checks
 from .bounds import Bounds
-from .choices import MOVES, enabled, periods, terminal
+from .choices import MOVES, after_thread, enabled, periods, preempted, terminal
 from .fingerprint import fingerprint
 from .footprint import recording, track, track_mig, writes_of
 from .reductions import Reductions
@@ -130,14 +133,18 @@ class Explorer:
         return self.replay(self.path(i))
 
     def replay(self, path) -> World:
-        """A fresh world driven along ``path`` (each step's checks passed when first taken)."""
+        """A fresh world driven along ``path`` (each step's checks passed when first taken).
+
+        Steps are not timed: each one yielded within the step time limit when it was first taken, and world
+        steps are deterministic given the choices."""
         self.res.replays += 1
         w = self.fresh()
         por = self.red.por
-        for ch in path:
-            w.step(ch)
-            if por:
-                track_mig(w)
+        with _untimed():
+            for ch in path:
+                w.step(ch)
+                if por:
+                    track_mig(w)
         return w
 
     # -- one transition ---------------------------------------------------------------------------
@@ -235,16 +242,17 @@ class Explorer:
             snap.restore()
         return None
 
-    def _threads(self, w, i, budgets, moves, new, tags) -> Result | None:
+    def _threads(self, w, i, budgets, moves, new, tags, runnable=()) -> Result | None:
         """Take every thread step (and ``start``) in ``moves``; the last on ``w`` itself."""
         for k, ch in enumerate(moves):
             wt = w if k == len(moves) - 1 else self.world(i)
+            nb = budgets if ch[0] == "mgmt" else after_thread(budgets, runnable, ch[0])
             v = self._step(wt, ch, tags)
             self._note_rules(i, ch)
             if v is not None:
-                self._violation(i, ch, v, budgets)
+                self._violation(i, ch, v, nb)
                 continue
-            j = self._add(wt, i, ch, budgets)
+            j = self._add(wt, i, ch, nb)
             if j is not None:
                 new.append(True)
                 if wt is w and len(self.cache) < CACHE_WORLDS:
@@ -286,6 +294,7 @@ class Explorer:
         self.cache[0] = w0
         self._push(self._cost(0), 0)
         last_report = time.perf_counter()
+        reports = 0
         while self.heap:
             if self.sample_duplicates and len(self.duplicates) >= self.sample_duplicates:
                 break                         # sampling for the soundness test only
@@ -309,7 +318,12 @@ class Explorer:
                 return self.res
             w = self.world(i)
             budgets = self.budgets[i]
+            runnable = w.runnable_threads()
             threads, env = enabled(w, budgets, self.periods, self.pages)
+            if preempted(budgets, runnable):
+                # a switch the preemption bound forbids: for the livelock check this state counts
+                # as one that may complete (as a state cut by max_depth), the bound being B's
+                self.finished.add(i)
             if terminal(w):
                 self.res.completed_paths += 1
                 self.finished.add(i)
@@ -334,7 +348,7 @@ class Explorer:
                 if always:
                     self._env(w, i, budgets, always, new)
                 before = len(new)
-                self._threads(w, i, budgets, consuming, new, tags)
+                self._threads(w, i, budgets, consuming, new, tags, runnable)
                 maybe = self._dependent(maybe, tags, len(new) > before)
                 if maybe:
                     self._env(self.world(i), i, budgets, maybe, new)
@@ -342,9 +356,11 @@ class Explorer:
                 if movable:
                     self._env(w, i, budgets, movable, new)
                 if consuming:
-                    self._threads(w, i, budgets, consuming, new, None)
-            if self.progress is not None and time.perf_counter() - last_report > 5:
+                    self._threads(w, i, budgets, consuming, new, None, runnable)
+            # progress from the first second, then every 5 s (a long run says how far it got)
+            if self.progress is not None and time.perf_counter() - last_report > (1 if reports == 0 else 5):
                 last_report = time.perf_counter()
+                reports += 1
                 self.progress(self.res, len(self.parent), len(self.heap), d)
         if not (self.sample_duplicates and self.duplicates):
             self._livelock()
@@ -405,6 +421,21 @@ class Explorer:
     def _edge_choice(self, a: int, b: int):
         """A choice leading from node ``a`` to node ``b`` (recorded with each edge)."""
         return self.edge_choice[(a, b)]
+
+
+@contextmanager
+def _untimed():
+    """No per-step time limit inside (``$DIRTYPROOF_STEP_TIMEOUT`` = 0), for replays of steps that
+    already yielded in time; the caller's setting is put back after."""
+    old = os.environ.get(TIMEOUT_ENV)
+    os.environ[TIMEOUT_ENV] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[TIMEOUT_ENV]
+        else:
+            os.environ[TIMEOUT_ENV] = old
 
 
 def _spend(budgets: tuple, slot: int) -> tuple:

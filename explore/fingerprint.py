@@ -119,8 +119,27 @@ def _classify(t):
         return lambda enc, v: ("m", v.__func__.__qualname__, enc.encode(v.__self__))
     params = getattr(t, "__dataclass_params__", None)
     if params is not None and params.frozen:      # Config, Geometry, SlotSpec...: immutable values
-        return lambda enc, v: ("v", t.__qualname__, repr(v))
+        return _frozen_value
     return Encoder._object
+
+
+# The encoding of immutable values by identity: their repr (a Config's runs through every block
+# spec) was a third of a fingerprint's time, and the same few objects are met in every state. The
+# object is kept with its encoding, so its id cannot be reused while cached; bounded, as steps
+# make new records.
+_FROZEN: dict[int, tuple] = {}
+_FROZEN_MAX = 50_000
+
+
+def _frozen_value(enc, v):
+    hit = _FROZEN.get(id(v))
+    if hit is not None and hit[0] is v:
+        return hit[1]
+    out = ("v", type(v).__qualname__, repr(v))
+    if len(_FROZEN) >= _FROZEN_MAX:
+        _FROZEN.clear()
+    _FROZEN[id(v)] = (v, out)
+    return out
 
 
 _DISPATCH = {

@@ -164,14 +164,14 @@ class TrackedWorld(World):
 
     locals().update({n: _prop(n, t) for n, t in WORLD_TRACKED.items()})
 
-    def read_page(self, page: int) -> int:
+    def read_page(self, page: int, queued: bool = False) -> int:
         """As :meth:`World.read_page`; the read is recorded for ``page`` alone, not for every version."""
         if not _ON[0]:
-            return World.read_page(self, page)
+            return World.read_page(self, page, queued)
         _TAGS.add(("src", page))
         _ON[0] = False
         try:
-            return World.read_page(self, page)
+            return World.read_page(self, page, queued)
         finally:
             _ON[0] = True
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 
 from .bounds import Bounds, default_config
 from .engine import Result, explore
+from .portfolio import gate_portfolio
 from .reductions import Reductions
 from .report import save_trace, step_lines, summary
 
@@ -16,6 +17,7 @@ class Outcome:
     result: Result
     text: str
     trace_path: object = None
+    label: str = ""
 
 
 def config_for(mode: str, base=None):
@@ -25,12 +27,13 @@ def config_for(mode: str, base=None):
     return replace(base, kvm_mode=mode)
 
 
-def explore_modes(design_cls, design_spec: str, modes, bounds: Bounds, reductions: Reductions,
-                  base_config=None, order: str = "moves", trace_dir=None, steps: bool = True, progress=None):
-    """Explore ``design_cls`` once per KVM mode; yields an :class:`Outcome` for each, in order."""
-    for mode in modes:
-        res = explore(design_cls, config_for(mode, base_config), bounds, reductions, progress, order)
-        lines = summary(res)
+def explore_runs(design_cls, design_spec: str, runs, reductions: Reductions, order: str = "moves",
+                 trace_dir=None, steps: bool = True, progress=None):
+    """Explore ``design_cls`` once per ``(label, config, bounds)`` of ``runs``, in order; yields an
+    :class:`Outcome` for each (its text starts with the label). The caller stops at a violation."""
+    for label, cfg, bounds in runs:
+        res = explore(design_cls, cfg, bounds, reductions, progress, order)
+        lines = [f"[{label}]"] + summary(res)
         path = None
         if res.violation is not None:
             path = save_trace(res, design_spec, trace_dir)
@@ -38,7 +41,20 @@ def explore_modes(design_cls, design_spec: str, modes, bounds: Bounds, reduction
                 lines.append(f"counterexample ({len(res.path)} steps):")
                 lines.extend(step_lines(res, design_cls))
             lines.append(f"trace saved to {path} (replay: dirtyproof replay {path})")
-        yield Outcome(res, "\n".join(lines), path)
+        yield Outcome(res, "\n".join(lines), path, label)
 
 
-__all__ = ["Outcome", "explore_modes", "config_for"]
+def explore_modes(design_cls, design_spec: str, modes, bounds: Bounds, reductions: Reductions,
+                  base_config=None, order: str = "moves", trace_dir=None, steps: bool = True, progress=None):
+    """Explore ``design_cls`` once per KVM mode within one bound; yields an :class:`Outcome` for each."""
+    runs = [(mode, config_for(mode, base_config), bounds) for mode in modes]
+    yield from explore_runs(design_cls, design_spec, runs, reductions, order, trace_dir, steps, progress)
+
+
+def portfolio_runs(entries=None) -> list:
+    """``(label, config, bounds)`` of every exploration of the portfolio (default: the one
+    ``$DIRTYPROOF_EXPLORE_BOUND`` chooses, the default bound unless set)."""
+    return [(label, cfg, e.bounds) for e in (entries or gate_portfolio()) for label, cfg in e.runs()]
+
+
+__all__ = ["Outcome", "explore_modes", "explore_runs", "portfolio_runs", "config_for"]

@@ -6,7 +6,7 @@ pair, both paths are replayed and every enabled choice taken from each, and the 
 """
 from __future__ import annotations
 
-from .choices import enabled
+from .choices import after_thread, enabled
 from .engine import Explorer, _spend
 from .fingerprint import fingerprint
 
@@ -14,12 +14,14 @@ from .fingerprint import fingerprint
 def successors(ex: Explorer, path, budgets) -> frozenset:
     """Every enabled choice after ``path`` with its verdict and successor fingerprint."""
     w = ex.replay(path)
+    runnable = w.runnable_threads()
     threads, env = enabled(w, budgets, ex.periods, ex.pages)
     out = set()
-    for ch, slot in [(t, None) for t in threads] + list(env):
+    for ch, slot, thread in [(t, None, True) for t in threads] + [(c, s, False) for c, s in env]:
         w2 = ex.replay(path)
         v = ex._step(w2, ch)
-        nb = budgets if slot is None else _spend(budgets, slot)
+        nb = (after_thread(budgets, runnable, ch[0]) if thread else
+              budgets if slot is None else _spend(budgets, slot))
         out.add((tuple(ch), None if v is None else v.invariant, None if v is not None else fingerprint(w2, nb)))
     return frozenset(out)
 

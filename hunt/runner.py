@@ -11,7 +11,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from dirtyproof.impl.bitmap import BITS_PER_LONG
 from dirtyproof.impl.scheduler import DesignCrash
 
-from .machine import ShrinkBudgetSpent, machine_for
+from .machine import machine_for
 from .profiles import get_settings, schedules_for
 from .report import HuntViolation
 from .shrink import SHRINK_REPLAYS, SHRINK_SECONDS, finalise_shrunk, shrink, shrink_violation
@@ -204,8 +204,16 @@ def _machine_round(machine, settings, stats, seed: int | None) -> HuntViolation 
     try:
         run_state_machine_as_test(machine, settings=settings)
     except HuntViolation as exc:
+        if stats.get("crash") is not None:
+            raise stats["crash"] from stats["crash"].__cause__
         return stats.get("final", exc)
-    except (ShrinkBudgetSpent, Exception):
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        crash = stats.get("crash")
+        if crash is not None:
+            # the design's own crash (Hypothesis may report it wrapped): bad input, as it came
+            raise crash from crash.__cause__
         # Hypothesis may wrap our stop in an error of its own; the stats say it was ours
         if not stats.get("budget_spent"):
             raise

@@ -11,6 +11,8 @@ TARGET_PAGE_SIZE = 4096
 # bitmaps per page (about 13 bytes), so 2^30 pages (a 4 TiB guest) already need some 14 GiB.
 # A larger config is bad input, refused before numpy tries (and fails) to allocate it.
 MAX_RAM_PAGES = 1 << 30
+# QEMU's multifd-channels parameter is 1..255; the model's channels are threads of a search
+MAX_MULTIFD_CHANNELS = 255
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,10 @@ class Config:
     ``kvm_mode``: ``legacy`` (GET clears and re-protects), ``manual`` (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
     GET only copies, CLEAR re-protects) or ``initially_set`` (manual, and logging starts with every
     bit set and no page protected). Times are milliseconds of the logical clock.
+
+    ``multifd_channels`` (0 by default: ``ram_save_page`` reads and delivers in order): that many
+    multifd channels (``impl/multifd.py``): the migration thread queues a page after taking its
+    bit, a channel reads and delivers it later, the channels are flushed once per round.
 
     ``free_page_hinting`` (off by default): the guest runs virtio-balloon's free page hinting
     (``impl/balloon.py``): it reports pages free, QEMU's iothread clears them from ``bmap``, and
@@ -45,6 +51,7 @@ class Config:
     # WAIT_UNPLUG before it becomes ACTIVE (qemu_savevm_wait_unplug); 0: no failover device
     failover_unplug_ms: int = 0
     free_page_hinting: bool = False      # a virtio-balloon guest that hints free pages (impl/balloon.py)
+    multifd_channels: int = 0            # multifd send channels (impl/multifd.py); 0: one in-order stream
 
     def __post_init__(self) -> None:
         if not isinstance(self.geometry, Geometry):
@@ -60,6 +67,9 @@ class Config:
                 raise ValueError(f"{f.name} must be a non-negative integer, not {v!r}")
         if not isinstance(self.free_page_hinting, bool):
             raise ValueError(f"free_page_hinting must be true or false, not {self.free_page_hinting!r}")
+        if self.multifd_channels > MAX_MULTIFD_CHANNELS:
+            raise ValueError(f"multifd_channels must be within 0..{MAX_MULTIFD_CHANNELS}, "
+                             f"not {self.multifd_channels}")
         if self.vcpus < 1:
             raise ValueError("a guest needs at least one vCPU")
         if self.burst < 1:

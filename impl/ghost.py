@@ -17,6 +17,11 @@ its own operations (``read_page``, ``deliver``, ``kvm.log_start``):
 - **in flight**: a page's content read by a send and not yet delivered, with the version read;
   ``deliver`` (by any thread: multifd channels deliver what the migration thread read) accepts
   only such a read, so a design cannot deliver a version nobody read.
+- **queued** (multifd, ``impl/multifd.py``): a page the migration thread took and queued for a
+  channel without reading it. It is in flight from the take: counted as marked (held) until a
+  channel reads it; the read then makes it an ordinary read in flight, which ``deliver`` checks.
+- **landed**: per page, the newest version the destination received in this attempt (for the
+  property that no older copy lands after a newer one).
 - **coverage owed**: from the step that starts dirty logging for the current attempt; over once
   logging stops, unless the attempt completed (then the destination holds the guest), and over
   as soon as a cancel is requested (that attempt's destination is thrown away).
@@ -63,6 +68,8 @@ class Ghost:
     period_start_ms: int | None = None   # QEMU's time_last_bitmap_sync when the period began
     bmap_pop_at_lock: int = 0
     declared_free: dict = field(default_factory=dict)   # page -> version when the guest reported it free
+    queued: dict = field(default_factory=dict)   # page -> multifd queueings not yet read by a channel
+    landed: dict = field(default_factory=dict)   # page -> newest version delivered this attempt
 
     def hands_of(self, actor: str) -> Hands:
         """The (possibly empty) hands of ``actor``."""
@@ -76,11 +83,21 @@ class Ghost:
         out: set = set()
         for h in self.hands.values():
             out |= h.all()
+        out |= self.queued.keys()
         return out
 
-    def reading(self, page: int, version: int) -> None:
-        """A send read ``page`` at ``version``."""
+    def reading(self, page: int, version: int, queued: bool = False) -> None:
+        """A send read ``page`` at ``version``. ``queued`` (a multifd channel's read): it consumes
+        one queueing of the page and leaves every hand alone: a sync running beside the channel
+        may hold a mark of the page fetched after the page was queued."""
         self.in_flight.setdefault(page, []).append(version)
+        if queued:
+            n = self.queued.get(page, 0)
+            if n > 1:
+                self.queued[page] = n - 1
+            elif n:
+                del self.queued[page]
+            return
         for h in self.hands.values():
             h.discard(page)
 
@@ -94,6 +111,18 @@ class Ghost:
             del self.in_flight[page]
         return True
 
+    def queueing(self, page: int) -> None:
+        """The migration thread queued ``page`` for a multifd channel (read later)."""
+        self.queued[page] = self.queued.get(page, 0) + 1
+
+    def landing(self, page: int, version: int) -> int | None:
+        """The destination receives ``page`` at ``version``: returns the newest version that had
+        landed before (``None``: none this attempt) and remembers the newer of the two."""
+        prev = self.landed.get(page)
+        if prev is None or version > prev:
+            self.landed[page] = version
+        return prev
+
     def declare_free(self, page: int, version: int) -> None:
         """The guest reported ``page`` free while it held ``version``."""
         self.declared_free[page] = version
@@ -106,5 +135,7 @@ class Ghost:
         """A new migration: nothing in anybody's hands or in flight, a fresh rate period."""
         self.hands.clear()
         self.in_flight.clear()
+        self.queued.clear()
+        self.landed.clear()
         self.period_new_bits = 0
         self.period_start_ms = None

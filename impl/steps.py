@@ -33,6 +33,9 @@ TIMER_RETURN, WATCHER_FLIP, WATCHER_DONE = "timer_return", "watcher_flip", "watc
 ITER_PROLOGUE, ITER_FOLD, ITER_TAIL = "iter_prologue", "iter_fold", "iter_tail"
 # free-page hinting (impl/balloon.py): the precopy notifier, the iothread's virtqueue, ram.c's hint
 PRECOPY_NOTIFY, FREE_PAGE_VQ, FREE_PAGE_HINT = "precopy_notify", "free_page_vq", "free_page_hint"
+# multifd (impl/multifd.py): queue a page, a channel's read and delivery, waits, the per-round flush
+MULTIFD_QUEUE, MULTIFD_SEND, MULTIFD_RECV, MULTIFD_WAIT, MULTIFD_SYNC = (
+    "multifd_queue", "multifd_send", "multifd_recv", "multifd_wait", "multifd_sync")
 # a step of a user's design that no consumer needs to understand (free text)
 NOTE = "note"
 
@@ -41,7 +44,8 @@ KINDS = frozenset((WAIT, JOIN, SLEEP, EXIT, INIT_BITMAPS, SETUP_DONE, ITERATE_DO
                    SAVEVM_CLEANUP, KVM_GET, KVM_OR, SYNC_DONE, L2_XCHG, L2_READ_WORD,
                    L2_ZERO_WORD, CLEAR_BMAP_SET, L2_TEST_AND_CLEAR, KVM_CLEAR, CHUNK_TAKEN, BMAP_TAKE, READ,
                    DELIVER, TIMER_RETURN, WATCHER_FLIP, WATCHER_DONE, ITER_PROLOGUE, ITER_FOLD, ITER_TAIL, NOTE,
-                   PRECOPY_NOTIFY, FREE_PAGE_VQ, FREE_PAGE_HINT))
+                   PRECOPY_NOTIFY, FREE_PAGE_VQ, FREE_PAGE_HINT, MULTIFD_QUEUE, MULTIFD_SEND, MULTIFD_RECV,
+                   MULTIFD_WAIT, MULTIFD_SYNC))
 
 # Fetches of L2 bits into a sync (the hunter's "fetch" event).
 FETCHES = frozenset((L2_XCHG, L2_READ_WORD, L2_TEST_AND_CLEAR))
@@ -135,6 +139,12 @@ _TEMPLATES = {
                                 + (f" (page {s.page})" if s.page is not None else "") + ", free_page_lock released"),
     FREE_PAGE_HINT: lambda s, w: (f"qemu_guest_free_page_hint: {_b(s, w)} pages [{s.start}, {s.end}) cleared from bmap "
                                   f"({s.value} were set), bitmap_mutex released"),
+    MULTIFD_QUEUE: lambda s, w: f"{_b(s, w)}: multifd_queue_page page {s.page} (not read yet)",
+    MULTIFD_SEND: lambda s, w: (f"{s.thread}: reads "
+                                + ", ".join(f"page {p} (v{v})" for p, v in s.value)),
+    MULTIFD_RECV: lambda s, w: f"{s.thread}: destination writes its {s.value} page(s)",
+    MULTIFD_WAIT: lambda s, w: f"wait for {s.value}",
+    MULTIFD_SYNC: lambda s, w: f"multifd_send_sync_main ({s.value}): channels drained, MULTIFD_FLUSH sent",
 }
 
 

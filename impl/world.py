@@ -21,7 +21,7 @@ from .config import TARGET_PAGE_SIZE, Config
 from .ghost import Ghost
 from .kvm import KVM, ClearEvent
 from .ramblock import RAMBlock
-from .steps import EXIT, JOIN, SLEEP, WAIT
+from .steps import EXIT, JOIN, MULTIFD_WAIT, SLEEP, WAIT
 from .steps import Step as StepRecord
 from .steps import as_step
 from .watchdog import next_step
@@ -57,6 +57,7 @@ class Actor:
     wake_clock: str = QEMU_CLOCK_REALTIME
     attempt: int = 0                      # the migration attempt that spawned it (0: none)
     locked: bool = False                  # whether it ever took a lock (did any work)
+    until: object = None                  # a condition it waits for (multifd's channel waits)
     held: list[str] = field(default_factory=list)
     done: bool = False
     label: str = ""                       # the last step's label, rendered from ``step``
@@ -108,7 +109,7 @@ class World:
         self.blocks = [RAMBlock(i, b, geo.clear_bmap_shift) for i, b in enumerate(geo.blocks)]
         self.slots = geo.slots()
         self.kvm = KVM(self.slots, self.ram_pages, config.kvm_mode)
-        self.L2 = Bitmap(self.ram_pages)
+        self.L2 = Bitmap(self.ram_pages, word_bits=geo.word_bits)   # the host's unsigned long, as the blocks'
         # page -> block index, for the pages of blocks (-1 in gaps)
         self.page_block = np.full(self.ram_pages, -1, dtype=np.int32)
         for rb in self.blocks:
@@ -151,6 +152,8 @@ class World:
         # returning steps; the balloon registers one when the guest hints free pages
         self.precopy_notifiers: list = []
         self.balloon = None
+        # multifd's send state of the current attempt (impl/multifd.py), made at each start
+        self.multifd = None
         if config.free_page_hinting:
             from .balloon import VirtIOBalloon
             self.balloon = VirtIOBalloon()
@@ -229,6 +232,15 @@ class World:
         guest hints free pages); a notifier's work is its own step(s)."""
         for notifier in list(self.precopy_notifiers):
             yield from notifier(self, reason)
+
+    def wait_until(self, condition, what: str) -> Step:
+        """End the step and wait until ``condition()`` holds (no step if it already does): a wait
+        on other threads' progress (multifd's ``channels_ready`` and ``sem_sync``), not a lock."""
+        if condition():
+            return
+        self.current.until = condition
+        yield StepRecord(MULTIFD_WAIT, value=what)
+        self.current.until = None
 
     def join(self, name: str) -> Step:
         """Wait until thread ``name`` has exited (``qemu_thread_join``); no step if it already has."""
@@ -358,16 +370,26 @@ class World:
                     self.events.append(("clear", ev))
         return out
 
-    def read_page(self, page: int) -> int:
+    def read_page(self, page: int, queued: bool = False) -> int:
         """The sender reads ``page``'s content: returns the version read and records the read
-        (the page is in flight, read and not yet delivered, until :meth:`deliver`)."""
+        (the page is in flight, read and not yet delivered, until :meth:`deliver`). ``queued``:
+        a multifd channel reads a page the migration thread queued; that consumes the queueing,
+        not the marks other threads (a concurrent sync) hold for the page."""
         if not isinstance(page, int) or isinstance(page, bool) or not 0 <= page < self.ram_pages:
             raise BadChoice(f"read of page {page!r}: not a page of this world")
         v = int(self._src[page])
         self._read[page] = v
-        self.events.append(("read", page))
-        self.ghost.reading(page, v)
+        self.events.append(("read", page, queued))
+        self.ghost.reading(page, v, queued)
         return v
+
+    def multifd_queued(self, page: int) -> None:
+        """The migration thread queued ``page`` for a multifd channel (its content not read yet):
+        it is in flight from now until a channel reads it (ghost)."""
+        if not isinstance(page, int) or isinstance(page, bool) or not 0 <= page < self.ram_pages:
+            raise BadChoice(f"queue of page {page!r}: not a page of this world")
+        self.ghost.queueing(page)
+        self.events.append(("queued", page))
 
     def deliver(self, page: int, version: int) -> None:
         """The destination receives ``page`` at ``version``, which must be what a
@@ -377,6 +399,10 @@ class World:
             raise ModelError("send-integrity", f"{self._actor_name() or 'a caller'} delivers "
                              f"{self.page_name(page) if isinstance(page, int) else page} at v{version}, "
                              f"but the reads in flight of it are {read or 'none'}")
+        # the destination writes whatever arrives (QEMU's receive side compares nothing); the
+        # ghost remembers the newest version landed, for the landing-order property
+        prev = self.ghost.landing(page, version)
+        self.events.append(("landed", page, version, prev))
         self._dest[page] = version
         if self.mig is not None:
             self.mig.pages_sent += 1
@@ -488,6 +514,7 @@ class World:
             self._dest[:] = -1      # a new destination: the old one was thrown away
             self._read[:] = -1
             self.ghost.new_attempt()
+            self._start_multifd()
             self.ghost.period_start_ms = self.mig.time_last_bitmap_sync
             self._log_starts_at_attempt = self.kvm.log_starts
             self.actors = {k: a for k, a in self.actors.items() if not a.done}
@@ -504,6 +531,19 @@ class World:
             self.mig.downtime_raised = True
             return "migrate_set_parameters downtime-limit=inf"
         raise BadChoice(f"unknown management command {command!r}")
+
+    def _start_multifd(self) -> None:
+        """``multifd_send_setup`` for a new attempt (``Config.multifd_channels`` > 0): a fresh
+        send state and its channel threads; the previous attempt's channels are discarded
+        (``multifd_send_shutdown``)."""
+        n = self.config.multifd_channels
+        if n == 0:
+            return
+        from .multifd import CHANNEL_PREFIX, MultiFDSendState, channel_name, multifd_send_thread
+        self.actors = {k: a for k, a in self.actors.items() if not k.startswith(CHANNEL_PREFIX)}
+        self.multifd = MultiFDSendState(n)
+        for i in range(n):
+            self.spawn(channel_name(i), multifd_send_thread(self, i))
 
     def migration_active(self) -> bool:
         """Whether a migration attempt is under way (its thread not finished)."""
@@ -562,6 +602,11 @@ class World:
             return False          # idle between two elements: nothing queued, or the VM stopped
         if actor.joining is not None and not self.actors[actor.joining].done:
             return False
+        if actor.until is not None and not actor.until():
+            return False
+        if self.multifd is not None and actor.name.startswith("multifd_send_") and actor.until is None:
+            if not self.multifd.packet[int(actor.name.rsplit("_", 1)[1])]:
+                return False      # an idle channel: nothing handed to it
         return actor.blocked_on is None or self.lock_owner[actor.blocked_on] is None
 
     def runnable_threads(self) -> list[str]:

@@ -15,6 +15,7 @@ from .sending import ClearMaskRange, ClearNoReprotect, ClearPreviousChunk, ReadB
 from .syncs import (BmapInitLastPageMissing, BmapReusedOnRestart, CountOutsideMutex, DirtyCountRawBits, NoFinalSync, NonAtomicXchg,
                     PeriodPopcount, SkipSlotOr)
 from .hinting import TimerSyncSkipsNotifiers
+from .multifd import MultifdNoRoundFlush
 from .threads import BgSyncTakesLegacyPath, ForgetIterFold, IterateSyncInMutex, TimerMutexBeforeBql
 
 MUTANTS: dict[str, type] = {c.name: c for c in (
@@ -29,6 +30,10 @@ MUTANTS: dict[str, type] = {c.name: c for c in (
 # expectations are the manifest's "hinting" section, hunted with the flag on.
 HINTING_MUTANTS: dict[str, type] = {c.name: c for c in (TimerSyncSkipsNotifiers,)}
 
+# Mutants broken only with multifd sending (Config.multifd_channels > 0): their expectations are
+# the manifest's "multifd" section, hunted with the flag on.
+MULTIFD_MUTANTS: dict[str, type] = {c.name: c for c in (MultifdNoRoundFlush,)}
+
 
 def load_manifest() -> dict:
     """The manifest: ``{"designs": {name: entry}, "mutants": {name: entry}}``; an entry has
@@ -38,4 +43,4 @@ def load_manifest() -> dict:
     return json.loads(resources.files(__package__).joinpath("manifest.json").read_text())
 
 
-__all__ = ["MUTANTS", "HINTING_MUTANTS", "load_manifest"]
+__all__ = ["MUTANTS", "HINTING_MUTANTS", "MULTIFD_MUTANTS", "load_manifest"]

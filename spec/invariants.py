@@ -164,6 +164,16 @@ def check_no_loss(w) -> Violation | None:
     return None
 
 
+def check_landing_order(w) -> Violation | None:
+    """No copy of a page lands on the destination after a newer copy of it landed in the same
+    attempt (the destination writes whatever arrives, so the older one would overwrite it)."""
+    for ev in w.events:
+        if ev[0] == "landed" and ev[3] is not None and ev[2] < ev[3]:
+            return Violation("landing-order", f"{w.page_name(ev[1])}: v{ev[2]} lands on the destination "
+                             f"after v{ev[3]} did, and overwrites it", ev[1])
+    return None
+
+
 def check_wp(w) -> Violation | None:
     """While logging, a page whose L1 bit is clear is write-protected, so its next write is logged."""
     kvm = w.kvm
@@ -188,13 +198,19 @@ def check_clear_mask(w) -> Violation | None:
 
 
 def check_clear_before_read(w) -> Violation | None:
-    """A page is read for sending only after the owed remote clear of its chunk was done."""
+    """A page is read for sending only after the owed remote clear of its chunk was done. A
+    multifd channel's read is exempt where a sync after the page was queued owes the clear and
+    that clear cannot lose a write of the page: the sync set the page's ``bmap`` bit again (its
+    next send takes the clear before reading it), or it fetched no dirty bit of the page (the
+    CLEAR's mask, L1c, leaves the page alone)."""
     if w.mig is None:
         return None
     for ev in w.events:
         if ev[0] == "read":
             p = ev[1]
             rb = w.block_of(p)
+            if ev[2] and (rb.bmap.test(p - rb.offset) or not w.kvm.L1c.test(p)):
+                continue
             if rb.clear_bmap.test(rb.chunk_of(p - rb.offset)):
                 return Violation("clear-before-read", f"{w.page_name(p)} read while the remote clear of "
                                  f"its chunk {rb.chunk_of(p - rb.offset)} is still owed", p)
@@ -285,6 +301,14 @@ INVARIANTS: tuple[Invariant, ...] = (
               "the lost write. Pages the guest reported free (free-page hinting) and has not written since "
               "are exempt, as for no-loss.",
               check_coverage),
+    Invariant("landing-order", "No older copy lands after a newer one",
+              "Within one migration attempt, no copy of a page reaches the destination after a newer "
+              "copy (a higher version) of the same page did. The destination writes whatever "
+              "arrives into guest RAM, in arrival order; with multifd, copies of a page travel on "
+              "different channels, and only the per-round flush (each page is taken at most once "
+              "per round, and a round's channels drain before the next round's pages go out) "
+              "keeps an older copy from overwriting a newer one.",
+              check_landing_order),
     Invariant("wp-unlogged", "Write protection of unlogged pages",
               "While dirty logging is on, a page whose L1 bit is clear is write-protected, so the next "
               "guest write to it faults and is logged.",
@@ -297,7 +321,10 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("clear-before-read", "Clear before read",
               "A page's content is read for sending only after the owed remote clear of its "
               "clear_bmap chunk has been taken; otherwise a write between the read and the clear is "
-              "never logged.",
+              "never logged. With multifd, a channel reads a queued page later: a sync in between "
+              "may owe the chunk's clear again; the read is exempt if that sync set the page's bmap "
+              "bit again (the page's next send takes the clear before reading it) or fetched no "
+              "dirty bit of it (the clear's mask, L1c, leaves the page alone).",
               check_clear_before_read, kind=RULE, matters=_remote_clear_can_matter,
               matters_when="while the VM runs with dirty logging on, in a KVM mode with manual "
                            "protect: once the guest is stopped no write can fall between the read "

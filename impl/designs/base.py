@@ -12,8 +12,8 @@ from typing import Generator
 from ..bitmap import WORD_MASK
 from ..steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED, DELIVER,
                      FREE_PAGE_HINT, INIT_BITMAPS, ITERATE_DONE, ITERATION_FINISH, KVM_CLEAR, KVM_GET, KVM_OR,
-                     L2_TEST_AND_CLEAR, L2_XCHG, READ, SAVEVM_CLEANUP, SETUP_DONE, STREAM_COMPLETE, SYNC_DONE,
-                     THREADS_STARTED, VM_STOP)
+                     L2_TEST_AND_CLEAR, L2_XCHG, MULTIFD_QUEUE, MULTIFD_SYNC, READ, SAVEVM_CLEANUP, SETUP_DONE,
+                     STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED, VM_STOP)
 from ..steps import Step as S
 
 Step = Generator[S, None, None]
@@ -31,6 +31,8 @@ INTERFACE = (
     "stop_threads", "qemu_savevm_wait_unplug", "migrate_fd_cleanup", "qemu_savevm_state_cleanup",
     "ram_save_cleanup", "join_threads",
 )
+# Called only in multifd worlds (Config.multifd_channels > 0); the base provides them.
+MULTIFD_INTERFACE = ("ram_save_multifd_page", "multifd_send_sync_main")
 
 
 class Design:
@@ -306,8 +308,17 @@ class Design:
         return None
 
     def ram_find_and_save_block(self, w) -> Step:
-        """``ram_find_and_save_block``: find a dirty page and send it; returns pages sent (0: clean)."""
+        """``ram_find_and_save_block``: find a dirty page and send it; returns pages sent (0: clean).
+
+        With multifd, a search that wrapped (it came back to or before where it started, or found
+        nothing) completed a round: ``find_dirty_block`` flushes the channels before the next
+        round's first page (``RAM_SAVE_FLAG_MULTIFD_FLUSH``). The model's search restarts at the
+        last page sent, QEMU's after it, so finding that same page again is a wrap too."""
+        mig = w.mig
+        before = (mig.pss_block, mig.pss_page)
         found = self.find_dirty_page(w)
+        if w.multifd is not None and (found is None or (mig.pss_block, mig.pss_page) <= before):
+            yield from self.multifd_send_sync_main(w, "round")
         if found is None:
             return 0
         rb, page = found
@@ -336,12 +347,32 @@ class Design:
             yield from self.memory_region_clear_dirty_bitmap(w, rb.offset + start, rb.offset + end)
 
     def ram_save_page(self, w, rb, page: int) -> Step:
-        """Read the page's content (one step), then put it on the wire to the destination (one step)."""
+        """Read the page's content (one step), then put it on the wire to the destination (one
+        step); with multifd, ``ram_save_multifd_page`` instead (a channel reads it later)."""
+        if w.multifd is not None:
+            yield from self.ram_save_multifd_page(w, rb, page)
+            return
         addr = rb.offset + page
         version = w.read_page(addr)
         yield S(READ, block=rb.index, page=addr, value=version)
         w.deliver(addr, version)
         yield S(DELIVER, block=rb.index, page=addr, value=version)
+
+    def ram_save_multifd_page(self, w, rb, page: int) -> Step:
+        """``ram_save_multifd_page``: queue the page for a multifd channel without reading it
+        (``multifd_queue_page``; a full batch goes to an idle channel, waiting for one)."""
+        from ..multifd import multifd_queue_page
+        addr = rb.offset + page
+        yield from multifd_queue_page(w, addr)
+        yield S(MULTIFD_QUEUE, block=rb.index, page=addr)
+
+    def multifd_send_sync_main(self, w, why: str) -> Step:
+        """``multifd_send_sync_main`` and ``RAM_SAVE_FLAG_MULTIFD_FLUSH``: hand out the partial
+        batch, wait until every channel delivered (the destination's ``multifd_recv_sync_main``
+        barrier). ``why``: ``round`` (a search wrapped) or ``complete`` (``ram_save_complete``)."""
+        from ..multifd import multifd_flush
+        yield from multifd_flush(w)
+        yield S(MULTIFD_SYNC, value=why)
 
     # ------------------------------------------------------------------------------------------
     # free-page hinting (called by the balloon's iothread, impl/balloon.py)
@@ -448,6 +479,8 @@ class Design:
             pass
         w.release("bitmap_mutex")
         yield S(COMPLETE_DRAINED)
+        if w.multifd is not None:
+            yield from self.multifd_send_sync_main(w, "complete")
 
     def migration_cancel(self, w) -> Step:
         """Cancel: the migration thread leaves its loop; ``migration_iteration_finish`` then the

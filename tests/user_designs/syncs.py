@@ -49,7 +49,7 @@ class FastPathLateStore(Legacy):
         if not rb.fast_path:
             return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
         num_dirty = 0
-        base = rb.offset >> 6
+        base = rb.offset // w.L2.word_bits          # BITS_PER_LONG of the world's host
         pending = None                       # (k, bits) fetched in the previous step, not stored yet
 
         def store(k: int, bits: int) -> int:
@@ -171,7 +171,7 @@ class EagerClearNoClearBmap(Legacy):
         if not rb.fast_path:
             return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
         num_dirty = 0
-        base = rb.offset >> 6
+        base = rb.offset // w.L2.word_bits          # BITS_PER_LONG of the world's host
         for k in range(rb.words()):
             if w.L2.word(base + k):
                 bits = w.L2.xchg_word(base + k, 0)
@@ -242,7 +242,7 @@ class BlockRelativeL2Index(Legacy):
             return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
         num_dirty = 0
         for k in range(rb.words()):
-            if w.L2.word(k):                              # should be (rb.offset >> 6) + k
+            if w.L2.word(k):                              # should be rb.offset // word_bits + k
                 bits = w.L2.xchg_word(k, 0)
                 old = rb.bmap.word(k)
                 num_dirty += _popcount(bits & ~old)
@@ -279,7 +279,7 @@ class BmapWordOverwrite(Legacy):
         if not rb.fast_path:
             return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
         num_dirty = 0
-        base = rb.offset >> 6
+        base = rb.offset // w.L2.word_bits          # BITS_PER_LONG of the world's host
         for k in range(rb.words()):
             if w.L2.word(base + k):
                 bits = w.L2.xchg_word(base + k, 0)

@@ -1,0 +1,106 @@
+"""The explorer's default bound: a small portfolio of worlds and bounds, each printed with its verdict.
+
+One world with one bound cannot be both cheap enough for the gate and large enough for every
+corpus bug: the state space grows with the path length to the power of the moves allowed. The
+default is therefore a few entries, each a world (geometry and config) with its own bounds and
+KVM modes, explored in order; ``dirtyproof explore`` without bound flags, ``check`` and ``prove``
+(for a design without a per-page encoding) run all of them. "exhaustive within bounds B" is said
+per entry, B naming that entry's world and bounds. docs/explore.md says why each entry is there.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from dirtyproof.impl.config import KVM_MODES, Config
+
+from .bounds import Bounds, default_config
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One world and bound of the portfolio: ``name`` (printed), the world's ``config`` (its KVM
+    mode replaced by each of ``modes``), the ``bounds``, and ``why`` it is there (one line)."""
+
+    name: str
+    config: Config
+    bounds: Bounds
+    modes: tuple[str, ...]
+    why: str
+
+    def config_for(self, mode: str) -> Config:
+        """The entry's world in KVM ``mode``."""
+        return replace(self.config, kvm_mode=mode)
+
+    def runs(self) -> list[tuple[str, Config]]:
+        """``(label, config)`` of each exploration of the entry: one per mode."""
+        return [(f"{self.name}/{m}", self.config_for(m)) for m in self.modes]
+
+
+def default_portfolio() -> tuple[Entry, ...]:
+    """The default bound (docs/explore.md, "The default bound"), in the order it is explored: every
+    interleaving of the threads with no environment move, then with one move of any kind and at
+    most one preemption, each in every KVM mode."""
+    world = default_config("manual")
+    return (
+        Entry("threads", world, Bounds(guest_writes=0, device_writes=0, clock_moves=0, cancels=0, moves=0),
+              tuple(KVM_MODES), "every interleaving of the threads, time passing only when all of them sleep"),
+        Entry("one-move", world, Bounds(guest_writes=1, device_writes=1, clock_moves=1, cancels=1, moves=1,
+                                        preemptions=1),
+              tuple(KVM_MODES), "one vCPU write, device write, clock move or cancel anywhere, a thread "
+              "preempted at most once"),
+    )
+
+
+# The bound check and prove run: the default bound, or (``threads``) its first entry only, for
+# test suites that check many designs and would otherwise spend minutes on each; said in every
+# table and report, and a value other than these is bad input.
+BOUND_ENV = "DIRTYPROOF_EXPLORE_BOUND"
+BOUND_CHOICES = ("default", "threads")
+
+
+def chosen_bound() -> str:
+    """The bound ``$DIRTYPROOF_EXPLORE_BOUND`` asks for (``default`` when unset); ``ValueError``
+    naming the choices otherwise."""
+    v = os.environ.get(BOUND_ENV, "").strip() or "default"
+    if v not in BOUND_CHOICES:
+        raise ValueError(f"${BOUND_ENV}={v!r}: expected one of {', '.join(BOUND_CHOICES)}")
+    return v
+
+
+# The gate's own default: ``check`` and ``prove`` must answer within a minute or so on 2 cores,
+# and the full default bound takes minutes per design for periodic and background-v1 (the
+# threads' interleavings are 10^3 states, one environment move 10^4-10^5): they explore the
+# ``threads`` entry unless ``--explore-bound`` or the environment asks for more.
+GATE_DEFAULT = "threads"
+
+
+def apply_bound_flag(flag: str | None, default: str = GATE_DEFAULT) -> str:
+    """Settle the bound of a ``check`` or ``prove`` run before any work: ``flag`` (their
+    ``--explore-bound``), else ``$DIRTYPROOF_EXPLORE_BOUND``, else ``default``; the choice is put
+    in the environment so that worker processes explore the same. ``ValueError`` if it is not one
+    of :data:`BOUND_CHOICES`."""
+    env = os.environ.get(BOUND_ENV, "").strip()
+    v = flag if flag is not None else (env or default)
+    if v not in BOUND_CHOICES:
+        where = "--explore-bound" if flag is not None else f"${BOUND_ENV}"
+        raise ValueError(f"{where}={v!r}: expected one of {', '.join(BOUND_CHOICES)}")
+    os.environ[BOUND_ENV] = v
+    return v
+
+
+def gate_portfolio() -> tuple[Entry, ...]:
+    """The portfolio check, prove and ``explore`` without bound flags run (:func:`chosen_bound`)."""
+    entries = default_portfolio()
+    return entries if chosen_bound() == "default" else entries[:1]
+
+
+def describe(entries) -> list[str]:
+    """One line per entry: its name, modes, bounds and why."""
+    from .bounds import describe_bounds, describe_world
+    return [f"{e.name} ({', '.join(e.modes)}): "
+            f"{describe_world(e.config_for(e.modes[0])).replace(f'kvm_mode={e.modes[0]}, ', '')}; "
+            f"{describe_bounds(e.bounds)}: {e.why}" for e in entries]
+
+
+__all__ = ["Entry", "default_portfolio", "gate_portfolio", "chosen_bound", "describe", "BOUND_ENV", "BOUND_CHOICES"]

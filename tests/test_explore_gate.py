@@ -1,0 +1,177 @@
+"""The explorer as an engine of ``check`` and ``prove``: the default bound (explore/portfolio.py),
+its expectations in mutants/manifest.json, and the comparison that can fail.
+
+Default suite: the manifest's shape, the comparison on synthetic judgements, one quick mutant
+judged over the whole default bound, and ``check``/``prove`` on a design without a per-page
+encoding (seconds). The whole corpus over the default bound is in the opt-in slow tier.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from dirtyproof.cli.main import main
+from dirtyproof.explore import Bounds, default_config, explore
+from dirtyproof.explore.portfolio import default_portfolio
+from dirtyproof.explore.soundness import sampled_pairs, successors
+from dirtyproof.explore.verdict import CUT, SAFE, UNSAFE, Judgement, expected, judge, matches
+from dirtyproof.impl.designs import DESIGNS
+from dirtyproof.mutants import MUTANTS, load_manifest
+
+ALL = {**{n: c for n, c in DESIGNS.items()}, **MUTANTS}
+
+
+def test_manifest_has_an_explorer_expectation_for_every_design_and_mutant():
+    m = load_manifest()
+    for group in ("designs", "mutants"):
+        for name, entry in m[group].items():
+            e = entry["explore"]
+            assert e["verdict"] in (SAFE, UNSAFE, CUT), name
+            if e["verdict"] == UNSAFE:
+                assert isinstance(e["property"], str) and isinstance(e["steps"], int), name
+                assert e["run"] in {label for en in default_portfolio() for label, _ in en.runs()}, name
+    # a shipped design that the manifest expects safe must be exhausted by the default bound
+    for name, entry in m["designs"].items():
+        if entry["verdict"] == "safe":
+            assert entry["explore"]["verdict"] == SAFE, name
+
+
+def test_every_portfolio_run_is_named_and_bounded():
+    labels = [label for e in default_portfolio() for label, _ in e.runs()]
+    assert len(labels) == len(set(labels)) and labels
+    for e in default_portfolio():
+        assert e.why and e.modes and e.bounds.max_states > 0
+
+
+def _j(verdict, inv=None, steps=None):
+    return Judgement(verdict, inv, steps, "r", None)
+
+
+def test_the_comparison_rejects_a_wrong_verdict_property_or_length():
+    want = {"verdict": UNSAFE, "property": "coverage", "steps": 12, "run": "r"}
+    assert matches(_j(UNSAFE, "coverage", 12), want) == (True, "")
+    assert not matches(_j(SAFE), want)[0]                         # a missed bug
+    assert not matches(_j(CUT), want)[0]
+    assert not matches(_j(UNSAFE, "no-loss", 12), want)[0]         # another property
+    assert not matches(_j(UNSAFE, "coverage", 13), want)[0]        # not the cheapest any more
+    assert not matches(_j(UNSAFE, "coverage", 3), {"verdict": SAFE})[0]   # a safe design broken
+    assert not matches(_j(CUT), {"verdict": SAFE})[0]              # nothing shown is no pass
+
+
+def test_a_user_design_is_expected_safe():
+    class Mine(DESIGNS["legacy"]):
+        pass
+    assert expected("mine.py:Mine", Mine) == {"verdict": SAFE}
+
+
+def test_a_quick_mutant_over_the_default_bound_is_as_the_manifest_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "default")
+    j = judge(MUTANTS["period-popcount"], "period-popcount", trace_dir=str(tmp_path))
+    assert matches(j, expected("period-popcount", MUTANTS["period-popcount"])) == (True, "")
+    assert j.trace and os.path.exists(j.trace)
+
+
+def test_prove_without_an_encoding_runs_the_explorer(capsys, tmp_path):
+    # under the suite's threads bound: period-popcount's counterexample is in that run
+    rc = main(["prove", "--design", "period-popcount", "--config", "manual/mixed", "--trace-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "explorer: period-counter broken after" in out and "proved for all sizes" not in out.replace(
+        "not proved for all sizes", "")
+
+
+def test_check_has_an_explore_row_in_table_and_reports(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "default")
+    js, junit = tmp_path / "r.json", tmp_path / "r.xml"
+    rc = main(["check", "--design", "period-popcount", "--jobs", "1", "--hunt-budget", "0.5",
+               "--trace-dir", str(tmp_path / "t"), "--json", str(js), "--junit", str(junit)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rows = [r for r in json.loads(js.read_text())["results"] if r["engine"] == "explore"]
+    assert len(rows) == 1 and rows[0]["ok"] and rows[0]["got"].startswith("unsafe (period-counter")
+    assert "period-popcount.explore" in junit.read_text()
+    assert "  explore " in out and "explore   every interleaving" in out
+
+
+def test_a_preemption_is_a_switch_away_from_a_thread_that_could_go_on():
+    from dirtyproof.explore.choices import after_thread, preempted
+    b = Bounds(preemptions=1).budgets()
+    b1 = after_thread(b, ["migration", "timer"], "migration")          # the first step: free
+    assert b1[-2:] == (1, "migration")
+    b2 = after_thread(b1, ["migration", "timer"], "timer")             # the migration could go on
+    assert b2[-2:] == (0, "timer") and preempted(b2, ["migration", "timer"])
+    b3 = after_thread(b2, ["migration"], "migration")                  # the timer sleeps: free
+    assert b3[-2:] == (0, "migration") and not preempted(b3, ["migration"])
+    assert after_thread(Bounds().budgets(), ["a", "b"], "b") == Bounds().budgets()   # unbounded
+
+
+def test_the_preemption_bound_prunes_and_keeps_fingerprints_sound():
+    zero = Bounds(guest_writes=0, device_writes=0, clock_moves=0, cancels=0, moves=0)
+    cfg = default_config("manual")
+    free = explore(DESIGNS["periodic"], cfg, zero)
+    none = explore(DESIGNS["periodic"], cfg, zero.with_(preemptions=0))
+    assert free.exhaustive and none.exhaustive and none.distinct < free.distinct
+    for ex, p1, p2, budgets in sampled_pairs(DESIGNS["periodic"], cfg, zero.with_(preemptions=1), samples=8):
+        assert successors(ex, p1, budgets) == successors(ex, p2, budgets), (p1, p2)
+
+
+def test_check_explore_row_fails_a_user_design_it_breaks(capsys, tmp_path):
+    # a user's copy of a counting bug: expected safe (not in the manifest), broken without any move
+    mod = tmp_path / "mine.py"
+    mod.write_text("from dirtyproof.mutants.syncs import DirtyCountRawBits\n\n\n"
+                   "class Mine(DirtyCountRawBits):\n    \"\"\"A user's design.\"\"\"\n    name = \"mine\"\n")
+    js = tmp_path / "r.json"
+    rc = main(["check", "--design", f"{mod}:Mine", "--jobs", "1", "--hunt-budget", "0.5",
+               "--trace-dir", str(tmp_path / "t"), "--json", str(js)])
+    capsys.readouterr()
+    assert rc == 1
+    row = [r for r in json.loads(js.read_text())["results"] if r["engine"] == "explore"][0]
+    assert row["expected"] == SAFE and not row["ok"] and row["got"].startswith("unsafe (dirty-pages-count")
+    assert row["trace"] and os.path.exists(row["trace"])
+
+
+def test_a_bad_explore_bound_is_bad_input(capsys, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "everything")
+    for argv in (["check", "--design", "legacy"], ["prove", "--design", "legacy"],
+                 ["explore", "--design", "legacy"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "DIRTYPROOF_EXPLORE_BOUND='everything'" in err
+
+
+def test_the_threads_bound_compares_only_what_its_runs_can_find(monkeypatch):
+    from dirtyproof.explore.verdict import expected_within
+    assert expected_within("legacy", DESIGNS["legacy"], "threads") == {"verdict": SAFE}
+    assert expected_within("period-popcount", MUTANTS["period-popcount"], "threads")["verdict"] == UNSAFE
+    want = expected("no-final-sync", MUTANTS["no-final-sync"])
+    assert want["verdict"] == UNSAFE and not want["run"].startswith("threads/")
+    assert expected_within("no-final-sync", MUTANTS["no-final-sync"], "threads") == {"verdict": "any"}
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "threads")
+    from dirtyproof.explore.portfolio import gate_portfolio
+    assert [e.name for e in gate_portfolio()] == ["threads"]
+
+
+# -- the slow tier: the whole corpus over the default bound ---------------------------------------
+OPT_IN = pytest.mark.skipif(os.environ.get("DIRTYPROOF_SLOW") != "1", reason="slow tier: set DIRTYPROOF_SLOW=1")
+
+
+@pytest.mark.slow
+@OPT_IN
+def test_no_preemption_misses_the_timer_lock_order_bug_one_finds_it():
+    """The preemption bound is a bound: the timer must interrupt the sender once (about 2 min)."""
+    one_clock = Bounds(guest_writes=0, device_writes=0, clock_moves=1, cancels=0, moves=1)
+    cls = MUTANTS["timer-mutex-before-bql"]
+    assert explore(cls, default_config("manual"), one_clock.with_(preemptions=0)).violation is None
+    res = explore(cls, default_config("manual"), one_clock.with_(preemptions=1))
+    assert res.violation is not None and res.violation.invariant == "lock-order"
+
+
+@pytest.mark.slow
+@OPT_IN
+@pytest.mark.parametrize("name", list(ALL))
+def test_default_bound_verdict_is_the_manifests(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "default")
+    j = judge(ALL[name], name, trace_dir=str(tmp_path))
+    assert matches(j, expected(name, ALL[name])) == (True, ""), j.detail()
