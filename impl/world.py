@@ -534,8 +534,8 @@ class World:
 
     def _start_multifd(self) -> None:
         """``multifd_send_setup`` for a new attempt (``Config.multifd_channels`` > 0): a fresh
-        send state and its channel threads; the previous attempt's channels are discarded
-        (``multifd_send_shutdown``)."""
+        send state and its channel threads; the previous attempt's channels, which its cleanup
+        ended and joined (``multifd_send_shutdown``), are dropped."""
         n = self.config.multifd_channels
         if n == 0:
             return
@@ -605,8 +605,8 @@ class World:
         if actor.until is not None and not actor.until():
             return False
         if self.multifd is not None and actor.name.startswith("multifd_send_") and actor.until is None:
-            if not self.multifd.packet[int(actor.name.rsplit("_", 1)[1])]:
-                return False      # an idle channel: nothing handed to it
+            if not self.multifd.packet[int(actor.name.rsplit("_", 1)[1])] and not self.multifd.exiting:
+                return False      # an idle channel: nothing handed to it, and not told to exit
         return actor.blocked_on is None or self.lock_owner[actor.blocked_on] is None
 
     def runnable_threads(self) -> list[str]:

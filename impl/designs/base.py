@@ -455,6 +455,9 @@ class Design:
         w.release("BQL")
         yield S(SAVEVM_CLEANUP)
         yield from self.join_threads(w)
+        if w.multifd is not None:
+            from ..multifd import multifd_send_shutdown
+            yield from multifd_send_shutdown(w)
         if mig.cancel_requested and mig.phase != "completed":
             mig.phase = "cancelled"
             yield S(CANCELLED)
