@@ -41,6 +41,7 @@ class RunResult:
     syncs: int = 0
     pages_sent: int = 0
     rule_violations: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)      # warnings (spec kind "warning") with their step
     extension: list | None = None       # choices that drove the run on after a coverage violation
     lost_write: object = None           # the no-loss violation the extension showed, or None
 
@@ -146,6 +147,7 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
             res.violation_step = idx
             break
     res.rule_violations = list(checker.rule_violations)
+    res.warnings = list(checker.warnings)
     res.completed = w.migration_done()
     res.syncs = w.total_syncs
     res.pages_sent = w.total_sent

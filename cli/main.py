@@ -125,9 +125,10 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
           f"{'completed' if res.completed else 'not completed'}")
     from dirtyproof.spec import BY_ID
     broken = {rv.rule for rv in res.rule_violations}
+    warned = {wv.rule for wv in getattr(res, "warnings", ())}
     for inv_id in res.checked:
         verdict = ("VIOLATED" if res.violation is not None and res.violation.invariant == inv_id else
-                   "broken (a rule)" if inv_id in broken else "ok")
+                   "broken (a rule)" if inv_id in broken else "warned" if inv_id in warned else "ok")
         inv = BY_ID.get(inv_id)
         if verdict == "ok" and inv is not None and inv.when == "completion" and not res.completed:
             verdict = "not checked (the run did not complete)"
@@ -138,6 +139,9 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
         print(f"RULE {rv.rule} broken at step {rv.step}"
               f"{'' if rv.violation.page is None else f' page {rv.violation.page}'}: {rv.violation.message} "
               f"(a rule of QEMU's, not a verdict: no lost write shown by itself)")
+    for wv in getattr(res, "warnings", ()):
+        print(f"WARNING {wv.rule} at step {wv.step}: {wv.violation.message} (not a verdict; the "
+              f"schedule that shows it is this run's steps 0-{wv.step}, which --trace saves)")
     if res.violation is not None:
         v = res.violation
         where = f" page {v.page}" if v.page is not None else ""

@@ -449,7 +449,8 @@ def _spend(budgets: tuple, slot: int) -> tuple:
 def _wakes(w: World, delta: int) -> bool:
     """Whether moving the clock by ``delta`` makes a sleeping thread runnable."""
     t = w.clock_ms + delta
-    return any(not a.done and w.clock_ms < a.wake_at_ms <= t for a in w.actors.values())
+    return any(not a.done and (wt := w.wake_time_ms(a)) is not None and w.clock_ms < wt <= t
+               for a in w.actors.values())
 
 
 def explore(design_cls, config, bounds: Bounds | None = None, reductions: Reductions | None = None,

@@ -22,7 +22,8 @@ def words_for(nbits: int) -> int:
 class Bitmap:
     """A fixed-size bitmap of ``nbits`` bits stored in ``uint64`` words (bit i of word w = page 64w+i)."""
 
-    __slots__ = ("nbits", "words", "word_bits")
+    # ``freed`` is set only when the world frees the bitmap (impl/freed.py)
+    __slots__ = ("nbits", "words", "word_bits", "freed")
 
     def __init__(self, nbits: int, fill: bool = False, word_bits: int = BITS_PER_LONG):
         self.nbits = nbits

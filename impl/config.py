@@ -47,6 +47,9 @@ class Config:
     watcher_poll_ms: int = 1000          # background-v1 watcher thread
     watcher_idle_ms: int = 5000          # background-v1: sync only if the last one is older
     iterate_sync_ms: int = 3000          # iterate-sync design: period of its syncs
+    # a virtio-net failover primary's unplug pending at setup: the migration waits this long in
+    # WAIT_UNPLUG before it becomes ACTIVE (qemu_savevm_wait_unplug); 0: no failover device
+    failover_unplug_ms: int = 0
     free_page_hinting: bool = False      # a virtio-balloon guest that hints free pages (impl/balloon.py)
     multifd_channels: int = 0            # multifd send channels (impl/multifd.py); 0: one in-order stream
 

@@ -33,8 +33,9 @@ The protocol, as the model runs it:
 
 Simplifications (labelled in docs/qemu-semantics.md): a packet is 2 pages (QEMU: 128 pages of
 4 KiB); a channel's read of its packet is one step and its delivery one step; the receive side
-has no threads of its own (a channel's delivery is its receive thread's write); at a new attempt
-the previous attempt's channels are discarded (``multifd_send_shutdown``), whatever they held.
+has no threads of its own (a channel's delivery is its receive thread's write); the cleanup
+(``migrate_fd_cleanup``) ends the channels with ``multifd_send_shutdown`` after the migration
+thread's join, without the BQL the real cleanup retakes for it (the channels take no lock).
 """
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ class MultiFDSendState:
         self.packet: list[list[int]] = [[] for _ in range(channels)]
         self.read: list[list[tuple[int, int]] | None] = [None] * channels   # (page, version) read
         self.next_channel = 0
+        self.exiting = False          # multifd_send_state->exiting: set by multifd_send_shutdown
 
     def idle(self, i: int) -> bool:
         """Whether channel ``i`` holds nothing to send."""
@@ -106,11 +108,24 @@ def multifd_flush(w):
     yield from w.wait_until(st.drained, "every multifd channel to drain")
 
 
+def multifd_send_shutdown(w):
+    """``multifd_send_shutdown`` (``migrate_fd_cleanup``, after the migration thread's join):
+    ``multifd_send_terminate_threads`` sets ``exiting`` and posts every channel, which exits at
+    the top of its loop (a packet it is delivering is finished first; after a cancel the
+    destination is thrown away, so nothing is owed); then each channel thread is joined."""
+    st = w.multifd
+    st.exiting = True
+    for i in range(st.channels):
+        yield from w.join(channel_name(i))
+
+
 def multifd_send_thread(w, i: int):
     """``multifd_send_thread`` of channel ``i`` with its receive side: read the packet's pages
     (one step), then the destination writes them in arrival order (one step)."""
     st = w.multifd
     while True:
+        if st.exiting:
+            return            # multifd_send_should_exit() after the channel's semaphore wait
         pages = st.packet[i]
         st.read[i] = [(p, w.read_page(p, queued=True)) for p in pages]
         yield S(MULTIFD_SEND, thread=channel_name(i), value=tuple(st.read[i]))
@@ -122,4 +137,4 @@ def multifd_send_thread(w, i: int):
 
 
 __all__ = ["MultiFDSendState", "MULTIFD_PACKET_PAGES", "CHANNEL_PREFIX", "channel_name", "multifd_queue_page",
-           "multifd_flush", "multifd_send_pages", "multifd_send_thread", "MULTIFD_WAIT"]
+           "multifd_flush", "multifd_send_pages", "multifd_send_thread", "multifd_send_shutdown", "MULTIFD_WAIT"]

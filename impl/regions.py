@@ -21,7 +21,8 @@ REGION_METHODS = (
     "migration_iteration_run", "ram_state_pending_exact", "ram_save_iterate", "ram_save_burst",
     "ram_find_and_save_block", "migration_bitmap_clear_dirty", "migration_clear_memory_region_dirty_bitmap",
     "memory_region_clear_dirty_bitmap", "kvm_log_clear_one_slot", "ram_save_page", "migration_completion",
-    "migration_iteration_finish", "ram_save_complete", "migration_cancel",
+    "migration_iteration_finish", "ram_save_complete", "migration_cancel", "qemu_savevm_wait_unplug",
+    "migrate_fd_cleanup", "join_threads",
 )
 
 

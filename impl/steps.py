@@ -18,6 +18,10 @@ WAIT, JOIN, SLEEP, EXIT = "wait", "join", "sleep", "exit"
 INIT_BITMAPS, SETUP_DONE, ITERATE_DONE = "init_bitmaps", "setup_done", "iterate_done"
 VM_STOP, COMPLETE_DRAINED, STREAM_COMPLETE, CLEANUP, CANCELLED = (
     "vm_stop", "complete_drained", "stream_complete", "cleanup", "cancelled")
+# the lifecycle's other steps: helper threads started (state still SETUP), the WAIT_UNPLUG phase,
+# migration_iteration_finish, qemu_savevm_state_cleanup (impl/designs/base.py)
+THREADS_STARTED, WAIT_UNPLUG, ITERATION_FINISH, SAVEVM_CLEANUP = (
+    "threads_started", "wait_unplug", "iteration_finish", "savevm_cleanup")
 # the log sync (L1 -> L1c -> L2) and the L2 -> bitmap sync
 KVM_GET, KVM_OR, SYNC_DONE = "kvm_get", "kvm_or", "sync_done"
 L2_XCHG, L2_READ_WORD, L2_ZERO_WORD, CLEAR_BMAP_SET, L2_TEST_AND_CLEAR = (
@@ -36,7 +40,8 @@ MULTIFD_QUEUE, MULTIFD_SEND, MULTIFD_RECV, MULTIFD_WAIT, MULTIFD_SYNC = (
 NOTE = "note"
 
 KINDS = frozenset((WAIT, JOIN, SLEEP, EXIT, INIT_BITMAPS, SETUP_DONE, ITERATE_DONE, VM_STOP, COMPLETE_DRAINED,
-                   STREAM_COMPLETE, CLEANUP, CANCELLED, KVM_GET, KVM_OR, SYNC_DONE, L2_XCHG, L2_READ_WORD,
+                   STREAM_COMPLETE, CLEANUP, CANCELLED, THREADS_STARTED, WAIT_UNPLUG, ITERATION_FINISH,
+                   SAVEVM_CLEANUP, KVM_GET, KVM_OR, SYNC_DONE, L2_XCHG, L2_READ_WORD,
                    L2_ZERO_WORD, CLEAR_BMAP_SET, L2_TEST_AND_CLEAR, KVM_CLEAR, CHUNK_TAKEN, BMAP_TAKE, READ,
                    DELIVER, TIMER_RETURN, WATCHER_FLIP, WATCHER_DONE, ITER_PROLOGUE, ITER_FOLD, ITER_TAIL, NOTE,
                    PRECOPY_NOTIFY, FREE_PAGE_VQ, FREE_PAGE_HINT, MULTIFD_QUEUE, MULTIFD_SEND, MULTIFD_RECV,
@@ -101,8 +106,14 @@ _TEMPLATES = {
     VM_STOP: lambda s, w: "vm_stop: vCPUs and devices stopped",
     COMPLETE_DRAINED: lambda s, w: "ram_save_complete: bmap empty, bitmap_mutex released",
     STREAM_COMPLETE: lambda s, w: "stream complete, BQL released",
-    CLEANUP: lambda s, w: "cleanup: threads and throttle stopped, dirty logging stopped",
-    CANCELLED: lambda s, w: "migration cancelled: dirty logging stopped, bitmaps freed",
+    CLEANUP: lambda s, w: "migrate_fd_cleanup: BQL dropped, threads joined",
+    CANCELLED: lambda s, w: "migrate_fd_cleanup: BQL dropped, threads joined, migration cancelled",
+    THREADS_STARTED: lambda s, w: "helper threads started (state still SETUP)",
+    WAIT_UNPLUG: lambda s, w: "qemu_savevm_wait_unplug: WAIT_UNPLUG until the failover unplug is done",
+    ITERATION_FINISH: lambda s, w: "migration_iteration_finish: timers and throttle stopped, BQL released",
+    SAVEVM_CLEANUP: lambda s, w: ("qemu_savevm_state_cleanup: dirty logging "
+                                  f"{'stop postponed (VM stopped)' if w.dirty_log_stop_postponed else 'stopped'}"
+                                  ", bitmaps and RAMState freed, BQL released"),
     KVM_GET: lambda s, w: f"KVM_GET_DIRTY_LOG slot {s.slot}",
     KVM_OR: lambda s, w: f"slot {s.slot}: L1c OR-ed into L2",
     SYNC_DONE: lambda s, w: "migration_bitmap_sync done, bitmap_mutex released",

@@ -15,6 +15,8 @@ import numpy as np
 
 from . import regions
 from .bitmap import Bitmap
+from .clocks import QEMU_CLOCK_REALTIME, VMClock
+from .freed import free_bitmap, free_ram_state, is_freed
 from .config import TARGET_PAGE_SIZE, Config
 from .ghost import Ghost
 from .kvm import KVM, ClearEvent
@@ -51,7 +53,10 @@ class Actor:
     gen: Iterator[StepRecord]
     blocked_on: str | None = None
     joining: str | None = None
-    wake_at_ms: int = 0
+    wake_at_ms: int = 0                   # a deadline on ``wake_clock`` (impl/clocks.py)
+    wake_clock: str = QEMU_CLOCK_REALTIME
+    attempt: int = 0                      # the migration attempt that spawned it (0: none)
+    locked: bool = False                  # whether it ever took a lock (did any work)
     until: object = None                  # a condition it waits for (multifd's channel waits)
     held: list[str] = field(default_factory=list)
     done: bool = False
@@ -68,7 +73,7 @@ class MigrationState:
     :class:`~dirtyproof.impl.ghost.Ghost` (``World.ghost``), which only the world writes."""
 
     attempt: int
-    phase: str = "setup"                 # setup, active, completing, completed, cancelled
+    phase: str = "setup"                 # setup, wait_unplug, active, completing, completed, cancelled
     migration_dirty_pages: int = 0
     dirty_sync_count: int = 0
     num_dirty_pages_period: int = 0
@@ -127,6 +132,9 @@ class World:
         self._log_starts_at_attempt = 0
         self.clock_ms = 0
         self.vm_running = True
+        self.vm_clock = VMClock()            # the virtual clocks stand still while the VM is stopped
+        self.dirty_log_stop_postponed = False   # memory_global_dirty_log_stop while stopped
+        self._in_design = False              # design code is running a thread step (impl/freed.py)
         self.throttle_pct = 0
         self.lock_owner: dict[str, str | None] = {k: None for k in LOCK_ORDER
                                                   if k != "free_page_lock" or config.free_page_hinting}
@@ -153,6 +161,17 @@ class World:
         design.attach(self)
         regions.install(self, design)
         self._observe_returns(design, ("ram_list_init_bitmaps",))
+        self._allocate_on_entry(design, "ram_list_init_bitmaps")
+
+    def _allocate_on_entry(self, design, name) -> None:
+        """Before the design's ``name`` runs, the world allocates the bitmaps a cleanup freed."""
+        method = getattr(design, name)
+
+        def allocating(*args, _method=method, **kw):
+            self._allocate_bitmaps()
+            return _method(*args, **kw)
+        allocating.__doc__ = method.__doc__
+        setattr(design, name, allocating)
 
     def _observe_returns(self, design, names) -> None:
         """Record a ``("returned", name)`` event whenever the design's method ``name`` returns
@@ -185,7 +204,11 @@ class World:
             actor.blocked_on = None
         self.lock_owner[lock] = actor.name
         actor.held.append(lock)
+        actor.locked = True
         if lock == "bitmap_mutex":
+            if is_freed(self.mig):
+                # bitmap_mutex lives in RAMState: ram_state_cleanup destroyed it with the rest
+                self.note_freed_access("RAMState.bitmap_mutex")
             self.ghost.bmap_pop_at_lock = self.bmap_popcount()
             if self.mig is not None:
                 self._note_sync_mutex(actor, True)
@@ -228,10 +251,103 @@ class World:
         yield StepRecord(JOIN, thread=name)
         self.current.joining = None
 
-    def sleep_until(self, ms: int) -> Step:
-        """End the step; the actor is not runnable before the logical clock reaches ``ms``."""
+    def sleep_until(self, ms: int, clock: str = QEMU_CLOCK_REALTIME) -> Step:
+        """End the step; the actor is not runnable before QEMU clock ``clock`` (impl/clocks.py;
+        the realtime clock by default) reaches ``ms``. A deadline on a virtual clock is not
+        reached while the VM is stopped."""
+        self.current.wake_clock = clock
         self.current.wake_at_ms = ms
         yield StepRecord(SLEEP, value=ms)
+
+    def clock_get_ms(self, clock: str = QEMU_CLOCK_REALTIME) -> int:
+        """``qemu_clock_get_ms(clock)``: the realtime clock, or a virtual one (stopped with the VM)."""
+        return self.vm_clock.get_ms(clock, self.clock_ms)
+
+    def _deadline_passed(self, actor: Actor) -> bool:
+        if actor.wake_clock == QEMU_CLOCK_REALTIME:
+            return self.clock_ms >= actor.wake_at_ms
+        return self.vm_clock.get_ms(actor.wake_clock, self.clock_ms) >= actor.wake_at_ms
+
+    def wake_time_ms(self, actor: Actor) -> int | None:
+        """The realtime ms (``clock_ms``) at which ``actor``'s sleep deadline passes, ``None`` if
+        it cannot while the VM stays stopped (a deadline on a virtual clock)."""
+        return self._wake_realtime(actor)
+
+    def _wake_realtime(self, actor: Actor) -> int | None:
+        """See :meth:`wake_time_ms`."""
+        if actor.wake_clock == QEMU_CLOCK_REALTIME:
+            return actor.wake_at_ms
+        if self.vm_clock.stopped_at is not None:
+            return None
+        return self.clock_ms + actor.wake_at_ms - self.vm_clock.get_ms(actor.wake_clock, self.clock_ms)
+
+    # ------------------------------------------------------------------------------------------
+    # the VM's run state, dirty logging and the migration's memory (model operations for designs)
+    def vm_stop(self) -> None:
+        """``vm_stop``: vCPUs and devices stop, and the virtual clocks with them."""
+        self.vm_running = False
+        self.vm_clock.stop(self.clock_ms)
+
+    def vm_start(self) -> None:
+        """``vm_start``: the VM runs again; a postponed dirty-log stop runs now, from the VM
+        change-state handler (``memory_vm_change_state_handler``, ``system/memory.c``)."""
+        self.vm_running = True
+        self.vm_clock.start(self.clock_ms)
+        if self.dirty_log_stop_postponed:
+            self.dirty_log_stop_postponed = False
+            self.kvm.log_stop()
+
+    def memory_global_dirty_log_stop(self) -> None:
+        """``memory_global_dirty_log_stop(GLOBAL_DIRTY_MIGRATION)``: stop dirty logging, or,
+        while the VM is stopped, postpone the stop until the VM runs again (``system/memory.c``:
+        a VM change-state handler runs it then). A completed migration leaves the source stopped,
+        so its logging stays on."""
+        if not self.kvm.logging:
+            return
+        if not self.vm_running:
+            self.dirty_log_stop_postponed = True
+            return
+        self.kvm.log_stop()
+
+    def ram_save_cleanup_free(self) -> None:
+        """The frees of ``ram_save_cleanup`` (``migration/ram.c``): every RAMBlock's ``bmap`` and
+        ``clear_bmap`` (and the design's bitmaps beside them), then ``ram_state_cleanup``: the
+        RAMState with its ``bitmap_mutex``, ``ram_state = NULL``. A thread that touches any of it
+        later breaks ``memory-safety`` (impl/freed.py)."""
+        if self.lock_owner["bitmap_mutex"] is not None:
+            raise ModelError("memory-safety", f"{self._actor_name() or 'cleanup'} frees RAMState while "
+                             f"{self.lock_owner['bitmap_mutex']} holds its bitmap_mutex")
+        for rb in self.blocks:
+            free_bitmap(self, rb.bmap, f"{rb.idstr}.bmap")
+            free_bitmap(self, rb.clear_bmap, f"{rb.idstr}.clear_bmap")
+            for name, bm in rb.extra_bitmaps.items():
+                free_bitmap(self, bm, f"{rb.idstr}.{name}")
+        free_ram_state(self, self.mig)
+        self.events.append(("freed", self.mig.attempt if self.mig is not None else 0))
+
+    def _allocate_bitmaps(self) -> None:
+        """``ram_list_init_bitmaps`` allocates: freed bitmaps are replaced by new ones. (The new
+        memory keeps the freed content: the design's own initialisation decides what is in it, as
+        ``bitmap_new`` + ``bitmap_set`` do in QEMU.)"""
+        for rb in self.blocks:
+            for name in ("bmap", "clear_bmap", *rb.extra_bitmaps):
+                bm = getattr(rb, name)
+                if is_freed(bm):
+                    raw = object.__getattribute__        # the world's own read of the freed memory
+                    fresh = Bitmap(raw(bm, "nbits"), word_bits=raw(bm, "word_bits"))
+                    fresh.words[:] = raw(bm, "words")
+                    setattr(rb, name, fresh)
+                    if name in rb.extra_bitmaps:
+                        rb.extra_bitmaps[name] = fresh
+
+    def design_running(self) -> bool:
+        """Whether design code is running a thread step now (not the world's own bookkeeping)."""
+        return self._in_design
+
+    def note_freed_access(self, what: str) -> None:
+        """Record that the running thread touched freed migration state ``what``."""
+        name = self._actor_name() or "a caller"
+        self.events.append(("freed_access", name, what))
 
     # ------------------------------------------------------------------------------------------
     # layer operations shared by designs (each is part of one atomic step)
@@ -321,17 +437,25 @@ class World:
             return
         if taken:
             background = bool(r.arg("background", 1, False))
-            self.sync_begin = (actor.name, background,
-                               [rb.bmap.words.copy() for rb in self.blocks] if background else None,
-                               self.mig.migration_dirty_pages)
+            was, self._in_design = self._in_design, False     # the world's bookkeeping, not the design's access
+            try:
+                self.sync_begin = (actor.name, background,
+                                   [rb.bmap.words.copy() for rb in self.blocks] if background else None,
+                                   self.mig.migration_dirty_pages)
+            finally:
+                self._in_design = was
         elif self.sync_begin is not None and self.sync_begin[0] == actor.name:
             _, background, words, count = self.sync_begin
             self.events.append(("sync_end", (background, words, count)))
             self.sync_begin = None
 
     def bmap_popcount(self) -> int:
-        """Set bits of every block's ``bmap``."""
-        return sum(rb.bmap.popcount() for rb in self.blocks)
+        """Set bits of every block's ``bmap`` (a read of the world's, never flagged as a design's)."""
+        was, self._in_design = self._in_design, False
+        try:
+            return sum(rb.bmap.popcount() for rb in self.blocks)
+        finally:
+            self._in_design = was
 
     def block_of(self, page: int) -> RAMBlock:
         """The RAMBlock holding ram_addr ``page``."""
@@ -410,8 +534,8 @@ class World:
 
     def _start_multifd(self) -> None:
         """``multifd_send_setup`` for a new attempt (``Config.multifd_channels`` > 0): a fresh
-        send state and its channel threads; the previous attempt's channels are discarded
-        (``multifd_send_shutdown``)."""
+        send state and its channel threads; the previous attempt's channels, which its cleanup
+        ended and joined (``multifd_send_shutdown``), are dropped."""
         n = self.config.multifd_channels
         if n == 0:
             return
@@ -427,20 +551,51 @@ class World:
 
     def can_cancel(self) -> bool:
         """Whether ``migrate_cancel`` would be taken: an attempt running and not yet completing."""
-        return (self.migration_active() and self.mig.phase in ("setup", "active")
-                and not self.mig.cancel_requested)
+        if not self.migration_active() or self.mig.cancel_requested:
+            return False
+        # QMP runs under the BQL: during completion a cancel comes in only where it is free
+        return self.mig.phase in ("setup", "wait_unplug", "active") or (
+            self.mig.phase == "completing" and self.lock_owner["BQL"] is None)
 
     # ------------------------------------------------------------------------------------------
     # threads
     def spawn(self, name: str, gen: Iterator[str]) -> None:
-        """Add a thread actor (the design's timer, watcher...)."""
-        if name in self.actors and not self.actors[name].done:
-            raise ModelError("lock-order", f"thread {name} is already running")
-        self.actors[name] = Actor(name, gen)
+        """Add a thread actor (the design's timer, watcher...), owned by the current attempt.
+
+        A name whose previous thread still runs is refused: that thread outlived its attempt (or
+        is started twice), which ``thread-lifetime`` reports."""
+        old = self.actors.get(name)
+        if old is not None and not old.done:
+            whose = f"attempt {old.attempt}'s" if old.attempt else "a"
+            raise ModelError("thread-lifetime", f"{self._actor_name() or 'migrate'} starts thread {name} "
+                             f"while {whose} {name} still runs")
+        self.actors[name] = Actor(name, gen, attempt=self.attempts)
+
+    def wake(self, name: str) -> None:
+        """``qemu_sem_post`` to thread ``name`` sleeping in a timed wait: its wait ends now."""
+        t = self.actors.get(name)
+        if t is not None and not t.done:
+            t.wake_clock = QEMU_CLOCK_REALTIME
+            t.wake_at_ms = 0
+
+    def timer_del(self, name: str) -> bool:
+        """``timer_del`` of the main-loop timer whose callbacks run as actor ``name`` (the caller
+        holds the BQL, and a callback runs with the BQL held, so none is running): the timer never
+        fires again, and its actor is over. Returns whether there was a live timer."""
+        t = self.actors.get(name)
+        if t is None or t.done:
+            return False
+        if t.held:
+            raise ModelError("lock-order", f"timer {name} deleted while its callback holds {', '.join(t.held)}")
+        t.gen.close()
+        t.done = True
+        t.blocked_on = None
+        self.events.append(("timer_del", name))
+        return True
 
     def runnable(self, actor: Actor) -> bool:
         """Whether ``actor`` can take a step now."""
-        if actor.done or self.clock_ms < actor.wake_at_ms:
+        if actor.done or not self._deadline_passed(actor):
             return False
         if (self.balloon is not None and actor.name == "iothread" and not actor.held
                 and actor.blocked_on is None and not self.balloon.has_work(self)):
@@ -450,8 +605,8 @@ class World:
         if actor.until is not None and not actor.until():
             return False
         if self.multifd is not None and actor.name.startswith("multifd_send_") and actor.until is None:
-            if not self.multifd.packet[int(actor.name.rsplit("_", 1)[1])]:
-                return False      # an idle channel: nothing handed to it
+            if not self.multifd.packet[int(actor.name.rsplit("_", 1)[1])] and not self.multifd.exiting:
+                return False      # an idle channel: nothing handed to it, and not told to exit
         return actor.blocked_on is None or self.lock_owner[actor.blocked_on] is None
 
     def runnable_threads(self) -> list[str]:
@@ -496,9 +651,10 @@ class World:
 
     def next_wakeup(self) -> int | None:
         """The earliest time a sleeping, otherwise runnable thread wakes (to advance the clock to)."""
-        times = [a.wake_at_ms for a in self.actors.values()
-                 if not a.done and a.wake_at_ms > self.clock_ms
-                 and (a.blocked_on is None or self.lock_owner[a.blocked_on] is None)]
+        times = [t for a in self.actors.values()
+                 if not a.done and not self._deadline_passed(a)
+                 and (a.blocked_on is None or self.lock_owner[a.blocked_on] is None)
+                 and (t := self._wake_realtime(a)) is not None and t > self.clock_ms]
         return min(times) if times else None
 
     def step_thread(self, name: str) -> str:
@@ -509,14 +665,17 @@ class World:
         self.current = actor
         held_before = _may_hold_marks(actor)
         marks = self._mark_layers()
+        self._in_design = True
         try:
             rec = as_step(next_step(actor))   # next(actor.gen), with a time limit and a type check
         except StopIteration:
             rec = StepRecord(EXIT)
             actor.done = True
+            self.events.append(("exit", name))
             if actor.held:
                 raise ModelError("lock-order", f"{name} exits holding {', '.join(actor.held)}")
         finally:
+            self._in_design = False
             self.current = None
         self._track_hands(actor, held_before, marks)
         actor.step = rec

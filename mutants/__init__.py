@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from .lifecycle import RemainingAfterCleanup, TimerFlagNotDeleted, WatcherLeftOnCancel
 from .current import BatchedSlowCountsRaw, LastStageSetAtExactSync, LastStageSkipsBmapTake
 from .sending import ClearMaskRange, ClearNoReprotect, ClearPreviousChunk, ReadBeforeClear
 from .syncs import (BmapInitLastPageMissing, BmapReusedOnRestart, CountOutsideMutex, DirtyCountRawBits, NoFinalSync, NonAtomicXchg,
@@ -22,6 +23,7 @@ MUTANTS: dict[str, type] = {c.name: c for c in (
     NonAtomicXchg, SkipSlotOr, CountOutsideMutex, DirtyCountRawBits, PeriodPopcount, NoFinalSync,
     BmapReusedOnRestart, BmapInitLastPageMissing, TimerMutexBeforeBql, IterateSyncInMutex, ForgetIterFold,
     BgSyncTakesLegacyPath, LastStageSkipsBmapTake, LastStageSetAtExactSync, BatchedSlowCountsRaw,
+    RemainingAfterCleanup, TimerFlagNotDeleted, WatcherLeftOnCancel,
 )}
 
 # Mutants broken only for a guest that hints free pages (Config.free_page_hinting): their

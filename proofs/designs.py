@@ -61,6 +61,7 @@ class BackgroundV1Encoding(BaseEncoding):
 
     design = "background-v1"
     has_watcher = True
+    threads_step = True
 
     def sync_owners(self):
         """The migration thread and the watcher run syncs."""

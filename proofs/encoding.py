@@ -121,7 +121,8 @@ class BaseEncoding:
         R.append(Rule("device", "write_q", True, (), lambda s, f: (s["vm"], dict(stale=True, deq=False, L2=True))))
         R.append(Rule("device", "write_other", True, (), lambda s, f: (s["vm"], {})))
         R.append(Rule("clock", "tick", True, (), lambda s, f: (True, {})))
-        R.append(Rule("mgmt", "start", True, (), lambda s, f: (s["mpc"] == M_NONE, dict(
+        # no new migration from a source that completed one (it stays stopped, in postmigrate)
+        R.append(Rule("mgmt", "start", True, (), lambda s, f: (AND(s["mpc"] == M_NONE, s["phase"] != P_COMPLETED), dict(
             mpc=M_INIT, phase=P_SETUP, ready=False, creq=False, stale=True, deq=False, su=False,
             sr=False, carry=False, nsync=0, mk=0, ss=0, pq=False, pc=False, cpend=False))))
         R.append(Rule("mgmt", "cancel", True, (), lambda s, f: (AND(
@@ -135,6 +136,9 @@ class BaseEncoding:
         return dict(bmap=True, cb=False, ready=True, log=True, L1c=False, uns=False, L1=s["iset"],
                     WP=NOT(s["iset"]), mpc=M_SYNC, mk=MK_SETUP, sy=Y_BEGIN, syo=O_MIG)
 
+    # whether ``start_threads`` starts threads, in a step of its own before the state is ACTIVE
+    threads_step = False
+
     def start_threads(self, s) -> dict:
         """Updates of ``start_threads`` at the end of setup (none in the base design)."""
         return {}
@@ -145,13 +149,25 @@ class BaseEncoding:
         R.append(Rule("migration", "stutter", True, (), lambda s, f: (s["mpc"] != M_NONE, {})))
         R.append(Rule("migration", "setup", True, (), lambda s, f: (
             AND(s["mpc"] == M_INIT, self.bql_free(s)), self.setup_updates(s))))
+        if self.threads_step:
+            # the helper threads start after setup, the state still SETUP: a step of its own
+            R.append(Rule("migration", "threads_started", True, (), lambda s, f: (
+                AND(s["mpc"] == M_POSTSYNC, s["mk"] == MK_SETUP, s["phase"] == P_SETUP, s["wpc"] == W_NONE),
+                self.start_threads(s))))
         R.append(Rule("migration", "setup_done", True, (), lambda s, f: (
             AND(s["mpc"] == M_POSTSYNC, s["mk"] == MK_SETUP),
-            {**dict(phase=P_ACTIVE, mpc=M_TOP), **self.start_threads(s)})))
+            {**dict(phase=P_ACTIVE, mpc=M_TOP), **({} if self.threads_step else self.start_threads(s))})))
+        # cancel: migration_iteration_finish stops the threads; the cleanup (M_EXIT) then stops
+        # dirty logging (postponed while the VM is stopped), and the state becomes CANCELLED
         R.append(Rule("migration", "cancel", True, (), lambda s, f: (
             AND(s["mpc"] == M_TOP, s["creq"], self.bql_free(s), self.joined(s)),
-            {**self.stop_threads(s), **self.log_stop(), **dict(ready=False, phase=P_CANCELLED, mpc=M_EXIT)})))
-        R.append(Rule("migration", "exit", True, (), lambda s, f: (s["mpc"] == M_EXIT, dict(mpc=M_NONE))))
+            {**self.stop_threads(s), **dict(mpc=M_EXIT)})))
+        R.append(Rule("migration", "savevm_cleanup", True, (), lambda s, f: (
+            AND(s["mpc"] == M_EXIT, self.bql_free(s), s["vm"]), {**self.log_stop(), **dict(ready=False)})))
+        R.append(Rule("migration", "cancelled", True, (), lambda s, f: (
+            AND(s["mpc"] == M_EXIT, s["creq"], NOT(s["log"]), s["phase"] != P_COMPLETED), dict(phase=P_CANCELLED))))
+        R.append(Rule("migration", "exit", True, (), lambda s, f: (
+            AND(s["mpc"] == M_EXIT, IN(s["phase"], (P_COMPLETED, P_CANCELLED))), dict(mpc=M_NONE))))
         R.append(Rule("migration", "exact_sync", False, (), lambda s, f: (
             AND(s["mpc"] == M_TOP, NOT(s["creq"]), self.bql_free(s)),
             dict(mpc=M_SYNC, mk=MK_EXACT, sy=Y_BEGIN, syo=O_MIG))))
@@ -169,10 +185,12 @@ class BaseEncoding:
         R.append(Rule("migration", "last_sync", False, (), lambda s, f: (
             s["mpc"] == M_VMSTOPPED, dict(mpc=M_SYNC, mk=MK_LAST, sy=Y_BEGIN, syo=O_MIG))))
         R.append(Rule("migration", "completed", True, (), lambda s, f: (
-            s["mpc"] == M_CDONE, dict(phase=P_COMPLETED, mpc=M_FINISH))))
+            s["mpc"] == M_CDONE, dict(phase=ITE(s["creq"], P_COMPLETING, P_COMPLETED), mpc=M_FINISH))))
+        # completion: migration_iteration_finish stops the threads; the VM stays stopped, so the
+        # cleanup's dirty-log stop is postponed (savevm_cleanup above is not enabled)
         R.append(Rule("migration", "cleanup", True, (), lambda s, f: (
             AND(s["mpc"] == M_FINISH, self.bql_free(s)),
-            {**self.stop_threads(s), **self.log_stop(), **dict(mpc=M_EXIT)})))
+            {**self.stop_threads(s), **dict(mpc=M_EXIT, vm=OR(s["vm"], s["creq"]))})))
         return R
 
     def clear_q(self, s) -> dict:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .dual import AND, IMP, IN, ITE, NOT, OR
-from .state import (F_MBG, F_MITER, M_CDONE, M_CSTART, M_EXIT, M_FINISH, M_INIT, M_NONE,
+from .state import (F_MBG, F_MITER, T_NONE, M_CDONE, M_CSTART, M_EXIT, M_FINISH, M_INIT, M_NONE,
                                      M_POSTSYNC, M_SEND, M_SYNC, M_TOP, M_VMSTOPPED, MK_LAST, MK_SETUP,
                                      O_MIG, O_TIMER, O_WATCHER, P_ACTIVE, P_CANCELLED, P_COMPLETED,
                                      P_COMPLETING, P_NONE, P_SETUP, S_CBT, S_PICK, S_READ, S_TAKEN,
@@ -119,8 +119,12 @@ def _bql_holders_exclusive(s, enc):
 def _l1c_owed(s, e):
     owed = OR(s["cb"], s["sy"] == Y_QDONE, AND(sending(s, S_CBT), s["cpend"]))
     # QEMU 10.1+: after the last-stage GET no CLEAR of the sender comes any more, so a fetched
-    # L1c bit is no future CLEAR's mask there (last-get carries q's mark from then on)
-    skipped = AND(e.last_stage_skips_clear, OR(last_get_done(s), s["mpc"] == M_FINISH))
+    # L1c bit is no future CLEAR's mask there (last-get carries q's mark from then on). Issue 11:
+    # the threads stop with dirty logging still on (its stop is savevm cleanup's, or postponed
+    # while the VM stays stopped), so that holds past the migration thread's exit too, for an
+    # attempt that went through the last stage (COMPLETED, or COMPLETING with a cancel pending)
+    past_last = AND(IN(s["mpc"], (M_EXIT, M_NONE)), IN(s["phase"], (P_COMPLETING, P_COMPLETED)))
+    skipped = AND(e.last_stage_skips_clear, OR(last_get_done(s), s["mpc"] == M_FINISH, past_last))
     return IMP(AND(s["manual"], s["log"], s["L1c"], NOT(skipped)), OR(
         s["uns"], s["L2"], AND(NOT(s["fast"]), s["sy"] == Y_CT, s["carry"]),
         AND(s["fast"], OR(s["bmap"], iter_kept(s, e)), owed),
@@ -146,11 +150,20 @@ def _phase_of_pc(s):
         IMP(AND(setup, mpc != M_INIT), AND(ph == P_SETUP, s["ready"], s["log"])),
         IMP(active, AND(ph == P_ACTIVE, s["ready"], s["log"])),
         IMP(AND(last, mpc != M_FINISH), AND(ph == P_COMPLETING, s["ready"], s["log"], NOT(s["vm"]))),
-        IMP(mpc == M_FINISH, AND(ph == P_COMPLETED, s["ready"], s["log"], NOT(s["vm"]))),
-        IMP(IN(mpc, (M_EXIT, M_NONE)), AND(NOT(s["log"]), IN(ph, (P_NONE, P_COMPLETED, P_CANCELLED)),
+        # a cancel requested before the completion's end wins: the state is not COMPLETED
+        IMP(mpc == M_FINISH, AND(ph == ITE(s["creq"], P_COMPLETING, P_COMPLETED), s["ready"], s["log"],
+                                 NOT(s["vm"]))),
+        # after the threads stopped: a completed migration keeps dirty logging on (its stop is
+        # postponed, the VM stays stopped); a cancelled one is ACTIVE until its cleanup stopped
+        # logging and set CANCELLED
+        IMP(IN(mpc, (M_EXIT, M_NONE)), AND(IN(ph, (P_NONE, P_ACTIVE, P_COMPLETING, P_COMPLETED, P_CANCELLED)),
+                                           IMP(ph == P_COMPLETING, AND(mpc == M_EXIT, s["creq"], s["vm"],
+                                                                       s["ready"] == s["log"])),
                                            IMP(ph == P_COMPLETED, AND(s["ready"], NOT(s["vm"]))),
-                                           IMP(ph != P_COMPLETED, NOT(s["ready"])))),
-        IMP(ph == P_COMPLETING, last))
+                                           IMP(ph == P_ACTIVE, AND(mpc == M_EXIT, s["creq"],
+                                                                   s["ready"] == s["log"])),
+                                           IMP(IN(ph, (P_NONE, P_CANCELLED)), AND(NOT(s["log"]), NOT(s["ready"]))))),
+        IMP(ph == P_COMPLETING, OR(last, AND(mpc == M_EXIT, s["creq"]))))
 
 
 CONJUNCTS: tuple[Conjunct, ...] = (
@@ -193,6 +206,10 @@ CONJUNCTS: tuple[Conjunct, ...] = (
                               IMP(s["tpc"] == T_SYNC, s["sy"] != Y_NONE), IMP(s["wpc"] == W_SYNC, s["sy"] != Y_NONE),
                               _bql_holders_exclusive(s, e),
                               NOT(AND(s["mpc"] == M_SEND, e.sync_mutex(s))), NOT(s["err"]))),
+    Conjunct("timer-deleted", "The dirty-sync timer is not armed before setup arms it nor after "
+             "migration_iteration_finish deleted it: no timer sync runs while the migration thread "
+             "is outside an attempt (issue 11: the threads stop before the cleanup stops logging).",
+             lambda s, e: IMP(AND(e.has_timer, IN(s["mpc"], (M_INIT, M_EXIT, M_NONE))), s["tpc"] == T_NONE)),
     Conjunct("phases", "The migration phase, logging, readiness and the VM's run state match the "
              "migration thread's position: completion relies on the VM being stopped.",
              lambda s, e: _phase_of_pc(s)),
@@ -220,9 +237,10 @@ CONJUNCTS: tuple[Conjunct, ...] = (
                                   AND(NOT(s["iter"]), NOT(s["shadow"]), NOT(s["bss"]))),
                               IMP(AND(e.has_watcher, IN(s["wpc"], (W_FLIPPED, W_SYNC, W_POST))), s["modern"]))),
     Conjunct("bg-joined", "background-v1: the watcher is joined before setup, cancel's end and "
-             "the stop of the VM, so no watcher survives into the next attempt or the final drain.",
+             "the stop of the VM, so no watcher survives into the next attempt or the final drain "
+             "(it starts after the setup sync, the state still SETUP).",
              lambda s, e: IMP(AND(e.has_watcher, OR(IN(s["mpc"], (M_INIT, M_EXIT, M_NONE)), last_stage(s),
-                                                      AND(IN(s["mpc"], (M_SYNC, M_POSTSYNC)), s["mk"] == MK_SETUP))),
+                                                      AND(s["mpc"] == M_SYNC, s["mk"] == MK_SETUP))),
                               s["wpc"] == 0)),
     Conjunct("bg-flavour", "background-v1: the flavour a sync uses for q's block matches its owner "
              "and the mode (MODERN_BACKGROUND only for the watcher's sync; MODERN only once flipped).",

@@ -271,6 +271,12 @@ NOT_EXPRESSIBLE = {
                                "(proofs/counting_conformance.py, slow-path world)",
     "bg-sync-takes-legacy-path": "it breaks only QEMU's rule that a background sync leaves bmap alone (a "
                                  "whole-bitmap rule) and no property: per page it is one more ordinary sync",
+    "remaining-after-cleanup": "a use of freed RAMState (memory-safety): the per-page state has no notion "
+                               "of allocated or freed memory",
+    "timer-flag-not-deleted": "a thread outliving its attempt (thread-lifetime): the encoding's threads "
+                              "carry no attempt, and a timer left armed changes no page's state",
+    "watcher-left-on-cancel": "a thread outliving its attempt (thread-lifetime, see timer-flag-not-deleted); "
+                              "the watcher's later syncs on freed state are memory-safety, also not per page",
 }
 
 

@@ -10,8 +10,8 @@ from dirtyproof.impl.designs.background_v1 import (LEGACY_ITER, MODERN_BACKGROUN
 from dirtyproof.impl.regions import innermost, names
 from dirtyproof.impl.steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED,
                                    DELIVER, INIT_BITMAPS, ITER_FOLD, ITER_PROLOGUE, ITER_TAIL, ITERATE_DONE, JOIN,
-                                   KVM_CLEAR, KVM_GET, KVM_OR, L2_XCHG, READ, SETUP_DONE, STREAM_COMPLETE,
-                                   SYNC_DONE, VM_STOP, WAIT, WATCHER_FLIP)
+                                   ITERATION_FINISH, KVM_CLEAR, KVM_GET, KVM_OR, L2_XCHG, READ, SETUP_DONE,
+                                   STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED, VM_STOP, WAIT, WATCHER_FLIP)
 
 from .state import (F_LEGACY, F_MBG, F_MITER, M_CDONE, M_CSTART, M_EXIT, M_FINISH, M_INIT, M_NONE, M_POSTSYNC,
                     M_SEND, M_SYNC, M_TOP, M_VMSTOPPED, MK_EXACT, MK_ITERS, MK_LAST, MK_SETUP, O_MIG,
@@ -20,7 +20,8 @@ from .state import (F_LEGACY, F_MBG, F_MITER, M_CDONE, M_CSTART, M_EXIT, M_FINIS
                     W_NONE, W_POST, W_SYNC, Y_BEGIN, Y_BLK, Y_BLK2, Y_CBD, Y_CC, Y_CT, Y_FOLD, Y_L3_PRE,
                     Y_LS_MID, Y_LS_POST, Y_LS_PRE, Y_NONE, Y_POSTBLK, Y_QDONE)
 
-PHASES = {"setup": P_SETUP, "active": P_ACTIVE, "completing": P_COMPLETING, "completed": P_COMPLETED,
+# WAIT_UNPLUG is QEMU's state between SETUP and ACTIVE: setup for the encoding
+PHASES = {"setup": P_SETUP, "wait_unplug": P_SETUP, "active": P_ACTIVE, "completing": P_COMPLETING, "completed": P_COMPLETED,
           "cancelled": P_CANCELLED}
 
 
@@ -140,6 +141,15 @@ def migration_pc(w, q, actor, st, hooks=()) -> None:
         return
     step, regs = actor.step, names(actor)
     kind = step.kind
+    if "migrate_fd_cleanup" in regs or kind == ITERATION_FINISH:
+        # after migration_iteration_finish: the cleanup's steps (savevm cleanup, the join, the
+        # final state) are the encoding's M_EXIT
+        st["mpc"] = M_EXIT
+        return
+    if kind == THREADS_STARTED or "qemu_savevm_wait_unplug" in regs:
+        # helper threads started, the state not yet ACTIVE: still the end of setup
+        st.update(mpc=M_POSTSYNC, mk=MK_SETUP)
+        return
     if "migration_bitmap_sync" in regs or kind == INIT_BITMAPS:
         st["mk"] = _mk(regs)
         if kind == SYNC_DONE:
@@ -152,7 +162,7 @@ def migration_pc(w, q, actor, st, hooks=()) -> None:
         st["mpc"] = M_TOP
     elif kind in (CLEANUP, CANCELLED):
         st["mpc"] = M_EXIT
-    elif kind == STREAM_COMPLETE or "migration_iteration_finish" in regs:
+    elif kind == STREAM_COMPLETE or ("migration_iteration_finish" in regs and "migration_cancel" not in regs):
         st["mpc"] = M_FINISH
     elif kind == JOIN:
         st["mpc"] = M_CSTART if "migration_completion" in regs else M_TOP

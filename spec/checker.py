@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .invariants import PROPERTY, RULE, Violation, applicable
+from .invariants import PROPERTY, RULE, WARNING, Violation, applicable
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ class Checker:
         self.invariants = invs
         self.properties = tuple(i for i in invs if i.kind == PROPERTY)
         self.rules = tuple(i for i in invs if i.kind == RULE)
+        self.warning_checks = tuple(i for i in invs if i.kind == WARNING)
         self.rule_violations: list[RuleViolation] = []
+        self.warnings: list[RuleViolation] = []     # warnings, once each, with their step
         self._broken: set[str] = set()
 
     @property
@@ -54,6 +56,13 @@ class Checker:
             if v is not None:
                 self._broken.add(inv.id)
                 self.rule_violations.append(RuleViolation(v, step))
+        for inv in self.warning_checks:
+            if inv.id in self._broken:
+                continue
+            v = inv.evaluate(w)
+            if v is not None:
+                self._broken.add(inv.id)
+                self.warnings.append(RuleViolation(v, step))
         for inv in self.properties:
             v = inv.evaluate(w)
             if v is not None:

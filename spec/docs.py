@@ -1,7 +1,7 @@
 """Generate the invariants' documentation from the spec itself, so the docs hold because they are checked."""
 from __future__ import annotations
 
-from .invariants import INVARIANTS, PROPERTY, RULE, RUNTIME_CHECKS
+from .invariants import INVARIANTS, PROPERTY, RULE, RUNTIME_CHECKS, WARNING
 
 
 def invariants_markdown(extra=()) -> str:
@@ -13,8 +13,10 @@ def invariants_markdown(extra=()) -> str:
              "A **property** breaking makes a design unsafe. A **rule** is one of QEMU's sufficient",
              "conditions: it is evaluated only where it can matter, a violation is reported as a rule",
              "violation (no lost write shown by itself), and the search goes on for a property",
-             "violation. The shipped designs satisfy every rule.", ""]
-    for kind, heading in ((PROPERTY, "# Properties"), (RULE, "# Rules")):
+             "violation. The shipped designs satisfy every rule. A **warning** reports a design that",
+             "cannot do what it means to (a helper thread that never does its job) with the schedule",
+             "that shows it; it is never a verdict.", ""]
+    for kind, heading in ((PROPERTY, "# Properties"), (RULE, "# Rules"), (WARNING, "# Warnings")):
         lines += [heading, ""]
         for inv in (i for i in INVARIANTS if i.kind == kind):
             scope = {"all": "every design", "background": "designs with background-sync bitmaps"}[inv.designs]

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 
-PROPERTY, RULE = "property", "rule"
+PROPERTY, RULE, WARNING = "property", "rule", "warning"
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Violation:
 
     @property
     def kind(self) -> str:
-        """``property`` or ``rule`` (runtime checks are properties)."""
+        """``property``, ``rule`` or ``warning`` (runtime checks are properties)."""
         inv = BY_ID.get(self.invariant)
         return inv.kind if inv is not None else PROPERTY
 
@@ -49,8 +49,9 @@ class Invariant:
     """One invariant. ``statement`` is the plain-language text the docs print; ``predicate`` takes
     a world after a step and returns a :class:`Violation` or ``None``; ``when`` says when it is
     meaningful (``step``: after every step; ``completion``: once the migration completed).
-    ``kind`` is ``property`` or ``rule``; a rule is evaluated only while ``matters(w)`` holds,
-    which ``matters_when`` states in words."""
+    ``kind`` is ``property``, ``rule`` or ``warning`` (a design that cannot do what it means to,
+    with no property broken: reported with its schedule, never "unsafe"); a rule is evaluated
+    only while ``matters(w)`` holds, which ``matters_when`` states in words."""
 
     id: str
     title: str
@@ -278,6 +279,8 @@ def check_background_sync(w) -> Violation | None:
     return None
 
 
+from .lifecycle import check_helper_idle, check_memory_safety, check_thread_lifetime  # noqa: E402
+
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant("no-loss", "End-to-end: no lost page",
               "After completion, for every page, the version the destination holds equals the "
@@ -347,6 +350,26 @@ INVARIANTS: tuple[Invariant, ...] = (
               "nor migration_dirty_pages: it only feeds the throttle and iter_bmap.",
               check_background_sync, designs="background", kind=RULE,
               matters_when="at the end of each background sync"),
+    Invariant("memory-safety", "No access to freed migration state",
+              "No thread reads or writes migration state that the cleanup freed: after "
+              "qemu_savevm_state_cleanup -> ram_save_cleanup freed every block's bmap and clear_bmap "
+              "(and a design's bitmaps beside them) and the RAMState with its bitmap_mutex "
+              "(ram_state = NULL), until a new attempt allocates them again. The world poisons the "
+              "freed objects and records every access design code makes to them; freeing them while "
+              "a thread holds bitmap_mutex is a violation too.",
+              check_memory_safety),
+    Invariant("thread-lifetime", "No thread outlives its attempt",
+              "Every thread a migration attempt starts (the design's timers and helper threads) is "
+              "over when the attempt's cleanup ends (the migration thread exits after "
+              "migrate_fd_cleanup); in particular no thread of one attempt runs into the next, and "
+              "a thread is never started while its previous instance still runs.",
+              check_thread_lifetime),
+    Invariant("helper-idle", "A helper thread that never does its job",
+              "A helper thread (a timer, a watcher) that exits before its attempt's iterations begin "
+              "(the state still SETUP or WAIT_UNPLUG) having done nothing, so it cannot do its job "
+              "for the rest of the attempt. No write is lost by it: reported as a warning with the "
+              "schedule that shows it.",
+              check_helper_idle, kind=WARNING),
 )
 
 # Properties raised by the world or the scheduler rather than checked on state.
@@ -369,9 +392,11 @@ def applicable(design) -> tuple[Invariant, ...]:
 
 def check_step(w, invariants=None) -> Violation | None:
     """The first of ``invariants`` (default: all that apply to the world's design) violated after
-    a step, properties and rules alike (a rule only where it can matter). Runs that must tell the
-    two kinds apart use :class:`dirtyproof.spec.checker.Checker`."""
+    a step, properties and rules alike (a rule only where it can matter; warnings are left to
+    :class:`dirtyproof.spec.checker.Checker`, which also tells the two kinds apart)."""
     for inv in invariants if invariants is not None else applicable(w.design):
+        if inv.kind == WARNING:
+            continue
         v = inv.evaluate(w)
         if v is not None:
             return v

@@ -93,7 +93,8 @@ class SixtyFourOnly(Legacy):
 
     def cpu_physical_memory_sync_dirty_bitmap(self, w, rb):
         """Read the last L2 word the 64-bit way, then sync as the parent does."""
-        w.L2.word((w.ram_pages - 1) // rb.word_bits)
+        # explicitly 64 bits: since f0625a1 L2's default word is the world's width
+        w.L2.word((w.ram_pages - 1) // rb.word_bits, 64)
         return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
 
 

@@ -96,7 +96,10 @@ def test_unsafe_is_found_short_and_replays(name, trace_dir):
         assert sh.invariant == entry["property"], sh.summary()
         # shorter, unless the budget ran out first (a long default-world run, clear-mask-range)
         assert sh.length == found.length <= sh.original_length
-        assert sh.length < sh.original_length or not sh.fixpoint, sh.summary()
+        # (or already 1-minimal and within the bound: the sweep can hit a schedule with nothing
+        # to remove, e.g. read-before-clear's 21 steps at schedule 41 since issue 11)
+        assert sh.length < sh.original_length or not sh.fixpoint or sh.original_length <= entry["max_steps"], \
+            sh.summary()
         assert found.step == found.length - 1 and found.sweep_index < SCHEDULES
 
 

@@ -76,7 +76,12 @@ def test_mutant_encoding_admits_every_real_step(name):
     assert rep.checked > 6000
     assert rep.ok, rep.mismatches[:2]
     contrast = ("manual", "aligned") if name == "forget-iter-fold" else ("manual", "mixed")
-    other = check_run(MUTANTS[name], _world_config(name, *contrast), _parent_encoding(name), 0, 300, pages=4)
+    # a few fixed seeds: background-v1's watcher starts in SETUP and in some schedules quits at
+    # once (the helper-idle warning), and then no background sync exercises the change
+    for seed in range(16):          # seed 7 is the first (issue 11: 2 seeds in 40 are)
+        other = check_run(MUTANTS[name], _world_config(name, *contrast), _parent_encoding(name), seed, 300, pages=4)
+        if not other.ok:
+            break
     assert not other.ok, "the runs never exercise the mutant's change"
 
 

@@ -128,16 +128,17 @@ class BackgroundV1(Design):
 
     # -- the watcher --------------------------------------------------------------------------------
     def start_threads(self, w) -> None:
-        """``migration_background_sync_setup``: the watcher starts after setup (dirty-limit is not modelled)."""
+        """``migration_background_sync_setup``: the watcher starts after ``qemu_savevm_state_setup``,
+        before ``qemu_savevm_wait_unplug`` makes the state ACTIVE (dirty-limit is not modelled). Its
+        first check of ``migration_is_active()`` can therefore come while the state is still
+        SETUP (or WAIT_UNPLUG), and then it quits at once (see the ``helper-idle`` warning)."""
         self.watcher_quit = False
         w.spawn("watcher", self.migration_background_sync_watcher(w))
 
     def stop_threads(self, w) -> None:
         """``migration_background_sync_cleanup``: post the quit semaphore (the watcher wakes and exits)."""
         self.watcher_quit = True
-        t = w.actors.get("watcher")
-        if t is not None and not t.done:
-            t.wake_at_ms = 0
+        w.wake("watcher")
 
     def migration_completion(self, w) -> Step:
         """``migration_background_sync_cleanup`` (quit and join the watcher), then completion."""

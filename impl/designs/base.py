@@ -11,9 +11,9 @@ from typing import Generator
 
 from ..bitmap import WORD_MASK
 from ..steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED, DELIVER,
-                     FREE_PAGE_HINT, INIT_BITMAPS, ITERATE_DONE, KVM_CLEAR, KVM_GET, KVM_OR, L2_TEST_AND_CLEAR, L2_XCHG, MULTIFD_QUEUE,
-                     MULTIFD_SYNC, READ,
-                     SETUP_DONE, STREAM_COMPLETE, SYNC_DONE, VM_STOP)
+                     FREE_PAGE_HINT, INIT_BITMAPS, ITERATE_DONE, ITERATION_FINISH, KVM_CLEAR, KVM_GET, KVM_OR,
+                     L2_TEST_AND_CLEAR, L2_XCHG, MULTIFD_QUEUE, MULTIFD_SYNC, READ, SAVEVM_CLEANUP, SETUP_DONE,
+                     STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED, VM_STOP)
 from ..steps import Step as S
 
 Step = Generator[S, None, None]
@@ -28,7 +28,8 @@ INTERFACE = (
     "migration_clear_memory_region_dirty_bitmap", "memory_region_clear_dirty_bitmap", "kvm_log_clear_one_slot",
     "ram_save_page", "migration_completion", "migration_iteration_finish", "ram_save_complete", "migration_cancel",
     "migration_trigger_throttle", "mig_throttle_guest_down", "new_period", "before_setup", "start_threads",
-    "stop_threads",
+    "stop_threads", "qemu_savevm_wait_unplug", "migrate_fd_cleanup", "qemu_savevm_state_cleanup",
+    "ram_save_cleanup", "join_threads",
 )
 # Called only in multifd worlds (Config.multifd_channels > 0); the base provides them.
 MULTIFD_INTERFACE = ("ram_save_multifd_page", "multifd_send_sync_main")
@@ -58,14 +59,24 @@ class Design:
     # ------------------------------------------------------------------------------------------
     # the migration thread
     def migration_thread(self, w) -> Step:
-        """The migration thread: setup, iterations until switchover or cancel, then completion."""
+        """The migration thread: setup, iterations until switchover or cancel, then completion.
+
+        As ``migration_thread`` (migration/migration.c): ``before_setup`` (the dirty-sync timer is
+        armed there), ``qemu_savevm_state_setup`` under the BQL, then the helper threads are
+        started while the state is still SETUP, and only ``qemu_savevm_wait_unplug`` moves it to
+        ACTIVE (through WAIT_UNPLUG when a failover device's unplug is pending). A thread started
+        there can run before the state is ACTIVE: that is a step boundary of its own."""
         mig = w.mig
         self.before_setup(w)
         yield from w.acquire("BQL")
         yield from self.ram_save_setup(w)
         w.release("BQL")
-        mig.phase = "active"
+        live = {n for n, a in w.actors.items() if not a.done}
         self.start_threads(w)
+        if any(not a.done and n not in live for n, a in w.actors.items()):
+            yield S(THREADS_STARTED)
+        yield from self.qemu_savevm_wait_unplug(w)
+        mig.phase = "active"
         yield S(SETUP_DONE)
         while True:
             if mig.cancel_requested:
@@ -80,10 +91,26 @@ class Design:
         """What the migration thread starts before ``qemu_savevm_state_setup`` (none here)."""
 
     def start_threads(self, w) -> None:
-        """Start the design's helper threads or timers when iterations begin (none here)."""
+        """Start the design's helper threads after ``qemu_savevm_state_setup``, the state still
+        SETUP (none here)."""
 
     def stop_threads(self, w) -> None:
-        """Stop them at completion or cancel; called with the BQL held."""
+        """Stop them at completion or cancel (``migration_iteration_finish``); BQL held."""
+
+    def join_threads(self, w) -> Step:
+        """Join what ``migrate_fd_cleanup`` joins after dropping the BQL, besides the migration
+        thread (none here)."""
+        return
+        yield
+
+    def qemu_savevm_wait_unplug(self, w) -> Step:
+        """``qemu_savevm_wait_unplug``: with a failover device whose unplug is pending
+        (``Config.failover_unplug_ms``), the state is WAIT_UNPLUG until it is done; else SETUP
+        goes straight to ACTIVE (the caller sets it)."""
+        wait = w.config.failover_unplug_ms
+        if wait and not w.mig.cancel_requested:
+            w.mig.phase = "wait_unplug"
+            yield from w.sleep_until(w.clock_ms + wait)
 
     def ram_save_setup(self, w) -> Step:
         """``ram_save_setup``: ``ram_state_init`` then ``ram_init_bitmaps``."""
@@ -385,28 +412,67 @@ class Design:
         """``migration_completion``: BQL, stop the VM, ``ram_save_complete``; then, as a separate
         BQL section, ``migration_iteration_finish`` and the cleanup (threads, throttle, dirty log).
 
-        Between the two sections the main loop may still run a timer callback, as in QEMU."""
+        Between the two sections the main loop may still run a timer callback, as in QEMU.
+
+        A cancel requested before the end wins: QEMU's ``migrate_fd_cancel`` moves the state to
+        CANCELLING and shuts the stream down, so ``migration_completion_end`` never sets
+        COMPLETED; the VM is restarted and the attempt is cleaned up as cancelled."""
         mig = w.mig
         yield from w.acquire("BQL")
         mig.phase = "completing"
-        w.vm_running = False
+        w.vm_stop()
         yield S(VM_STOP)
         yield from self.ram_save_complete(w)
-        mig.phase = "completed"
+        mig.phase = "completing" if mig.cancel_requested else "completed"
         w.release("BQL")
         yield S(STREAM_COMPLETE)
         yield from self.migration_iteration_finish(w)
 
     def migration_iteration_finish(self, w) -> Step:
-        """``migration_iteration_finish`` + ``migrate_fd_cleanup``: stop the threads and the
-        throttle, stop dirty logging, free the bitmaps."""
+        """``migration_iteration_finish`` (migration thread, BQL held): ``cpu_throttle_stop``
+        (the throttle and the dirty-sync timer), the VM restarted if the migration was cancelled
+        after it stopped it; then the cleanup bottom half, ``migrate_fd_cleanup``."""
+        mig = w.mig
         yield from w.acquire("BQL")
-        yield from w.precopy_notify("CLEANUP")      # qemu_savevm_state_cleanup's first call
         self.stop_threads(w)
         w.throttle_pct = 0
-        w.kvm.log_stop()
+        if mig.cancel_requested and mig.phase != "completed" and not w.vm_running:
+            w.vm_start()
         w.release("BQL")
-        yield S(CLEANUP)
+        yield S(ITERATION_FINISH)
+        yield from self.migrate_fd_cleanup(w)
+
+    def migrate_fd_cleanup(self, w) -> Step:
+        """``migrate_fd_cleanup`` (the main loop's bottom half; modelled in the migration actor,
+        which does nothing else after scheduling it): ``qemu_savevm_state_cleanup`` under the
+        BQL (the precopy CLEANUP notifiers, whose steps are their own, then one step), then the BQL dropped to join the threads (QEMU joins the migration
+        thread: the end of this actor), and a cancelled migration's state set to CANCELLED."""
+        mig = w.mig
+        yield from w.acquire("BQL")
+        # qemu_savevm_state_cleanup's first call; the notifiers' own steps run with the BQL held
+        yield from w.precopy_notify("CLEANUP")
+        self.qemu_savevm_state_cleanup(w)
+        w.release("BQL")
+        yield S(SAVEVM_CLEANUP)
+        yield from self.join_threads(w)
+        if w.multifd is not None:
+            from ..multifd import multifd_send_shutdown
+            yield from multifd_send_shutdown(w)
+        if mig.cancel_requested and mig.phase != "completed":
+            mig.phase = "cancelled"
+            yield S(CANCELLED)
+        else:
+            yield S(CLEANUP)
+
+    def qemu_savevm_state_cleanup(self, w) -> None:
+        """``qemu_savevm_state_cleanup``: each handler's ``save_cleanup``; RAM's is ``ram_save_cleanup``."""
+        self.ram_save_cleanup(w)
+
+    def ram_save_cleanup(self, w) -> None:
+        """``ram_save_cleanup``: stop dirty logging (postponed while the VM is stopped), free every
+        block's ``bmap`` and ``clear_bmap``, then the RAMState (``ram_state = NULL``)."""
+        w.memory_global_dirty_log_stop()
+        w.ram_save_cleanup_free()
 
     def ram_save_complete(self, w) -> Step:
         """``ram_save_complete``: last-stage sync, then send under ``bitmap_mutex`` until clean."""
@@ -420,16 +486,9 @@ class Design:
             yield from self.multifd_send_sync_main(w, "complete")
 
     def migration_cancel(self, w) -> Step:
-        """Cancel: ``migration_cleanup`` stops the threads, the throttle and dirty logging, frees the bitmaps."""
-        mig = w.mig
-        yield from w.acquire("BQL")
-        yield from w.precopy_notify("CLEANUP")      # qemu_savevm_state_cleanup's first call
-        self.stop_threads(w)
-        w.kvm.log_stop()
-        w.throttle_pct = 0
-        mig.phase = "cancelled"
-        w.release("BQL")
-        yield S(CANCELLED)
+        """Cancel: the migration thread leaves its loop; ``migration_iteration_finish`` then the
+        cleanup, as for a completed migration (the state becomes CANCELLED at its end)."""
+        yield from self.migration_iteration_finish(w)
 
     # ------------------------------------------------------------------------------------------
     # auto-converge

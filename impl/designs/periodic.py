@@ -1,6 +1,7 @@
 """The timer-driven periodic sync merged in QEMU 9.2 (``migration/cpu-throttle.c``)."""
 from __future__ import annotations
 
+from ..clocks import QEMU_CLOCK_VIRTUAL_RT
 from ..steps import TIMER_RETURN
 from ..steps import Step as S
 from .base import Design, Step
@@ -32,17 +33,19 @@ class Periodic(Design):
             w.spawn("timer", self.timer_loop(w))
 
     def stop_threads(self, w) -> None:
-        """``cpu_throttle_stop`` -> ``cpu_throttle_dirty_sync_timer(false)``: a deleted timer never fires."""
+        """``cpu_throttle_stop`` -> ``cpu_throttle_dirty_sync_timer(false)``: ``timer_del`` under
+        the BQL, so the timer never fires again (a callback waiting for the BQL is not run)."""
         self.timer_armed = False
         t = w.actors.get("timer")
-        if t is not None and not t.held:
-            t.done = True
+        if t is not None and not t.held:      # a callback holding a lock is not a main-loop timer's
+            w.timer_del("timer")
 
     def timer_loop(self, w) -> Step:
-        """The main loop firing the timer every 5 s (``QEMU_CLOCK_VIRTUAL_RT``)."""
+        """The main loop firing the timer every 5 s of ``QEMU_CLOCK_VIRTUAL_RT``: the deadline is
+        on that clock, which stands still while the VM is stopped (impl/clocks.py)."""
         period = w.config.dirty_sync_timer_ms or CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS
         while self.timer_armed:
-            yield from w.sleep_until(w.clock_ms + period)
+            yield from w.sleep_until(w.clock_get_ms(QEMU_CLOCK_VIRTUAL_RT) + period, clock=QEMU_CLOCK_VIRTUAL_RT)
             yield from w.acquire("BQL")
             yield from self.cpu_throttle_dirty_sync_timer_tick(w)
             w.release("BQL")
