@@ -6,6 +6,7 @@ Exit 0 when no violation exists within the bounds (every KVM mode asked for), 1 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from dirtyproof.cli.common import design_class, positive_int
 from dirtyproof.cli.errors import UserError
@@ -25,7 +26,9 @@ def add_arguments(p) -> None:
                    help="a shipped design, a mutant of the corpus or a user class (default: legacy)")
     p.add_argument("--kvm-mode", choices=KVM_MODES, action="append",
                    help="KVM dirty-log mode; repeat for several (default: every mode)")
-    p.add_argument("--config", metavar="FILE", help="JSON file of Config fields for the explored world "
+    p.add_argument("--config", metavar="KVM_MODE/GEOMETRY|FILE", help="the explored world, as for run: a "
+                   "configuration as prove names them (manual/mixed: that mode unless --kvm-mode) or a "
+                   "JSON file of Config fields "
                    "(default: the explorer's small world, docs/explore.md)")
     # without any bound flag and --config, the default bound: the portfolio (explore/portfolio.py);
     # with some, one world, the flags not given taking Bounds()'s values
@@ -75,11 +78,19 @@ def bounds_from_args(args) -> Bounds:
 
 
 def _config_file(path: str):
-    """The Config of a JSON file (the explored world); :class:`UserError` in one line otherwise."""
+    """The Config of ``--config`` (the explored world): ``KVM_MODE/GEOMETRY`` as ``run`` and
+    ``prove`` name configurations, or a JSON file of Config fields; :class:`UserError` in one
+    line otherwise."""
     import json
     from pathlib import Path
 
     from dirtyproof.impl.config import Config
+    if path.count("/") == 1 and not path.endswith(".json") and not Path(path).exists():
+        from dirtyproof.proofs.runner import config_of, parse_config
+        try:
+            return config_of(*parse_config(path))
+        except ValueError as exc:
+            raise UserError(f"{exc}; or give a JSON file of Config fields") from None
     try:
         data = json.loads(Path(path).read_text())
         if not isinstance(data, dict):
@@ -105,7 +116,9 @@ def run(args) -> int:
     if single_world(args):
         bounds = bounds_from_args(args)
         base = _config_file(args.config) if args.config else None
-        modes = args.kvm_mode or list(KVM_MODES)
+        named = args.config is not None and base is not None and not args.config.endswith(".json") \
+            and args.config.count("/") == 1 and not Path(args.config).exists()
+        modes = args.kvm_mode or ([base.kvm_mode] if named else list(KVM_MODES))
         runs = [(mode, config_for(mode, base), bounds) for mode in modes]
     else:
         try:
