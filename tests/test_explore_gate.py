@@ -175,3 +175,15 @@ def test_default_bound_verdict_is_the_manifests(name, tmp_path, monkeypatch):
     monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "default")
     j = judge(ALL[name], name, trace_dir=str(tmp_path))
     assert matches(j, expected(name, ALL[name])) == (True, ""), j.detail()
+
+
+def test_explore_config_names_a_world_as_run_and_prove_do(capsys):
+    """``--config KVM_MODE/GEOMETRY`` means the same world for explore as for run and prove: that
+    geometry, in that mode only; a bad name is one line and exit 2."""
+    rc = main(["explore", "--design", "legacy", "--config", "manual/aligned", "--moves", "0",
+               "--max-states", "50", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "kvm_mode=manual" in out and "kvm_mode=legacy" not in out    # cut at 50 states
+    assert main(["explore", "--design", "legacy", "--config", "bogus/x"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "KVM_MODE/GEOMETRY" in err
