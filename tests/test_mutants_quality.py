@@ -63,6 +63,12 @@ def test_manifest_covers_corpus_and_designs():
         assert MANIFEST["designs"][name]["rule"] is None, name
 
 
+# An entry's full-budget hunt can take minutes on shared cores; entries with slow_tier are
+# opt-in (the slow tier) so the default suite stays under 10 minutes (see the manifest's notes).
+_SLOW_TIER = [pytest.mark.slow, pytest.mark.skipif(__import__("os").environ.get("DIRTYPROOF_SLOW") != "1",
+                                                   reason="slow tier: set DIRTYPROOF_SLOW=1")]
+
+
 def _assert_short_and_replays(found, entry, max_steps):
     """The expected property breaks in at most ``max_steps``; the saved trace replays to the same
     violation at the same step."""
@@ -74,7 +80,8 @@ def _assert_short_and_replays(found, entry, max_steps):
     assert res.violation_step == found.step
 
 
-@pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items() if e["verdict"] == "unsafe"))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_SLOW_TIER if e.get("slow_tier") else ())
+                                  for n, e in sorted(ENTRIES.items()) if e["verdict"] == "unsafe"])
 def test_unsafe_is_found_short_and_replays(name, trace_dir):
     """The whole hunt finds it within the budget, by the search and the invariant the manifest
     records, in at most the recorded steps; the trace replays to the same violation."""
@@ -113,10 +120,6 @@ def test_machine_alone_finds_what_the_manifest_says(name, trace_dir):
     _assert_short_and_replays(rep.found, entry, entry["machine_max_steps"])
 
 
-# A safe entry's full-budget hunt can take minutes on shared cores; entries with slow_tier are
-# opt-in (the slow tier) so the default suite stays under 10 minutes (see the manifest's notes).
-_SLOW_TIER = [pytest.mark.slow, pytest.mark.skipif(__import__("os").environ.get("DIRTYPROOF_SLOW") != "1",
-                                                   reason="slow tier: set DIRTYPROOF_SLOW=1")]
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_SLOW_TIER if e.get("slow_tier") else ())
