@@ -19,6 +19,7 @@ from dirtyproof.impl.scheduler import RandomScheduler
 from dirtyproof.mutants import MULTIFD_MUTANTS, MUTANTS, HINTING_MUTANTS, load_manifest
 from dirtyproof.mutants.multifd import MultifdNoRoundFlush
 from dirtyproof.spec import INVARIANTS, PROPERTY, RULE, RUNTIME_CHECKS, Checker
+from manifest_checks import assert_hunt_matches
 
 GEO = Geometry((BlockSpec("odd0", 1, 4, 1),), 0)      # pages 1..4, one slot, slow path
 MANIFEST = load_manifest()
@@ -173,12 +174,7 @@ def test_multifd_hunt_gives_the_manifest_verdict(world, name, tmp_path):
     e = MULTIFD[world][name]
     rep = hunt(resolve(name), examples=TIER["examples"], shrink_budget=TIER["shrink_budget"], profile="ci",
                schedules=MULTIFD["schedules"], trace_dir=str(tmp_path), config_overrides=MULTIFD["worlds"][world])
-    assert rep.verdict == e["verdict"], str(rep.found)
-    if e["verdict"] == "unsafe":
-        assert rep.found_by == e["found_by"] and rep.found.invariant == e["property"], str(rep.found)
-        assert rep.found.length <= e["max_steps"], rep.found.length
-    else:
-        assert list(rep.rules_broken) == ([e["rule"]] if e["rule"] else [])
+    assert_hunt_matches(rep, e)
 
 
 def test_the_explorer_world_accepts_the_flag():
