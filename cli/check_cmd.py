@@ -145,9 +145,7 @@ def _prove_all(jobs: list, processes: int) -> dict:
                 sys.stderr.write(f"check: proving, {done}/{total} done, {last - t0:.0f} s\n")
     except BaseException:
         # Ctrl-C or a failed proof: stop the workers now rather than wait for their queries
-        for proc in list(getattr(ex, "_processes", {}).values()):
-            proc.terminate()
-        ex.shutdown(wait=False, cancel_futures=True)
+        stop_pool(ex)
         raise
     ex.shutdown(wait=True)
     return results
@@ -164,6 +162,23 @@ def _expectations(spec: str, cls, expected: dict):
         return {c: None for c in CONFIGS}, load_manifest()["mutants"][spec]["verdict"]
     per = {c: expected.get(spec, {}).get(c, "safe") for c in CONFIGS}
     return per, ("unsafe" if "unsafe" in per.values() else "safe")
+
+
+def stop_pool(ex) -> None:
+    """Stop a process pool at once: terminate its workers, cancel what is queued, and let its
+    manager thread see them gone (up to 0.5 s) before the interpreter's exit hook wakes it: with
+    two pools stopped together, CPython 3.11's exit hook could write to a wakeup pipe the manager
+    thread was closing and print an ``OSError`` traceback after dirtyproof's own line."""
+    import concurrent.futures.process as cfp
+
+    for proc in list((getattr(ex, "_processes", None) or {}).values()):
+        proc.terminate()
+    ex.shutdown(wait=False, cancel_futures=True)
+    manager = getattr(ex, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(0.5)
+        if not manager.is_alive():
+            getattr(cfp, "_threads_wakeups", {}).pop(manager, None)
 
 
 class _Explorations:
@@ -211,9 +226,7 @@ class _Explorations:
 
     def stop(self) -> None:
         """Stop the workers now (Ctrl-C or a failure elsewhere)."""
-        for proc in list(getattr(self.ex, "_processes", {}).values()):
-            proc.terminate()
-        self.ex.shutdown(wait=False, cancel_futures=True)
+        stop_pool(self.ex)
 
 
 def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces, explorations=None) -> list[Row]:
