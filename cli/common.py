@@ -43,3 +43,11 @@ def design_specs(spec: str | None) -> list[str]:
     if spec is None:
         return list(DESIGNS)
     return [canonical_spec(spec)]
+
+
+def names_a_configuration(text: str) -> bool:
+    """Whether ``--config TEXT`` names a configuration as prove does (``manual/mixed``) rather
+    than a JSON file of Config fields: one slash, no ``.json``, and no such file."""
+    from pathlib import Path
+    return text.count("/") == 1 and not text.endswith(".json") and not Path(text).exists()
+

@@ -50,9 +50,11 @@ def config_from_args(args):
     from dirtyproof.impl import Config
     from dirtyproof.proofs.runner import config_of, parse_config
 
+    from .common import names_a_configuration
+
     data = {}
     text = getattr(args, "config", None)
-    if text is not None and text.count("/") == 1 and not text.endswith(".json") and not Path(text).exists():
+    if text is not None and names_a_configuration(text):
         # KVM_MODE/GEOMETRY, the same --config as prove's
         try:
             data = config_of(*parse_config(text)).to_json()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dirtyproof.cli.common import design_class, positive_int
+from dirtyproof.cli.common import design_class, names_a_configuration, positive_int
 from dirtyproof.cli.errors import UserError
 from dirtyproof.impl.config import KVM_MODES
 
@@ -82,10 +82,9 @@ def _config_file(path: str):
     ``prove`` name configurations, or a JSON file of Config fields; :class:`UserError` in one
     line otherwise."""
     import json
-    from pathlib import Path
 
     from dirtyproof.impl.config import Config
-    if path.count("/") == 1 and not path.endswith(".json") and not Path(path).exists():
+    if names_a_configuration(path):
         from dirtyproof.proofs.runner import config_of, parse_config
         try:
             return config_of(*parse_config(path))
@@ -116,8 +115,7 @@ def run(args) -> int:
     if single_world(args):
         bounds = bounds_from_args(args)
         base = _config_file(args.config) if args.config else None
-        named = args.config is not None and base is not None and not args.config.endswith(".json") \
-            and args.config.count("/") == 1 and not Path(args.config).exists()
+        named = args.config is not None and names_a_configuration(args.config)
         modes = args.kvm_mode or ([base.kvm_mode] if named else list(KVM_MODES))
         runs = [(mode, config_for(mode, base), bounds) for mode in modes]
     else:
