@@ -184,6 +184,23 @@ class TrackedWorld(World):
         with _quiet():
             return World.kvm_slot_sync_dirty_pages(self, slot)
 
+    def _mark_layers(self) -> list:
+        """As the base, not recorded: the checker's bookkeeping reads L2 and ``bmap`` whole
+        around every step, but what it records (the marks a step clears) depends only on the
+        pages the step itself touches, which the step's own operations record; recording the
+        whole of L2 here made every device write conflict with every thread step."""
+        if not _ON[0]:
+            return World._mark_layers(self)
+        with _quiet():
+            return World._mark_layers(self)
+
+    def _track_hands(self, actor, held_before: bool, marks: list) -> None:
+        """As the base, not recorded (see :meth:`_mark_layers`)."""
+        if not _ON[0]:
+            return World._track_hands(self, actor, held_before, marks)
+        with _quiet():
+            return World._track_hands(self, actor, held_before, marks)
+
     def runnable(self, actor) -> bool:
         """As :meth:`World.runnable`, not recorded: whether a thread may step is its enabledness,
         which the explorer accounts for separately (a clock move that wakes a thread is always taken)."""

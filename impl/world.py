@@ -686,9 +686,11 @@ class World:
     def _mark_layers(self) -> list:
         """The shared layers whose cleared bits go into the stepping actor's hands, with a copy
         of their words: L2 (a sync's fetch) and ``bmap`` (a send's take)."""
-        out = [("fetched", 0, self.L2, self.L2.words.copy())]
+        # bytes, not array copies: most steps change neither layer, and comparing bytes is the
+        # cheap way to see that (this runs on every thread step, and on every replayed one)
+        out = [("fetched", 0, self.L2, self.L2.words.tobytes())]
         for rb in self.blocks:
-            out.append(("taken", rb.offset, rb.bmap, rb.bmap.words.copy()))
+            out.append(("taken", rb.offset, rb.bmap, rb.bmap.words.tobytes()))
         return out
 
     def _track_hands(self, actor: Actor, held_before: bool, marks: list) -> None:
@@ -699,9 +701,9 @@ class World:
             hands = self.ghost.hands_of(actor.name)
             for kind, off, bm, before in marks:
                 now = bm.words
-                if now.shape != before.shape:
-                    continue
-                gone = before & ~now
+                if now.tobytes() == before or now.nbytes != len(before):
+                    continue              # unchanged (or reallocated: a different bitmap)
+                gone = np.frombuffer(before, dtype=now.dtype) & ~now
                 if gone.any():
                     pages = np.flatnonzero(np.unpackbits(gone.view(np.uint8), bitorder="little")) + off
                     getattr(hands, kind).update(int(p) for p in pages)
