@@ -21,6 +21,9 @@ import types
 import numpy as np
 
 from dirtyproof.impl.bitmap import Bitmap
+from dirtyproof.impl.regions import _inside
+
+_INSIDE = _inside.__code__
 
 # Attributes that never decide a later step (or never change), per class name.
 IGNORED = {
@@ -99,8 +102,17 @@ class Encoder:
         # variable gives (docs/explore.md; the soundness test checks it on sampled states)
         code = fr.f_code
         enc = self.encode
+        inner = g.gi_yieldfrom
+        if code is _INSIDE and inner is not None:
+            # a region wrapper (impl/regions.py) suspended in its ``yield from``: of its locals
+            # the world is the world, and the actor and its region stack were fixed when it
+            # started, by the thread whose chain it is in (encoded with that actor); what it does
+            # next depends on its region and the generator it yields from. Encoding the stack
+            # in every wrapper was a quarter of a fingerprint.
+            loc = fr.f_locals
+            return ("R", fr.f_lasti, enc(loc["region"]), loc["actor"] is None, enc(inner))
         loc = tuple([(k, x if type(x) in _ATOMS else enc(x)) for k, x in fr.f_locals.items()])
-        return ("g", code.co_qualname, code.co_firstlineno, fr.f_lasti, loc, enc(g.gi_yieldfrom))
+        return ("g", code.co_qualname, code.co_firstlineno, fr.f_lasti, loc, enc(inner))
 
 
 def _array(enc, v):
