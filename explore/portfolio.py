@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from dirtyproof.impl.config import KVM_MODES, Config
 
-from .bounds import Bounds, default_config
+from .bounds import Bounds, default_config, fast_geometry
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,10 @@ class Entry:
 def default_portfolio() -> tuple[Entry, ...]:
     """The default bound (docs/explore.md, "The default bound"), in the order it is explored: every
     interleaving of the threads with no environment move, then with one move of any kind and at
-    most one preemption, each in every KVM mode."""
+    most one preemption, each in every KVM mode; then two moves of restricted kinds on the
+    fast-path block alone, without preemption, each in the one KVM mode its bugs need."""
     world = default_config("manual")
+    fast = replace(world, geometry=fast_geometry())
     return (
         Entry("threads", world, Bounds(guest_writes=0, device_writes=0, clock_moves=0, cancels=0, moves=0),
               tuple(KVM_MODES), "every interleaving of the threads, time passing only when all of them sleep"),
@@ -49,6 +51,16 @@ def default_portfolio() -> tuple[Entry, ...]:
                                         preemptions=1),
               tuple(KVM_MODES), "one vCPU write, device write, clock move or cancel anywhere, a thread "
               "preempted at most once"),
+        # two moves, on the fast-path block alone and without preemption (a thread runs until it
+        # blocks, sleeps or exits): a second write in a window the first one opened (a CLEAR
+        # mask, manual mode only: the mode whose CLEAR it is), and a write with a clock move
+        # (a sync that runs only once an iteration goes on and a period has passed)
+        Entry("two-writes", fast, Bounds(guest_writes=2, device_writes=0, clock_moves=0, cancels=0, moves=2,
+                                         preemptions=0),
+              ("manual",), "two vCPU writes on the fast-path block, no preemption"),
+        Entry("write-clock", fast, Bounds(guest_writes=1, device_writes=0, clock_moves=1, cancels=0, moves=2,
+                                          preemptions=0),
+              ("legacy",), "a vCPU write and a clock move on the fast-path block, no preemption"),
     )
 
 

@@ -187,3 +187,47 @@ def test_explore_config_names_a_world_as_run_and_prove_do(capsys):
     assert main(["explore", "--design", "legacy", "--config", "bogus/x"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "KVM_MODE/GEOMETRY" in err
+
+
+# -- the two-moves entries (issue 9): the bugs one move cannot reach ------------------------------
+def _entry(name):
+    return {e.name: e for e in default_portfolio()}[name]
+
+
+def test_the_two_move_entries_explore_the_fast_path_block_alone_without_preemption():
+    """The entries after ``one-move`` spend two moves on a smaller world: the fast-path block
+    alone, no preemption, one KVM mode each (what their bugs need, docs/explore.md)."""
+    for name, mode in (("two-writes", "manual"), ("write-clock", "legacy")):
+        e = _entry(name)
+        assert e.modes == (mode,) and e.bounds.moves == 2 and e.bounds.preemptions == 0
+        blocks = e.config.geometry.blocks
+        assert len(blocks) == 1 and blocks[0].fast_path
+    assert _entry("two-writes").bounds.guest_writes == 2 and _entry("two-writes").bounds.clock_moves == 0
+    assert _entry("write-clock").bounds.guest_writes == 1 and _entry("write-clock").bounds.clock_moves == 1
+
+
+def _run(name, cls):
+    e = _entry(name)
+    return explore(cls, e.config_for(e.modes[0]), e.bounds)
+
+
+@pytest.mark.slow
+@OPT_IN
+@pytest.mark.parametrize("entry,mutant", [("two-writes", "clear-mask-range"), ("write-clock", "iterate-sync-in-mutex")])
+def test_a_two_move_entry_finds_what_one_move_misses(entry, mutant):
+    """Each entry finds the mutant it is there for (seconds each), with the manifest's length."""
+    want = load_manifest()["mutants"][mutant]["explore"]
+    res = _run(entry, MUTANTS[mutant])
+    assert want["run"] == f"{entry}/{_entry(entry).modes[0]}"
+    assert res.violation is not None and res.violation.invariant == want["property"]
+    assert len(res.path) == want["steps"]
+
+
+@pytest.mark.slow
+@OPT_IN
+@pytest.mark.parametrize("entry", ["two-writes", "write-clock"])
+@pytest.mark.parametrize("design", ["legacy", "periodic", "iterate-sync"])
+def test_the_two_move_entries_exhaust_on_the_safe_designs(design, entry):
+    """About 10 s each: a bound the gate runs must be exhausted on the designs expected safe."""
+    res = _run(entry, DESIGNS[design])
+    assert res.ok and res.exhaustive
