@@ -228,18 +228,31 @@ class Explorer:
         key = (0, self.depth[i] + 1) if self.order == "bfs" else (spent, self.depth[i] + 1)
         self._push(key, ("violation", i, ch, v))
 
-    def _env(self, w, i, budgets, moves, new) -> Result | None:
-        """Take every environment move in ``moves`` on the live world ``w``, restoring it after each."""
-        snap = Snapshot(w)
-        for ch, slot in moves:
+    def _keep(self, j: int, w: World) -> None:
+        """Keep ``w`` (in node ``j``'s state) to expand ``j`` without a replay, while there is room."""
+        if len(self.cache) < CACHE_WORLDS:
+            self.cache[j] = w
+
+    def _env(self, w, i, budgets, moves, new, spare: bool = False) -> Result | None:
+        """Take every environment move in ``moves`` on the live world ``w``, restoring it after each;
+        with ``spare`` (``w`` is needed for nothing else) the last move's world is kept instead."""
+        snap = Snapshot(w) if len(moves) > 1 or not spare else None
+        for k, ch_slot in enumerate(moves):
+            ch, slot = ch_slot
             nb = budgets if slot is None else _spend(budgets, slot)
             v = self._step(w, ch)
             self._note_rules(i, ch)
+            last = spare and k == len(moves) - 1
             if v is not None:
                 self._violation(i, ch, v, nb)
-            elif self._add(w, i, ch, nb) is not None:
-                new.append(True)
-            snap.restore()
+            else:
+                j = self._add(w, i, ch, nb)
+                if j is not None:
+                    new.append(True)
+                    if last:
+                        self._keep(j, w)
+            if not last:
+                snap.restore()
         return None
 
     def _threads(self, w, i, budgets, moves, new, tags, runnable=()) -> Result | None:
@@ -255,8 +268,10 @@ class Explorer:
             j = self._add(wt, i, ch, nb)
             if j is not None:
                 new.append(True)
-                if wt is w and len(self.cache) < CACHE_WORLDS:
-                    self.cache[j] = wt
+                # the world is in j's state whether it was the live one or a replay: keeping
+                # either saves j's first replay (it used to keep the live one only, so on
+                # periodic two thirds of the replays rebuilt a world just thrown away)
+                self._keep(j, wt)
         return None
 
     def _dependent(self, moves, tags, progressed: bool) -> list:
@@ -351,7 +366,7 @@ class Explorer:
                 self._threads(w, i, budgets, consuming, new, tags, runnable)
                 maybe = self._dependent(maybe, tags, len(new) > before)
                 if maybe:
-                    self._env(self.world(i), i, budgets, maybe, new)
+                    self._env(self.world(i), i, budgets, maybe, new, spare=True)
             else:
                 if movable:
                     self._env(w, i, budgets, movable, new)

@@ -111,7 +111,10 @@ class Encoder:
             # in every wrapper was a quarter of a fingerprint.
             loc = fr.f_locals
             return ("R", fr.f_lasti, enc(loc["region"]), loc["actor"] is None, enc(inner))
-        loc = tuple([(k, x if type(x) in _ATOMS else enc(x)) for k, x in fr.f_locals.items()])
+        # sorted by name: a frame's locals dict keeps the order in which earlier looks at the
+        # frame first saw each variable bound, so one state reached live and by a replay listed
+        # them differently and was counted twice
+        loc = tuple([(k, x if type(x) in _ATOMS else enc(x)) for k, x in sorted(fr.f_locals.items())])
         return ("g", code.co_qualname, code.co_firstlineno, fr.f_lasti, loc, enc(inner))
 
 
