@@ -108,12 +108,30 @@ class Bitmap:
             mask[last] &= np.uint64((1 << tail) - 1)
         return mask
 
+    def _one_word_mask(self, start: int, end: int):
+        """``(word, mask)`` when [start, end) lies within one storage word, else ``None``: then a
+        range operation is one integer operation, not a mask array (the explorer's small worlds
+        replay many of them)."""
+        if end <= start or start >> 6 != (end - 1) >> 6:
+            return None
+        return start >> 6, ((1 << (end - start)) - 1) << (start & 63)
+
     def set_range(self, start: int, end: int) -> None:
         """Set bits [start, end)."""
+        one = self._one_word_mask(start, end)
+        if one is not None:
+            w, m = one
+            self.words[w] = self.words.item(w) | m
+            return
         self.words |= self._range_mask_words(start, end)
 
     def clear_range(self, start: int, end: int) -> None:
         """Clear bits [start, end)."""
+        one = self._one_word_mask(start, end)
+        if one is not None:
+            w, m = one
+            self.words[w] = self.words.item(w) & ~m & WORD_MASK
+            return
         self.words &= ~self._range_mask_words(start, end)
 
     def range_bits(self, start: int, end: int) -> list[int]:
