@@ -52,6 +52,25 @@ def test_narrow_words_are_bit_fields(width):
     assert Bitmap(70).word(1) == 0 and Bitmap(70, fill=True).word(1, 64) == (1 << 6) - 1
 
 
+def test_range_operations_match_bit_by_bit():
+    """set_range/clear_range (one integer operation within a storage word, a mask array across
+    words) do what setting or clearing each bit does, on random ranges of short and long maps."""
+    rng = random.Random(3)
+    for n in (7, 64, 65, 130):
+        for _ in range(300):
+            a, b = Bitmap(n), Bitmap(n)
+            for i in range(n):
+                if rng.random() < 0.5:
+                    a.set(i)
+                    b.set(i)
+            start, end = rng.randrange(n + 1), rng.randrange(n + 1)
+            op = rng.choice(("set_range", "clear_range"))
+            getattr(a, op)(start, end)
+            for i in range(start, end):
+                (b.set if op == "set_range" else b.clear)(i)
+            assert (a.words == b.words).all(), (n, start, end, op)
+
+
 def test_fast_path_follows_the_width():
     g = geometry(8)
     assert [b.fast_path for b in g.blocks] == [True, False]
