@@ -21,7 +21,7 @@ import types
 import numpy as np
 
 from dirtyproof.impl.bitmap import Bitmap
-from dirtyproof.impl.regions import _inside
+from dirtyproof.impl.regions import Region, _inside
 
 _INSIDE = _inside.__code__
 
@@ -132,6 +132,8 @@ def _classify(t):
         return lambda enc, v: ("f", getattr(v, "__qualname__", repr(v)))
     if issubclass(t, types.MethodType):
         return lambda enc, v: ("m", v.__func__.__qualname__, enc.encode(v.__self__))
+    if t is Region:
+        return _region
     params = getattr(t, "__dataclass_params__", None)
     if params is not None and params.frozen:      # Config, Geometry, SlotSpec...: immutable values
         return _frozen_value
@@ -155,6 +157,13 @@ def _frozen_value(enc, v):
         _FROZEN.clear()
     _FROZEN[id(v)] = (v, out)
     return out
+
+
+def _region(enc, v):
+    """A region by its fields, its arguments encoded as any value (a RAMBlock by identity): every
+    interface call makes a new Region, so the identity cache of :func:`_frozen_value` missed and
+    their ``repr`` was a quarter of a fingerprint."""
+    return ("v", "Region", v.name, enc.encode(v.args), enc.encode(v.kwargs))
 
 
 _DISPATCH = {
