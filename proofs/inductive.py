@@ -151,7 +151,8 @@ def _phase_of_pc(s):
         IMP(active, AND(ph == P_ACTIVE, s["ready"], s["log"])),
         IMP(AND(last, mpc != M_FINISH), AND(ph == P_COMPLETING, s["ready"], s["log"], NOT(s["vm"]))),
         # a cancel requested before the completion's end wins: the state is not COMPLETED
-        IMP(mpc == M_FINISH, AND(ph == ITE(s["creq"], P_COMPLETING, P_COMPLETED), s["ready"], s["log"],
+        IMP(mpc == M_FINISH, AND(IN(ph, (P_COMPLETING, P_COMPLETED)), IMP(s["creq"], ph == P_COMPLETING),
+                                 s["ready"], s["log"],
                                  NOT(s["vm"]))),
         # after the threads stopped: a completed migration keeps dirty logging on (its stop is
         # postponed, the VM stays stopped); a cancelled one is ACTIVE until its cleanup stopped
