@@ -18,6 +18,8 @@ WAIT, JOIN, SLEEP, EXIT = "wait", "join", "sleep", "exit"
 INIT_BITMAPS, SETUP_DONE, ITERATE_DONE = "init_bitmaps", "setup_done", "iterate_done"
 VM_STOP, COMPLETE_DRAINED, STREAM_COMPLETE, CLEANUP, CANCELLED = (
     "vm_stop", "complete_drained", "stream_complete", "cleanup", "cancelled")
+# migration_completion_end: the state becomes COMPLETED under the BQL, unless a cancel came first
+COMPLETION_END = "completion_end"
 # the lifecycle's other steps: helper threads started (state still SETUP), the WAIT_UNPLUG phase,
 # migration_iteration_finish, qemu_savevm_state_cleanup (impl/designs/base.py)
 THREADS_STARTED, WAIT_UNPLUG, ITERATION_FINISH, SAVEVM_CLEANUP = (
@@ -40,7 +42,7 @@ MULTIFD_QUEUE, MULTIFD_SEND, MULTIFD_RECV, MULTIFD_WAIT, MULTIFD_SYNC = (
 NOTE = "note"
 
 KINDS = frozenset((WAIT, JOIN, SLEEP, EXIT, INIT_BITMAPS, SETUP_DONE, ITERATE_DONE, VM_STOP, COMPLETE_DRAINED,
-                   STREAM_COMPLETE, CLEANUP, CANCELLED, THREADS_STARTED, WAIT_UNPLUG, ITERATION_FINISH,
+                   STREAM_COMPLETE, COMPLETION_END, CLEANUP, CANCELLED, THREADS_STARTED, WAIT_UNPLUG, ITERATION_FINISH,
                    SAVEVM_CLEANUP, KVM_GET, KVM_OR, SYNC_DONE, L2_XCHG, L2_READ_WORD,
                    L2_ZERO_WORD, CLEAR_BMAP_SET, L2_TEST_AND_CLEAR, KVM_CLEAR, CHUNK_TAKEN, BMAP_TAKE, READ,
                    DELIVER, TIMER_RETURN, WATCHER_FLIP, WATCHER_DONE, ITER_PROLOGUE, ITER_FOLD, ITER_TAIL, NOTE,
@@ -106,6 +108,8 @@ _TEMPLATES = {
     VM_STOP: lambda s, w: "vm_stop: vCPUs and devices stopped",
     COMPLETE_DRAINED: lambda s, w: "ram_save_complete: bmap empty, bitmap_mutex released",
     STREAM_COMPLETE: lambda s, w: "stream complete, BQL released",
+    COMPLETION_END: lambda s, w: ("migration_completion_end: COMPLETED" if s.value else
+                                  "migration_completion_end: cancelled first, not COMPLETED"),
     CLEANUP: lambda s, w: "migrate_fd_cleanup: BQL dropped, threads joined",
     CANCELLED: lambda s, w: "migrate_fd_cleanup: BQL dropped, threads joined, migration cancelled",
     THREADS_STARTED: lambda s, w: "helper threads started (state still SETUP)",

@@ -414,11 +414,13 @@ class World:
 
     def bitmaps_armed(self) -> bool:
         """Whether the current attempt has started dirty logging, and logging is still on or the
-        attempt is completing (then the destination takes over)."""
+        attempt is completing (then the destination takes over). A cancelled attempt, also one
+        cancelled during its completion, is armed only while logging is on: its cleanup frees
+        the bitmaps with the log stop."""
         mig = self.mig
         if mig is None or self.kvm.log_starts <= self._log_starts_at_attempt:
             return False
-        return self.kvm.logging or mig.phase in ("completing", "completed")
+        return self.kvm.logging or (mig.phase in ("completing", "completed") and not mig.cancel_requested)
 
     def coverage_owed(self) -> bool:
         """Whether the current attempt owes coverage: its bitmaps are armed and it can still

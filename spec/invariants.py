@@ -88,16 +88,19 @@ def _owed(w) -> bool:
     return w.coverage_owed()
 
 
-def marked_pages(w) -> np.ndarray:
+def marked_pages(w, kvm_bit: bool = True) -> np.ndarray:
     """Per ram_addr page: is the page marked in a layer that leads to it being sent again?
 
     L1 (KVM will report it), L1c of a slot fetched but not yet OR-ed into L2, L2, ``bmap``, the
     design's coverage bitmaps, and a mark in some actor's hands (taken out of L2 or ``bmap``
     inside its current ``bitmap_mutex`` section: a sync's local carry, a send that has taken the
-    page's ``bmap`` bit but not yet read the content)."""
+    page's ``bmap`` bit but not yet read the content, a multifd page queued and not yet read).
+    ``kvm_bit=False`` leaves out L1: the marks a KVM CLEAR cannot erase (it clears only L1 and
+    the L1c bits of its range; an L1c slot copy not yet OR-ed into L2 is OR-ed under the same
+    ``slots_lock`` as its GET, before any CLEAR can run)."""
     kvm = w.kvm
     marked = _bits(w.L2)
-    if kvm.logging:
+    if kvm.logging and kvm_bit:
         marked |= _bits(kvm.L1)
     if any(kvm.unsynced):
         l1c = _bits(kvm.L1c)
@@ -198,22 +201,30 @@ def check_clear_mask(w) -> Violation | None:
 
 
 def check_clear_before_read(w) -> Violation | None:
-    """A page is read for sending only after the owed remote clear of its chunk was done. A
-    multifd channel's read is exempt where a sync after the page was queued owes the clear and
-    that clear cannot lose a write of the page: the sync set the page's ``bmap`` bit again (its
-    next send takes the clear before reading it), or it fetched no dirty bit of the page (the
-    CLEAR's mask, L1c, leaves the page alone)."""
+    """No page is read for sending while a remote clear owed for it could erase a write made
+    after the read: its chunk's ``clear_bmap`` bit is set (the clear is still to come), the
+    page's bit is in that clear's mask (L1c: fetched, so with manual protect the page stayed
+    writable and a further write sets no new bit), and no mark of the page outlives both the
+    read and the clear (L2, ``bmap``, a design coverage bitmap, a hand the read did not consume,
+    another queued copy: each leads to a later send that takes the clear before it reads).
+    One statement for every reader: the single stream, which reads right after its take, and
+    a multifd channel, which reads a queued page later, across syncs."""
     if w.mig is None:
         return None
+    outliving = None
     for ev in w.events:
         if ev[0] == "read":
             p = ev[1]
             rb = w.block_of(p)
-            if ev[2] and (rb.bmap.test(p - rb.offset) or not w.kvm.L1c.test(p)):
+            chunk = rb.chunk_of(p - rb.offset)
+            if not rb.clear_bmap.test(chunk) or not w.kvm.L1c.test(p):
                 continue
-            if rb.clear_bmap.test(rb.chunk_of(p - rb.offset)):
+            if outliving is None:
+                outliving = marked_pages(w, kvm_bit=False)
+            if not outliving[p]:
                 return Violation("clear-before-read", f"{w.page_name(p)} read while the remote clear of "
-                                 f"its chunk {rb.chunk_of(p - rb.offset)} is still owed", p)
+                                 f"its chunk {chunk} is still owed and would erase a later write "
+                                 f"(fetched into L1c, marked nowhere else)", p)
     return None
 
 
@@ -321,10 +332,14 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("clear-before-read", "Clear before read",
               "A page's content is read for sending only after the owed remote clear of its "
               "clear_bmap chunk has been taken; otherwise a write between the read and the clear is "
-              "never logged. With multifd, a channel reads a queued page later: a sync in between "
-              "may owe the chunk's clear again; the read is exempt if that sync set the page's bmap "
-              "bit again (the page's next send takes the clear before reading it) or fetched no "
-              "dirty bit of it (the clear's mask, L1c, leaves the page alone).",
+              "never logged. Stated for every reader: a read is flagged when a clear owed for its "
+              "page at read time could erase a write made after the read, that is, the page's "
+              "chunk still owes its clear, the page's bit is in that clear's mask (fetched into "
+              "L1c: with manual protect the page stayed writable, so a further write sets no new "
+              "bit), and no mark of the page outlives the read and the clear (L2, bmap, a design "
+              "coverage bitmap, a hand the read did not consume, another queued copy), any of "
+              "which leads to a later send that takes the clear before it reads. A multifd "
+              "channel's late read across a sync needs no exemption of its own.",
               check_clear_before_read, kind=RULE, matters=_remote_clear_can_matter,
               matters_when="while the VM runs with dirty logging on, in a KVM mode with manual "
                            "protect: once the guest is stopped no write can fall between the read "

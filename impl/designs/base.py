@@ -13,7 +13,7 @@ from ..bitmap import WORD_MASK
 from ..steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED, DELIVER,
                      FREE_PAGE_HINT, INIT_BITMAPS, ITERATE_DONE, ITERATION_FINISH, KVM_CLEAR, KVM_GET, KVM_OR,
                      L2_TEST_AND_CLEAR, L2_XCHG, MULTIFD_QUEUE, MULTIFD_SYNC, READ, SAVEVM_CLEANUP, SETUP_DONE,
-                     STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED, VM_STOP)
+                     STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED, VM_STOP, COMPLETION_END)
 from ..steps import Step as S
 
 Step = Generator[S, None, None]
@@ -409,8 +409,9 @@ class Design:
     # ------------------------------------------------------------------------------------------
     # the end
     def migration_completion(self, w) -> Step:
-        """``migration_completion``: BQL, stop the VM, ``ram_save_complete``; then, as a separate
-        BQL section, ``migration_iteration_finish`` and the cleanup (threads, throttle, dirty log).
+        """``migration_completion``: BQL, stop the VM, ``ram_save_complete``; the BQL dropped;
+        ``migration_completion_end`` under the BQL again; then, as a separate BQL section,
+        ``migration_iteration_finish`` and the cleanup (threads, throttle, dirty log).
 
         Between the two sections the main loop may still run a timer callback, as in QEMU.
 
@@ -423,10 +424,22 @@ class Design:
         w.vm_stop()
         yield S(VM_STOP)
         yield from self.ram_save_complete(w)
-        mig.phase = "completing" if mig.cancel_requested else "completed"
         w.release("BQL")
         yield S(STREAM_COMPLETE)
+        yield from self.migration_completion_end(w)
         yield from self.migration_iteration_finish(w)
+
+    def migration_completion_end(self, w) -> Step:
+        """``migration_completion_end`` (migration/migration.c): after ``migration_completion_precopy``
+        dropped the BQL (a QMP ``migrate_cancel`` can land in between: it moves the state to
+        CANCELLING and shuts the stream down), the BQL again, and the state moves to COMPLETED
+        only if it is still the active one. One step."""
+        mig = w.mig
+        yield from w.acquire("BQL")
+        if not mig.cancel_requested:
+            mig.phase = "completed"
+        w.release("BQL")
+        yield S(COMPLETION_END, value=mig.phase == "completed")
 
     def migration_iteration_finish(self, w) -> Step:
         """``migration_iteration_finish`` (migration thread, BQL held): ``cpu_throttle_stop``
