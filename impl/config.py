@@ -43,7 +43,7 @@ class Config:
     (through a per-vCPU buffer of ``dirty_ring_buffer`` entries that reaches the ring at a VM
     exit; 0: no buffer); QEMU reaps the rings into its slot bitmaps and KVM_RESET_DIRTY_RINGS
     re-protects the pages. ``dirty_ring_with_bitmap``: KVM's backup bitmap for writes without a
-    running vCPU, collected by the last stage's sync (QEMU ``b20cc77692``).
+    running vCPU, collected by the last stage's sync (QEMU ``b20cc776922d``).
 
     ``free_page_hinting`` (off by default): the guest runs virtio-balloon's free page hinting
     (``impl/balloon.py``): it reports pages free, QEMU's iothread clears them from ``bmap``, and

@@ -14,7 +14,7 @@ which is L1c here, and flags the entry collected); KVM_RESET_DIRTY_RINGS then re
 collected entries and write-protects their pages again. With ``dirty_ring_with_bitmap``
 (KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP) writes KVM makes without a running vCPU (arm64's vGIC/ITS
 table saves) go to a per-slot **backup bitmap**, which is L1 here, fetched by
-KVM_GET_DIRTY_LOG only at the last stage (QEMU ``b20cc77692``). KVM_CLEAR_DIRTY_LOG is never
+KVM_GET_DIRTY_LOG only at the last stage (QEMU ``b20cc776922d``). KVM_CLEAR_DIRTY_LOG is never
 used: QEMU enables manual protect only without the ring.
 """
 from __future__ import annotations

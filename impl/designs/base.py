@@ -194,8 +194,9 @@ class Design:
             yield from self.kvm_physical_sync_dirty_bitmap(w, s)
 
     # ------------------------------------------------------------------------------------------
-    # the dirty ring (accel/kvm/kvm-all.c, QEMU 6.1's b4420f198dd8 "KVM: Dirty ring support" and
-    # 8.0's b20cc77692 "kvm: Add support for dirty ring with bitmap"; Linux api.rst KVM_CAP_DIRTY_LOG_RING)
+    # the dirty ring (accel/kvm/kvm-all.c: QEMU 6.1's "KVM: Dirty ring support" series, Peter Xu;
+    # 8.0's 1e493be58708 "migration: Add last stage indicator to global dirty log" and b20cc776922d
+    # "kvm: Synchronize the backup bitmap in the last stage"; Linux api.rst KVM_CAP_DIRTY_LOG_RING)
     def kvm_log_sync_global(self, w, last_stage: bool) -> Step:
         """``kvm_log_sync_global``: flush the rings into the slot bitmaps (kick, reap), then under
         ``slots_lock`` publish every slot's bitmap into L2 and zero it, one step per slot; at the
