@@ -117,7 +117,10 @@ def run(args) -> int:
         bounds = bounds_from_args(args)
         base = _config_file(args.config) if args.config else None
         named = args.config is not None and names_a_configuration(args.config)
-        modes = args.kvm_mode or ([base.kvm_mode] if named else list(KVM_MODES))
+        # a named configuration, or a world file in a mode the default list lacks (dirty_ring),
+        # is explored in its own mode
+        own = named or (base is not None and base.kvm_mode not in KVM_MODES)
+        modes = args.kvm_mode or ([base.kvm_mode] if own else list(KVM_MODES))
         runs = [(mode, config_for(mode, base), bounds) for mode in modes]
     else:
         try:

@@ -43,7 +43,9 @@ class Config:
     (through a per-vCPU buffer of ``dirty_ring_buffer`` entries that reaches the ring at a VM
     exit; 0: no buffer); QEMU reaps the rings into its slot bitmaps and KVM_RESET_DIRTY_RINGS
     re-protects the pages. ``dirty_ring_with_bitmap``: KVM's backup bitmap for writes without a
-    running vCPU, collected by the last stage's sync (QEMU ``b20cc776922d``).
+    running vCPU, collected by the last stage's sync (QEMU ``b20cc776922d``). The three fields
+    mean nothing in the other modes (no ring, no backup bitmap) and are ignored there, so that an
+    engine may put one world in every mode in turn.
 
     ``free_page_hinting`` (off by default): the guest runs virtio-balloon's free page hinting
     (``impl/balloon.py``): it reports pages free, QEMU's iothread clears them from ``bmap``, and
@@ -101,8 +103,6 @@ class Config:
         if self.dirty_ring_buffer > MAX_DIRTY_RING_BUFFER:
             raise ValueError(f"dirty_ring_buffer must be within 0..{MAX_DIRTY_RING_BUFFER}, "
                              f"not {self.dirty_ring_buffer}")
-        if self.dirty_ring_with_bitmap and self.kvm_mode != DIRTY_RING:
-            raise ValueError("dirty_ring_with_bitmap needs kvm_mode dirty_ring")
         if self.vcpus < 1:
             raise ValueError("a guest needs at least one vCPU")
         if self.burst < 1:
