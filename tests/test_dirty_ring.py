@@ -280,6 +280,18 @@ def test_prove_says_in_one_line_that_it_claims_nothing_for_the_ring(tmp_path):
     assert "per-page" in p.stderr and "dirty_ring" in p.stderr
 
 
+def test_hunt_takes_the_ring_mode_and_its_manifest_world(tmp_path, capsys):
+    """``hunt --kvm-mode dirty_ring`` compares with the manifest's dirty_ring section (a ring
+    mutant by name, its expected verdict); ``--dirty-ring-with-bitmap`` without the mode is bad
+    input."""
+    from dirtyproof.cli.main import main
+    assert main(["hunt", "--kvm-mode", "dirty_ring", "--design", "ring-lazy-reset", "--schedules", "8",
+                 "--examples", "1", "--trace-dir", str(tmp_path)]) == 0
+    assert "ok   ring-lazy-reset" in capsys.readouterr().out
+    assert main(["hunt", "--dirty-ring-with-bitmap", "--design", "legacy"]) == 2
+    assert "needs --kvm-mode dirty_ring" in capsys.readouterr().err
+
+
 _SLOW = pytest.mark.skipif(not os.environ.get("DIRTYPROOF_SLOW"), reason="opt-in: DIRTYPROOF_SLOW=1")
 
 
