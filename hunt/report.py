@@ -180,7 +180,10 @@ class HuntViolation(AssertionError):
         lines = [head, f"world: kvm_mode={c.kvm_mode}, blocks {blocks}, word_bits={geo.word_bits}, "
                        f"clear_bmap_shift={geo.clear_bmap_shift}, switchover_pages={c.switchover_pages}, "
                        f"vcpus={c.vcpus}, burst={c.burst}, auto_converge={c.auto_converge}"
-                       + (", free page hinting on" if c.free_page_hinting else ""),
+                       + (", free page hinting on" if c.free_page_hinting else "")
+                       + (f", dirty ring {c.dirty_ring_size} entries, vCPU buffer {c.dirty_ring_buffer}"
+                          + (", backup bitmap" if c.dirty_ring_with_bitmap else "")
+                          if c.kvm_mode == "dirty_ring" else ""),
                  f"counterexample ({self.length} steps):", *self.report]
         for rv in self.rule_violations:
             lines.append(f"on the way: rule {rv.violation} at step {rv.step}")
