@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from dirtyproof.impl import World
+from dirtyproof.impl.config import DIRTY_RING
 from dirtyproof.impl.trace import Trace
 from dirtyproof.impl.world import ModelError, diff_snapshots
 
@@ -183,7 +184,7 @@ class HuntViolation(AssertionError):
                        + (", free page hinting on" if c.free_page_hinting else "")
                        + (f", dirty ring {c.dirty_ring_size} entries, vCPU buffer {c.dirty_ring_buffer}"
                           + (", backup bitmap" if c.dirty_ring_with_bitmap else "")
-                          if c.kvm_mode == "dirty_ring" else ""),
+                          if c.kvm_mode == DIRTY_RING else ""),
                  f"counterexample ({self.length} steps):", *self.report]
         for rv in self.rule_violations:
             lines.append(f"on the way: rule {rv.violation} at step {rv.step}")

@@ -22,9 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .bitmap import Bitmap
+from .config import DIRTY_RING
 from .geometry import SlotSpec
-
-DIRTY_RING = "dirty_ring"
 
 
 @dataclass
