@@ -9,7 +9,7 @@ from pathlib import Path
 from dirtyproof.impl import World
 from dirtyproof.impl.config import DIRTY_RING
 from dirtyproof.impl.trace import Trace
-from dirtyproof.impl.world import ModelError, diff_snapshots
+from dirtyproof.impl.world import NOVCPU, ModelError, diff_snapshots
 
 TRACE_DIR_ENV = "DIRTYPROOF_TRACE_DIR"
 DEFAULT_TRACE_DIR = ".dirtyproof/traces"
@@ -52,7 +52,7 @@ def step_list(design_cls, config, choices) -> list[str]:
             lines.append(f"  #{i:<4d} {ch[0]:10s} !! {exc}")
             break
         actor, arg = ch
-        page = f" [{w.page_name(arg)}]" if actor == "device" or actor.startswith("vcpu") else ""
+        page = f" [{w.page_name(arg)}]" if actor in ("device", NOVCPU) or actor.startswith("vcpu") else ""
         line = f"  #{i:<4d} {actor:10s} {label}{page}"
         if diffs:
             changed = diff_snapshots(before, w.snapshot())
