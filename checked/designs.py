@@ -13,6 +13,6 @@ def resolve(spec: str) -> type[Design]:
     """A design class from a shipped name, a corpus mutant's name (also the free-page-hinting
     and multifd mutants), ``module:Class`` or
     ``path/to/file.py:Class`` (:class:`dirtyproof.impl.designs.DesignError` otherwise)."""
-    from dirtyproof.mutants import HINTING_MUTANTS, MULTIFD_MUTANTS, MUTANTS
+    from dirtyproof.mutants import HINTING_MUTANTS, MULTIFD_MUTANTS, MUTANTS, RING_MUTANTS
 
-    return resolve_model(spec, extra={**MUTANTS, **HINTING_MUTANTS, **MULTIFD_MUTANTS})
+    return resolve_model(spec, extra={**MUTANTS, **HINTING_MUTANTS, **MULTIFD_MUTANTS, **RING_MUTANTS})

@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from .common import design_class, design_specs
 from .errors import UserError
-from .judges import RUN_SEEDS, RUN_STEPS, counting_verdict, explore_job, hunt_verdict, random_runs
+from .judges import RUN_SEEDS, RUN_STEPS, explore_job, tail_job
 from .paths import add_trace_dir_argument, output_file, trace_dir
 from .reports import Row, write_json, write_junit
 
@@ -111,8 +111,17 @@ def _prove_one(job):
     return out
 
 
-def _prove_all(jobs: list, processes: int) -> dict:
-    """Run the proofs, printing progress on stderr; {(spec, config): result}."""
+def _work_one(job):
+    """One job of the work pool: a proof ``("prove", spec, config, traces)`` or a design's other
+    engines ``("tail", spec, budget, traces)`` (:func:`.judges.tail_job`)."""
+    if job[0] == "prove":
+        return _prove_one(job[1:])
+    return tail_job(job[1:])
+
+
+def _work_all(jobs: list, processes: int) -> dict:
+    """Run the proofs and every design's runs, counting lemmas and hunt, on ``processes`` worker
+    processes, printing progress on stderr; ``{("prove", spec, config) or ("tail", spec): result}``."""
     from .failure import Reported
 
     total, done, results = len(jobs), 0, {}
@@ -123,18 +132,26 @@ def _prove_all(jobs: list, processes: int) -> dict:
         done += 1
         if r["error"] is not None:
             raise Reported(*r["error"])
-        results[(r["spec"], r["config"])] = r
-        sys.stderr.write(f"check: [{done}/{total}] prover {r['spec']} {r['config']}: {r['verdict']} "
-                         f"({r['seconds']:.1f} s)\n")
+        if "config" in r:
+            results[("prove", r["spec"], r["config"])] = r
+            sys.stderr.write(f"check: [{done}/{total}] prover {r['spec']} {r['config']}: {r['verdict']} "
+                             f"({r['seconds']:.1f} s)\n")
+        else:
+            results[("tail", r["spec"])] = r
+            bad = [f"{c}: {t}" for c, (t, _) in r["runs"].items() if t != "ok"]
+            sys.stderr.write(f"check: [{done}/{total}] runs, counting lemmas and hunt {r['spec']}: runs "
+                             f"{'ok' if not bad else bad[0]}, counting {r['counting'][0]}, hunt {r['hunt'][0]} "
+                             f"({sum(x[1] for x in r['runs'].values()) + r['counting'][2] + r['hunt'][3]:.1f} s)\n")
 
     if processes == 1:
         for j in jobs:
-            sys.stderr.write(f"check: proving {j[0]} {j[1]} ...\n")
-            finished(_prove_one(j))
+            sys.stderr.write(f"check: {'proving' if j[0] == 'prove' else 'runs, counting lemmas and hunt'} "
+                             f"{' '.join(map(str, j[1:3])) if j[0] == 'prove' else j[1]} ...\n")
+            finished(_work_one(j))
         return results
     ex = ProcessPoolExecutor(processes, initializer=_ignore_sigint)
     try:
-        pending = {ex.submit(_prove_one, j) for j in jobs}
+        pending = {ex.submit(_work_one, j) for j in jobs}
         last = time.perf_counter()
         while pending:
             ready, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -142,9 +159,9 @@ def _prove_all(jobs: list, processes: int) -> dict:
                 finished(f.result())
             if not ready and time.perf_counter() - last >= 2.0:
                 last = time.perf_counter()
-                sys.stderr.write(f"check: proving, {done}/{total} done, {last - t0:.0f} s\n")
+                sys.stderr.write(f"check: proving, running and hunting, {done}/{total} done, {last - t0:.0f} s\n")
     except BaseException:
-        # Ctrl-C or a failed proof: stop the workers now rather than wait for their queries
+        # Ctrl-C or a failed job: stop the workers now rather than wait for their queries
         stop_pool(ex)
         raise
     ex.shutdown(wait=True)
@@ -229,20 +246,19 @@ class _Explorations:
         stop_pool(self.ex)
 
 
-def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces, explorations=None) -> list[Row]:
-    """Every engine's rows for one design, with match decided."""
+def _judge(spec: str, cls, by: dict, expected: dict, explorations=None) -> list[Row]:
+    """Every engine's rows for one design, from the work pool's results ``by`` (and the
+    explorer's), with match decided."""
     from dirtyproof.proofs.runner import CONFIGS
 
     per, overall = _expectations(spec, cls, expected)
+    tail = by[("tail", spec)]
     rows: list[Row] = []
     found_unsafe = False
     for cfg in CONFIGS:
-        r = by[(spec, cfg)]
+        r = by[("prove", spec, cfg)]
         want = per[cfg]
-        sys.stderr.write(f"check: random runs {spec} {cfg} ...\n")
-        t = time.perf_counter()
-        runs = random_runs(cls, cfg)
-        rsec = time.perf_counter() - t
+        runs, rsec = tail["runs"][cfg]
         v = r["verdict"]
         found_unsafe |= v == "unsafe" or runs != "ok"
         if want is None:
@@ -254,9 +270,7 @@ def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces, expl
         run_want = "ok" if want == "safe" else "any"
         rows.append(Row(spec, "runs", cfg, run_want, runs, runs == "ok" or run_want == "any", rsec,
                         "" if runs == "ok" else runs))
-    sys.stderr.write(f"check: counting lemmas {spec} ...\n")
-    t = time.perf_counter()
-    counting, why = counting_verdict(cls)
+    counting, why, csec = tail["counting"]
     found_unsafe |= counting == "unsafe"
     cwant = "any" if per[CONFIGS[0]] is None else "safe"
     from dirtyproof.impl.designs import DESIGNS
@@ -268,15 +282,9 @@ def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces, expl
         why = why or "the counting lemmas do not cover this design's counters; the runs and the hunt check them"
     else:
         ok_counting = counting == cwant or (cwant == "any" and counting != "unknown")
-    rows.append(Row(spec, "counting", "all sizes", cwant, counting, ok_counting, time.perf_counter() - t, why))
-    t = time.perf_counter()
-    h, rep = hunt_verdict(cls, budget, spec, traces)
+    rows.append(Row(spec, "counting", "all sizes", cwant, counting, ok_counting, csec, why))
+    h, detail, trace, hsec = tail["hunt"]
     found_unsafe |= h == "unsafe"
-    detail, trace = "", None
-    if rep.found is not None:
-        detail = str(rep.found)
-        trace = getattr(rep.found, "trace_path", None)
-        trace = str(trace) if trace else None
     if explorations is not None:
         er = explorations.row(spec, cls)
         rows.append(er)
@@ -285,7 +293,7 @@ def _judge(spec: str, cls, by: dict, expected: dict, budget: float, traces, expl
     # a short hunt may miss a bug another engine found; it must not find one where none is expected
     rows.append(Row(spec, "hunt", "all configs", overall, h,
                     h == overall or (h == "safe" and overall == "unsafe" and found == "unsafe"),
-                    time.perf_counter() - t, detail, trace))
+                    hsec, detail, trace))
     rows.append(Row(spec, "verdict", "all engines", overall, found, found == overall, 0.0,
                     "" if found == overall else f"the engines together say {found}, expected {overall}"))
     return rows
@@ -343,24 +351,28 @@ def run(args) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     t0 = time.perf_counter()
-    sys.stderr.write(f"check: {len(specs)} design(s) x {len(CONFIGS)} configurations: proving on {args.jobs} "
-                     f"process(es), then random runs, counting lemmas and a {args.hunt_budget:g} s hunt each; the explorer's "
+    sys.stderr.write(f"check: {len(specs)} design(s) x {len(CONFIGS)} configurations: proving, random runs, "
+                     f"counting lemmas and a {args.hunt_budget:g} s hunt each on {args.jobs} process(es); the explorer's "
                      f"{chosen_bound()} bound on {args.jobs} more process(es) meanwhile\n")
-    jobs = [(s, c, str(traces)) for s in specs for c in CONFIGS]
-    # longest first (the unsafe ones search for counterexamples)
-    jobs.sort(key=lambda j: expected.get(j[0], {}).get(j[1], "safe") != "unsafe")
+    # longest first: the proofs that search for counterexamples, then every design's runs and
+    # hunt (seconds each), then the proofs expected safe (about a second each), so that the last
+    # jobs are short and no process idles while another finishes a long one
+    proofs = [("prove", s, c, str(traces)) for s in specs for c in CONFIGS]
+    proofs.sort(key=lambda j: expected.get(j[1], {}).get(j[2], "safe") != "unsafe")
+    unsafe = [j for j in proofs if expected.get(j[1], {}).get(j[2], "safe") == "unsafe"]
+    jobs = unsafe + [("tail", s, args.hunt_budget, str(traces)) for s in specs] + proofs[len(unsafe):]
     explorations = _Explorations(specs, traces, args.jobs)
     try:
-        by = _prove_all(jobs, args.jobs)
+        by = _work_all(jobs, args.jobs)
         rows: list[Row] = []
         for spec in specs:
-            rows += _judge(spec, classes[spec], by, expected, args.hunt_budget, traces, explorations)
+            rows += _judge(spec, classes[spec], by, expected, explorations)
     except BaseException:
         explorations.stop()
         raise
     explorations.ex.shutdown(wait=True)
     for spec in specs:
-        if by[(spec, CONFIGS[0])]["verdict"] == "n/a":
+        if by[("prove", spec, CONFIGS[0])]["verdict"] == "n/a":
             print(f"{spec}: no per-page encoding: judged by the random runs, the counting lemmas, the hunt and the explorer")
     print_table(rows)
     print(LEGEND)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from dirtyproof.impl.config import KVM_MODES
+from dirtyproof.impl.config import ALL_KVM_MODES, DIRTY_RING
 
 from .common import design_class, positive_int
 from .errors import UserError
@@ -35,8 +35,12 @@ def add_arguments(p) -> None:
     p.add_argument("--free-page-hinting", action="store_true",
                    help="every world's guest hints free pages (virtio-balloon, precopy notifiers); "
                         "expectations from the manifest's hinting section, --mutants hunts its mutants")
-    p.add_argument("--kvm-mode", choices=KVM_MODES,
-                   help="with --free-page-hinting: every world in this KVM mode (default: all modes in turn)")
+    p.add_argument("--kvm-mode", choices=ALL_KVM_MODES,
+                   help="with --free-page-hinting: every world in this KVM mode (default: all modes in turn); "
+                        "dirty_ring: every world with KVM's dirty ring (expectations from the manifest's "
+                        "dirty_ring section, --mutants hunts its mutants)")
+    p.add_argument("--dirty-ring-with-bitmap", action="store_true",
+                   help="with --kvm-mode dirty_ring: KVM's backup bitmap too (KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP)")
 
 
 # --free-page-hinting worlds with recorded expectations (the manifest's hinting section)
@@ -44,28 +48,41 @@ HINT_WORLDS = {None: "all-modes", "legacy": "legacy-kvm"}
 
 
 def hint_overrides(args) -> tuple[dict | None, str | None]:
-    """The Config overrides of every hunted world, and the manifest's hinting world they are
-    (``None``: no recorded expectations for that world)."""
+    """The Config overrides of every hunted world, and the manifest's world they are, as
+    ``section/world`` (``None``: no recorded expectations for that world)."""
+    ring = getattr(args, "kvm_mode", None) == DIRTY_RING
+    if getattr(args, "dirty_ring_with_bitmap", False) and not ring:
+        raise UserError("--dirty-ring-with-bitmap needs --kvm-mode dirty_ring")
     if not getattr(args, "free_page_hinting", False):
+        if ring:
+            bitmap = bool(getattr(args, "dirty_ring_with_bitmap", False))
+            overrides = {"kvm_mode": DIRTY_RING, **({"dirty_ring_with_bitmap": True} if bitmap else {})}
+            return overrides, f"dirty_ring/{'ring-with-bitmap' if bitmap else 'ring'}"
         if getattr(args, "kvm_mode", None):
-            raise UserError("--kvm-mode narrows a --free-page-hinting hunt; without it the hunt covers every mode")
+            raise UserError("--kvm-mode narrows a --free-page-hinting hunt (or is dirty_ring); without it "
+                            "the hunt covers every mode")
         return None, None
     overrides = {"free_page_hinting": True}
     if args.kvm_mode:
         overrides["kvm_mode"] = args.kvm_mode
-    return overrides, HINT_WORLDS.get(args.kvm_mode)
+    world = HINT_WORLDS.get(args.kvm_mode)
+    return overrides, world and f"hinting/{world}"
 
 
 def _targets(args, hint_world: str | None = None) -> list[tuple[str, type, dict | None]]:
     """(name, class, manifest entry or None) for every design to hunt."""
     from dirtyproof.impl.designs import DESIGNS
-    from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS, load_manifest
+    from dirtyproof.mutants import HINTING_MUTANTS, MUTANTS, RING_MUTANTS, load_manifest
 
     manifest = load_manifest()
     expected = {**manifest.get("designs", {}), **manifest.get("mutants", {})}
-    if getattr(args, "free_page_hinting", False):
-        expected = dict(manifest.get("hinting", {}).get(hint_world, {})) if hint_world else {}
-        MUTANTS = HINTING_MUTANTS       # the corpus a hinting hunt goes through
+    if getattr(args, "free_page_hinting", False) or getattr(args, "kvm_mode", None) == DIRTY_RING:
+        section, _, world = (hint_world or "/").partition("/")
+        expected = dict(manifest.get(section, {}).get(world, {})) if hint_world else {}
+        # the corpus a hinting or dirty ring hunt goes through (a dirty ring world's: the mutants
+        # its manifest world lists, as the backup bitmap's mutant needs the backup bitmap)
+        MUTANTS = HINTING_MUTANTS if getattr(args, "free_page_hinting", False) else {
+            n: c for n, c in RING_MUTANTS.items() if n in expected}
     if args.design is not None:
         if args.mutants:
             raise UserError("--mutants hunts the whole corpus; it cannot be combined with --design")

@@ -47,17 +47,52 @@ def counting_verdict(cls) -> tuple[str, str]:
         return "unknown", f"the design's sync cannot be run alone: {describe(exc)}"
 
 
-def hunt_verdict(cls, budget: float, label: str, trace_dir=None) -> tuple[str, object]:
-    """The hunter's verdict for ``cls`` after ``budget`` seconds (progress on stderr each second)
-    and its report."""
+def hunt_verdict(cls, budget: float, label: str, trace_dir=None, progress: bool = True) -> tuple[str, object]:
+    """The hunter's verdict for ``cls`` after ``budget`` seconds (progress on stderr each second
+    unless ``progress`` is false: a worker's caller shows its own) and its report."""
     from dirtyproof.hunt.runner import hunt
 
     def show(stats, elapsed):
         sys.stderr.write(f"check: hunting {label}: {elapsed:4.1f}/{budget:g} s, {stats.get('schedules', 0)} "
                          f"schedules, {stats.get('examples', 0)} examples\n")
-    rep = hunt(cls, budget=budget, seed=0, progress=show,
+    rep = hunt(cls, budget=budget, seed=0, progress=show if progress else None,
                trace_dir=None if trace_dir is None else str(trace_dir))
     return rep.verdict, rep
+
+
+def tail_job(job) -> dict:
+    """The engines of one design besides the prover and the explorer, in a worker process
+    (``job``: the design's spec, the hunt's budget in seconds, the trace folder): the seeded
+    random runs in every configuration, the counting lemmas and the hunt, each with its seconds,
+    as plain data: ``{"spec", "runs": {config: [text, s]}, "counting": [verdict, why, s],
+    "hunt": [verdict, detail, trace, s], "error"}``. ``check`` runs these beside the proofs, so
+    that no core waits for a serial tail."""
+    import time
+    spec, budget, traces = job
+    out = {"spec": spec, "runs": {}, "counting": None, "hunt": None, "error": None}
+    try:
+        from dirtyproof.checked import resolve
+        from dirtyproof.proofs.runner import CONFIGS
+        cls = resolve(spec)
+        for cfg in CONFIGS:
+            t = time.perf_counter()
+            out["runs"][cfg] = [random_runs(cls, cfg), time.perf_counter() - t]
+        t = time.perf_counter()
+        out["counting"] = [*counting_verdict(cls), time.perf_counter() - t]
+        t = time.perf_counter()
+        verdict, rep = hunt_verdict(cls, budget, spec, traces, progress=False)
+        detail, trace = "", None
+        if rep.found is not None:
+            detail = str(rep.found)
+            trace = getattr(rep.found, "trace_path", None)
+            trace = str(trace) if trace else None
+        out["hunt"] = [verdict, detail, trace, time.perf_counter() - t]
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - classified here, reported by the parent
+        from .failure import classify
+        out["error"] = classify(exc)
+    return out
 
 
 def explore_job(job) -> dict:
@@ -82,4 +117,4 @@ def explore_job(job) -> dict:
     return out
 
 
-__all__ = ["RUN_SEEDS", "RUN_STEPS", "counting_verdict", "explore_job", "hunt_verdict", "random_runs"]
+__all__ = ["RUN_SEEDS", "RUN_STEPS", "counting_verdict", "explore_job", "hunt_verdict", "random_runs", "tail_job"]

@@ -91,11 +91,12 @@ def config_from_args(args):
 
 def add_world_arguments(p: argparse.ArgumentParser) -> None:
     """Flags that shape the world: ``--config``, ``--kvm-mode``, ``--geometry``."""
-    from dirtyproof.impl.config import KVM_MODES
+    from dirtyproof.impl.config import ALL_KVM_MODES
     p.add_argument("--config", metavar="KVM_MODE/GEOMETRY|FILE",
                    help="the world: a configuration as prove names them (manual/mixed) or a JSON file "
                         "of Config fields")
-    p.add_argument("--kvm-mode", choices=KVM_MODES, help="KVM dirty-log mode (default: manual)")
+    p.add_argument("--kvm-mode", choices=ALL_KVM_MODES,
+                   help="KVM dirty-log mode (default: manual; dirty_ring: KVM's per-vCPU dirty rings)")
     p.add_argument("--geometry", choices=("mixed", "aligned", "unaligned"),
                    help="block layout (default: mixed)")
     p.add_argument("--free-page-hinting", action="store_true",
@@ -108,7 +109,7 @@ def cmd_designs(args) -> int:
     for name, cls in DESIGNS.items():
         print(f"{name:14s} {cls.summary}")
     try:
-        from dirtyproof.mutants import HINTING_MUTANTS, MULTIFD_MUTANTS, MUTANTS
+        from dirtyproof.mutants import HINTING_MUTANTS, MULTIFD_MUTANTS, MUTANTS, RING_MUTANTS
         if args.mutants:
             for name, cls in MUTANTS.items():
                 print(f"{name:28s} (mutant) {cls.summary}")
@@ -116,6 +117,8 @@ def cmd_designs(args) -> int:
                 print(f"{name:28s} (mutant, with --free-page-hinting) {cls.summary}")
             for name, cls in MULTIFD_MUTANTS.items():
                 print(f"{name:28s} (mutant, with multifd_channels > 0) {cls.summary}")
+            for name, cls in RING_MUTANTS.items():
+                print(f"{name:28s} (mutant, with --kvm-mode dirty_ring) {cls.summary}")
     except ImportError:
         pass
     return 0

@@ -44,7 +44,9 @@ def _version(text: str) -> tuple[int, ...]:
 def add_arguments(p) -> None:
     """The conform verb's flags."""
     rec = p.add_argument_group("check a recorded run instead of running one")
-    rec.add_argument("--trace", metavar="FILE", help="QEMU's trace log of the source (-msg timestamp=on)")
+    # --qemu-trace, not --trace: run's --trace writes a model trace, this reads QEMU's own log.
+    rec.add_argument("--qemu-trace", metavar="FILE", help="QEMU's trace log of the source (-msg timestamp=on)")
+    rec.add_argument("--trace", dest="old_trace", help=argparse.SUPPRESS)
     rec.add_argument("--samples", metavar="FILE", help="query-migrate samples, JSON lines (as --save-samples writes)")
     rec.add_argument("--qemu-version", type=_version, metavar="X.Y.Z",
                      help="QEMU's version, when the samples file has no header (9.2+ is the periodic design)")
@@ -67,17 +69,18 @@ def add_arguments(p) -> None:
                      help="cancel the migration after this long (default: %(default)s)")
     run.add_argument("--guest-check", action=argparse.BooleanOptionalAction, default=True,
                      help="the guest checks every page before rewriting it (default: on)")
-    run.add_argument("--save-trace", metavar="FILE", help="keep the source's trace log here")
+    run.add_argument("--save-qemu-trace", metavar="FILE", help="keep the source's trace log here")
+    run.add_argument("--save-trace", dest="old_save_trace", help=argparse.SUPPRESS)
     run.add_argument("--save-samples", metavar="FILE", help="keep the samples (and results) here")
     p.add_argument("--quiet", action="store_true", help="print only broken rules and the summary")
 
 
 def _record_from_files(args):
     from .trace import RecordError, load_record
-    if not args.trace:
-        raise UserError("--samples needs --trace")
+    if not args.qemu_trace:
+        raise UserError("--samples needs --qemu-trace")
     try:
-        return load_record(args.trace, args.samples)
+        return load_record(args.qemu_trace, args.samples)
     except RecordError as exc:
         raise UserError(str(exc)) from None
 
@@ -117,7 +120,7 @@ def _run(args):
             dirs = data_dirs(root)
     _check_qemu(qemu, "--qemu-root" if args.qemu_root else "--qemu")
     from dirtyproof.cli.paths import output_file
-    output_file(args.save_trace, "--save-trace")          # before a minute of migration, not after
+    output_file(args.save_qemu_trace, "--save-qemu-trace")          # before a minute of migration, not after
     output_file(args.save_samples, "--save-samples")
     params = RunParams(qemu=qemu, data_dirs=dirs, hot_mib=args.hot_mib, delay=args.delay,
                        bandwidth=args.bandwidth, downtime_ms=args.downtime,
@@ -154,8 +157,8 @@ def _run(args):
         signal.signal(signal.SIGTERM, previous)
         if ticks and not args.quiet:
             sys.stderr.write("\n")
-    if args.save_trace or args.save_samples:
-        save_record(rec, args.save_trace or "/dev/null", args.save_samples or "/dev/null")
+    if args.save_qemu_trace or args.save_samples:
+        save_record(rec, args.save_qemu_trace or "/dev/null", args.save_samples or "/dev/null")
     try:
         header, samples, result = parse_samples("\n".join(rec.samples_lines()))
         return build_record(parse_trace(rec.trace_text, "the source's trace"), header, samples, result)
@@ -168,7 +171,11 @@ def run(args) -> int:
     from .report import print_report
     from .rules import check_record
 
-    if args.trace or args.samples:
+    for old, new in (("old_trace", "--qemu-trace"), ("old_save_trace", "--save-qemu-trace")):
+        if getattr(args, old) is not None:
+            raise UserError(f"conform: --{old[4:].replace('_', '-')} is called {new} now (QEMU's trace log; "
+                            "run's --trace writes a model trace)")
+    if args.qemu_trace or args.samples:
         rec = _record_from_files(args)
     else:
         rec = _run(args)

@@ -313,6 +313,6 @@ def _check_end_to_end(p: RunParams, rec: RunRecord, d: Path, qs: QMP, qd: QMP) -
 
 
 def save_record(rec: RunRecord, trace_path: Path, samples_path: Path) -> None:
-    """Write a run's source trace and its samples file (what ``--trace``/``--samples`` read)."""
+    """Write a run's source trace and its samples file (what ``--qemu-trace``/``--samples`` read)."""
     Path(trace_path).write_text(rec.trace_text)
     Path(samples_path).write_text("\n".join(rec.samples_lines()) + "\n")

@@ -4,6 +4,8 @@ A choice is the ``[actor, arg]`` of :meth:`World.step`, so a path of choices is 
 """
 from __future__ import annotations
 
+from dirtyproof.impl.world import NOVCPU
+
 # Budget slots of a path (see Bounds.budgets).
 GUEST, DEVICE, CLOCK, CANCEL, MOVES, PREEMPT, LAST = range(7)
 
@@ -74,6 +76,9 @@ def enabled(w, budgets, pers, pages) -> tuple[list, list]:
             env.extend((["vcpu0", p], GUEST) for p in pages)
         if budgets[DEVICE]:
             env.extend((["device", p], DEVICE) for p in pages)
+            if w.kvm.with_bitmap:
+                # a write KVM makes without a vCPU (dirty ring with the backup bitmap) is a device move
+                env.extend(([NOVCPU, p], DEVICE) for p in pages)
         if budgets[GUEST] and w.balloon is not None:
             # a hinting guest's free-page report is a guest move too (Config.free_page_hinting)
             env.extend((["guest-hint", p], GUEST) for p in pages)

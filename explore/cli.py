@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dirtyproof.cli.common import design_class, names_a_configuration, positive_int
 from dirtyproof.cli.errors import UserError
-from dirtyproof.impl.config import KVM_MODES
+from dirtyproof.impl.config import ALL_KVM_MODES, KVM_MODES
 
 from .bounds import Bounds
 from .engine import ORDERS
@@ -24,8 +24,9 @@ def add_arguments(p) -> None:
     d = Bounds()
     p.add_argument("--design", default="legacy", metavar="NAME|module:Class",
                    help="a shipped design, a mutant of the corpus or a user class (default: legacy)")
-    p.add_argument("--kvm-mode", choices=KVM_MODES, action="append",
-                   help="KVM dirty-log mode; repeat for several (default: every mode)")
+    p.add_argument("--kvm-mode", choices=ALL_KVM_MODES, action="append",
+                   help="KVM dirty-log mode; repeat for several (default: every mode but dirty_ring, "
+                        "which runs where it is asked for)")
     p.add_argument("--config", metavar="KVM_MODE/GEOMETRY|FILE", help="the explored world, as for run: a "
                    "configuration as prove names them (manual/mixed: that mode unless --kvm-mode) or a "
                    "JSON file of Config fields "
@@ -116,7 +117,10 @@ def run(args) -> int:
         bounds = bounds_from_args(args)
         base = _config_file(args.config) if args.config else None
         named = args.config is not None and names_a_configuration(args.config)
-        modes = args.kvm_mode or ([base.kvm_mode] if named else list(KVM_MODES))
+        # a named configuration, or a world file in a mode the default list lacks (dirty_ring),
+        # is explored in its own mode
+        own = named or (base is not None and base.kvm_mode not in KVM_MODES)
+        modes = args.kvm_mode or ([base.kvm_mode] if own else list(KVM_MODES))
         runs = [(mode, config_for(mode, base), bounds) for mode in modes]
     else:
         try:
@@ -129,6 +133,9 @@ def run(args) -> int:
         for line in describe(entries):
             print(f"  {line}")
         runs = [r for r in portfolio_runs(entries) if not args.kvm_mode or r[1].kvm_mode in args.kvm_mode]
+        # a mode the portfolio does not list by default (dirty_ring) runs each entry's world in it
+        runs += [(f"{e.name}/{m}", e.config_for(m), e.bounds) for e in entries
+                 for m in dict.fromkeys(args.kvm_mode or ()) if m not in e.modes]
     status = 0
     sys.stderr.write(f"explore: {args.design}: {len(runs)} run(s) ...\n")
     for out in explore_runs(cls, args.design, runs, red, order=args.order, trace_dir=args.trace_dir,

@@ -33,6 +33,9 @@ from .bounds import Bounds
 from .choices import MOVES, after_thread, enabled, periods, preempted, terminal
 from .fingerprint import fingerprint
 from .footprint import recording, track, track_mig, writes_of
+from dirtyproof.impl.config import DIRTY_RING
+
+from .reductions import NONE as NO_REDUCTIONS
 from .reductions import Reductions
 from .undo import Snapshot
 
@@ -86,6 +89,10 @@ class Explorer:
         self._broken: list = []          # rule violations of the transition being taken
         self.bounds = bounds or Bounds()
         self.red = reductions or Reductions()
+        if config.kvm_mode == DIRTY_RING:
+            # the footprints (explore/footprint.py) do not record the rings and vCPU buffers, so
+            # no move commutes with a step in a dirty ring world as far as they can tell
+            self.red = NO_REDUCTIONS
         self.progress = progress
         self.periods = periods(config)
         probe = World(config, design_cls)

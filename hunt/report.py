@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from dirtyproof.impl import World
+from dirtyproof.impl.config import DIRTY_RING
 from dirtyproof.impl.trace import Trace
-from dirtyproof.impl.world import ModelError, diff_snapshots
+from dirtyproof.impl.world import NOVCPU, ModelError, diff_snapshots
 
 TRACE_DIR_ENV = "DIRTYPROOF_TRACE_DIR"
 DEFAULT_TRACE_DIR = ".dirtyproof/traces"
@@ -51,7 +52,7 @@ def step_list(design_cls, config, choices) -> list[str]:
             lines.append(f"  #{i:<4d} {ch[0]:10s} !! {exc}")
             break
         actor, arg = ch
-        page = f" [{w.page_name(arg)}]" if actor == "device" or actor.startswith("vcpu") else ""
+        page = f" [{w.page_name(arg)}]" if actor in ("device", NOVCPU) or actor.startswith("vcpu") else ""
         line = f"  #{i:<4d} {actor:10s} {label}{page}"
         if diffs:
             changed = diff_snapshots(before, w.snapshot())
@@ -180,7 +181,10 @@ class HuntViolation(AssertionError):
         lines = [head, f"world: kvm_mode={c.kvm_mode}, blocks {blocks}, word_bits={geo.word_bits}, "
                        f"clear_bmap_shift={geo.clear_bmap_shift}, switchover_pages={c.switchover_pages}, "
                        f"vcpus={c.vcpus}, burst={c.burst}, auto_converge={c.auto_converge}"
-                       + (", free page hinting on" if c.free_page_hinting else ""),
+                       + (", free page hinting on" if c.free_page_hinting else "")
+                       + (f", dirty ring {c.dirty_ring_size} entries, vCPU buffer {c.dirty_ring_buffer}"
+                          + (", backup bitmap" if c.dirty_ring_with_bitmap else "")
+                          if c.kvm_mode == DIRTY_RING else ""),
                  f"counterexample ({self.length} steps):", *self.report]
         for rv in self.rule_violations:
             lines.append(f"on the way: rule {rv.violation} at step {rv.step}")

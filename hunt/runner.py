@@ -290,6 +290,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
 
     from .report import design_spec_of, note_rule
     from .strategies import is_plain, sweep_arm
+    from .swarm import draw_ring
 
     stats = {} if stats is None else stats
     total = ran = 0
@@ -299,7 +300,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if deadline is not None and time.perf_counter() >= deadline:
             break
         cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
-        cfg = with_overrides(cfg, config_overrides)
+        cfg = draw_ring(with_overrides(cfg, config_overrides), sweep_seed(seed, i), config_overrides)
         if stats.get("full_width_only"):
             cfg = _at_full_width(cfg)
         try:
@@ -314,7 +315,8 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
                 f"the design crashes in a {cfg.geometry.word_bits}-bit-word world ({exc}); its swarm "
                 f"schedules from {i} on run at {BITS_PER_LONG}-bit words")
             cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
-            cfg = _at_full_width(with_overrides(cfg, config_overrides))
+            cfg = _at_full_width(draw_ring(with_overrides(cfg, config_overrides), sweep_seed(seed, i),
+                                           config_overrides))
             res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
         if res.violation is None and not res.completed:
             from dirtyproof.spec import Violation

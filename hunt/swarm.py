@@ -31,12 +31,14 @@ counterexample's trace records the drawn config (world included) and its choices
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
 from dirtyproof.impl import BlockSpec, Config, Geometry
-from dirtyproof.impl.config import KVM_MODES
-from dirtyproof.impl.scheduler import NO_LIFECYCLE_STEP, RandomScheduler, lifecycle_choice
+from dirtyproof.impl.config import DIRTY_RING, KVM_MODES
+from dirtyproof.impl.scheduler import NO_LIFECYCLE_STEP, NOVCPU_WEIGHT, RandomScheduler, lifecycle_choice
+from dirtyproof.impl.world import NOVCPU
 
 # Features a schedule may switch off (Groce et al.: omitting a feature lets the others reach
 # states it would interrupt). Each is off with probability FEATURE_OFF.
@@ -172,6 +174,18 @@ def draw_config(r: random.Random, geo: Geometry, off: frozenset) -> Config:
     )
 
 
+def draw_ring(cfg: Config, seed: int, overrides: dict | None = None) -> Config:
+    """``cfg`` with, in a dirty ring world, the ring size (1-8 entries: a full ring is reached in
+    small worlds) and the vCPU buffer (0-3 entries) drawn from schedule seed ``seed`` by an RNG of
+    their own, so that every other draw of the seed stays as it was; fields ``overrides`` fixes
+    are kept. Other worlds are returned as they are."""
+    if cfg.kvm_mode != DIRTY_RING:
+        return cfg
+    r = random.Random(f"dirty-ring/{seed}")
+    kw = {"dirty_ring_size": r.choice((1, 2, 4, 4, 8)), "dirty_ring_buffer": r.choice((0, 1, 2, 2, 3))}
+    return dataclasses.replace(cfg, **{k: v for k, v in kw.items() if k not in (overrides or {})})
+
+
 def draw(seed: int) -> SwarmDraw:
     """Everything schedule ``seed`` runs with: features off, world, config, weights."""
     r = _rng(seed, "features")
@@ -304,6 +318,9 @@ class SwarmScheduler(RandomScheduler):
             if w.balloon is not None:   # free-page-hinting worlds only: no extra draw elsewhere
                 names.append("guest-hint")
                 weights.append(HINT_WEIGHT)
+            if w.kvm.with_bitmap:       # dirty ring with the backup bitmap only, likewise
+                names.append(NOVCPU)
+                weights.append(sw.w_device or NOVCPU_WEIGHT)
         names.append("clock")
         weights.append(sw.w_clock if free else 0.2)
         window = fetch_window(w) if sw.w_device and w.vm_running and "fetch-aim" not in sw.off else None
@@ -312,7 +329,7 @@ class SwarmScheduler(RandomScheduler):
         name = rng.choices(names, weights)[0]
         if name == "device" and window:
             return [name, window[0]]
-        if name in ("device", "guest-hint") or name.startswith("vcpu"):
+        if name in ("device", "guest-hint", NOVCPU) or name.startswith("vcpu"):
             return [name, self._page(w)]
         if name == "clock":
             ms = rng.choice(sw.clocks)

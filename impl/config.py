@@ -5,7 +5,18 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .geometry import Geometry
 
+# The KVM modes every shipped engine loops over by default (check's gate, the explorer's default
+# bound, the prover's configurations): adding one would make each of them a third slower.
 KVM_MODES = ("legacy", "manual", "initially_set")
+# KVM's dirty ring (KVM_CAP_DIRTY_LOG_RING, impl/kvm.py): accepted everywhere a mode is named and
+# run where it is asked for (``--kvm-mode dirty_ring``, the manifest's ``dirty_ring`` section).
+DIRTY_RING = "dirty_ring"
+ALL_KVM_MODES = KVM_MODES + (DIRTY_RING,)
+# QEMU's dirty-ring-size is 1024..65536 entries; the model's rings are far smaller so that a full
+# ring (the vCPU's KVM_EXIT_DIRTY_RING_FULL) happens in small worlds. A power of two, as KVM wants.
+MAX_DIRTY_RING_SIZE = 65536
+# the per-vCPU hardware log before the ring (Intel PML: 512 entries); 0: writes reach the ring at once
+MAX_DIRTY_RING_BUFFER = 512
 TARGET_PAGE_SIZE = 4096
 # The largest ram_addr space a world may have: the model keeps three int32 versions and several
 # bitmaps per page (about 13 bytes), so 2^30 pages (a 4 TiB guest) already need some 14 GiB.
@@ -26,6 +37,15 @@ class Config:
     ``multifd_channels`` (0 by default: ``ram_save_page`` reads and delivers in order): that many
     multifd channels (``impl/multifd.py``): the migration thread queues a page after taking its
     bit, a channel reads and delivers it later, the channels are flushed once per round.
+
+    ``kvm_mode="dirty_ring"`` (KVM_CAP_DIRTY_LOG_RING, ``impl/kvm.py``): a vCPU's first write to a
+    write-protected page pushes the page to that vCPU's ring of ``dirty_ring_size`` entries
+    (through a per-vCPU buffer of ``dirty_ring_buffer`` entries that reaches the ring at a VM
+    exit; 0: no buffer); QEMU reaps the rings into its slot bitmaps and KVM_RESET_DIRTY_RINGS
+    re-protects the pages. ``dirty_ring_with_bitmap``: KVM's backup bitmap for writes without a
+    running vCPU, collected by the last stage's sync (QEMU ``b20cc776922d``). The three fields
+    mean nothing in the other modes (no ring, no backup bitmap) and are ignored there, so that an
+    engine may put one world in every mode in turn.
 
     ``free_page_hinting`` (off by default): the guest runs virtio-balloon's free page hinting
     (``impl/balloon.py``): it reports pages free, QEMU's iothread clears them from ``bmap``, and
@@ -52,6 +72,11 @@ class Config:
     failover_unplug_ms: int = 0
     free_page_hinting: bool = False      # a virtio-balloon guest that hints free pages (impl/balloon.py)
     multifd_channels: int = 0            # multifd send channels (impl/multifd.py); 0: one in-order stream
+    # dirty ring mode only (kvm_mode="dirty_ring", impl/kvm.py): entries per vCPU ring, the
+    # per-vCPU buffer before the ring, and KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP (the backup bitmap)
+    dirty_ring_size: int = 4
+    dirty_ring_buffer: int = 2
+    dirty_ring_with_bitmap: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.geometry, Geometry):
@@ -59,8 +84,8 @@ class Config:
         if self.geometry.ram_pages > MAX_RAM_PAGES:
             raise ValueError(f"the geometry spans {self.geometry.ram_pages} pages; the model handles at most "
                              f"{MAX_RAM_PAGES} (2^30, about 13 bytes of model state per page)")
-        if self.kvm_mode not in KVM_MODES:
-            raise ValueError(f"unknown KVM mode {self.kvm_mode!r} (choose from {', '.join(KVM_MODES)})")
+        if self.kvm_mode not in ALL_KVM_MODES:
+            raise ValueError(f"unknown KVM mode {self.kvm_mode!r} (choose from {', '.join(ALL_KVM_MODES)})")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.type in ("int",) and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
@@ -70,6 +95,14 @@ class Config:
         if self.multifd_channels > MAX_MULTIFD_CHANNELS:
             raise ValueError(f"multifd_channels must be within 0..{MAX_MULTIFD_CHANNELS}, "
                              f"not {self.multifd_channels}")
+        if not isinstance(self.dirty_ring_with_bitmap, bool):
+            raise ValueError(f"dirty_ring_with_bitmap must be true or false, not {self.dirty_ring_with_bitmap!r}")
+        n = self.dirty_ring_size
+        if not 1 <= n <= MAX_DIRTY_RING_SIZE or n & (n - 1):
+            raise ValueError(f"dirty_ring_size must be a power of two within 1..{MAX_DIRTY_RING_SIZE}, not {n}")
+        if self.dirty_ring_buffer > MAX_DIRTY_RING_BUFFER:
+            raise ValueError(f"dirty_ring_buffer must be within 0..{MAX_DIRTY_RING_BUFFER}, "
+                             f"not {self.dirty_ring_buffer}")
         if self.vcpus < 1:
             raise ValueError("a guest needs at least one vCPU")
         if self.burst < 1:
@@ -79,8 +112,9 @@ class Config:
 
     @property
     def manual_protect(self) -> bool:
-        """Whether KVM runs with manual dirty-log protect (CLEAR re-protects)."""
-        return self.kvm_mode != "legacy"
+        """Whether KVM runs with manual dirty-log protect (CLEAR re-protects). QEMU enables it
+        only without the dirty ring (kvm_init: the ring needs every page protected at start)."""
+        return self.kvm_mode not in ("legacy", DIRTY_RING)
 
     def to_json(self) -> dict:
         """A JSON-able form, recorded in traces."""

@@ -31,6 +31,8 @@ its own operations (``read_page``, ``deliver``, ``kvm.log_start``):
   Any later write (a reuse) makes it owed again. Kept across attempts: it is a fact of the guest.
 - **period truth**: ``bmap`` bits newly set while ``bitmap_mutex`` was held, since QEMU's rate
   period last started (``time_last_bitmap_sync`` moved).
+- **the last kick** (dirty ring): the ``kvm_log_sync_global`` call (its region object) inside
+  which the vCPUs were last kicked, so that a reap can tell whether its own log sync kicked first.
 """
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ class Ghost:
     declared_free: dict = field(default_factory=dict)   # page -> version when the guest reported it free
     queued: dict = field(default_factory=dict)   # page -> multifd queueings not yet read by a channel
     landed: dict = field(default_factory=dict)   # page -> newest version delivered this attempt
+    ring_kick_region: object = None    # the kvm_log_sync_global region of the last kick (dirty ring)
 
     def hands_of(self, actor: str) -> Hands:
         """The (possibly empty) hands of ``actor``."""

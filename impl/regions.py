@@ -23,6 +23,9 @@ REGION_METHODS = (
     "memory_region_clear_dirty_bitmap", "kvm_log_clear_one_slot", "ram_save_page", "migration_completion",
     "migration_iteration_finish", "ram_save_complete", "migration_cancel", "qemu_savevm_wait_unplug",
     "migrate_fd_cleanup", "join_threads",
+    # dirty ring mode (impl/designs/base.py): the rule kick-before-reap reads the log sync's region
+    "kvm_log_sync_global", "kvm_dirty_ring_flush", "kvm_dirty_ring_reap", "kvm_dirty_ring_reap_one",
+    "kvm_dirty_ring_reaper_thread",
 )
 
 

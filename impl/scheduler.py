@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import random
 
-from .world import BadChoice, ModelError, World
+from .world import NOVCPU, BadChoice, ModelError, World
 
 CLOCK_STEPS_MS = (10, 100, 500, 1000, 2500)
 # Weight of the guest reporting a free page (free-page hinting worlds), beside a vCPU write's 2.0.
 HINT_WEIGHT = 1.0
+# Weight of a write KVM makes without a vCPU (dirty ring with the backup bitmap), as a device's.
+NOVCPU_WEIGHT = 0.4
 
 
 NO_LIFECYCLE_STEP = object()
@@ -86,6 +88,9 @@ class RandomScheduler:
             if w.balloon is not None:     # only in hinting worlds: other seeds' choices stay as they were
                 names.append("guest-hint")
                 weights.append(HINT_WEIGHT)
+            if w.kvm.with_bitmap:         # dirty ring with the backup bitmap only, likewise
+                names.append(NOVCPU)
+                weights.append(NOVCPU_WEIGHT)
         names.append("clock")
         weights.append(0.6 if free_run else 0.2)
         if free_run and self.cancels_left and w.can_cancel() and rng.random() < 0.002:
@@ -99,7 +104,7 @@ class RandomScheduler:
             r -= wt
             if r <= 0:
                 break
-        if name in ("device", "guest-hint") or name.startswith("vcpu"):
+        if name in ("device", "guest-hint", NOVCPU) or name.startswith("vcpu"):
             return [name, self._page(w)]
         if name == "clock":
             if not runnable:

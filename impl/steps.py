@@ -18,6 +18,8 @@ WAIT, JOIN, SLEEP, EXIT = "wait", "join", "sleep", "exit"
 INIT_BITMAPS, SETUP_DONE, ITERATE_DONE = "init_bitmaps", "setup_done", "iterate_done"
 VM_STOP, COMPLETE_DRAINED, STREAM_COMPLETE, CLEANUP, CANCELLED = (
     "vm_stop", "complete_drained", "stream_complete", "cleanup", "cancelled")
+# migration_completion_end: the state becomes COMPLETED under the BQL, unless a cancel came first
+COMPLETION_END = "completion_end"
 # the lifecycle's other steps: helper threads started (state still SETUP), the WAIT_UNPLUG phase,
 # migration_iteration_finish, qemu_savevm_state_cleanup (impl/designs/base.py)
 THREADS_STARTED, WAIT_UNPLUG, ITERATION_FINISH, SAVEVM_CLEANUP = (
@@ -36,16 +38,20 @@ PRECOPY_NOTIFY, FREE_PAGE_VQ, FREE_PAGE_HINT = "precopy_notify", "free_page_vq",
 # multifd (impl/multifd.py): queue a page, a channel's read and delivery, waits, the per-round flush
 MULTIFD_QUEUE, MULTIFD_SEND, MULTIFD_RECV, MULTIFD_WAIT, MULTIFD_SYNC = (
     "multifd_queue", "multifd_send", "multifd_recv", "multifd_wait", "multifd_sync")
+# the dirty ring (impl/kvm.py): the kick, one vCPU ring's harvest, KVM_RESET_DIRTY_RINGS, one
+# slot's publication (and zeroing) by the log sync, the reaper thread's BQL release
+RING_KICK, RING_REAP, RING_RESET, RING_PUBLISH, REAPER_DONE = (
+    "ring_kick", "ring_reap", "ring_reset", "ring_publish", "reaper_done")
 # a step of a user's design that no consumer needs to understand (free text)
 NOTE = "note"
 
 KINDS = frozenset((WAIT, JOIN, SLEEP, EXIT, INIT_BITMAPS, SETUP_DONE, ITERATE_DONE, VM_STOP, COMPLETE_DRAINED,
-                   STREAM_COMPLETE, CLEANUP, CANCELLED, THREADS_STARTED, WAIT_UNPLUG, ITERATION_FINISH,
+                   STREAM_COMPLETE, COMPLETION_END, CLEANUP, CANCELLED, THREADS_STARTED, WAIT_UNPLUG, ITERATION_FINISH,
                    SAVEVM_CLEANUP, KVM_GET, KVM_OR, SYNC_DONE, L2_XCHG, L2_READ_WORD,
                    L2_ZERO_WORD, CLEAR_BMAP_SET, L2_TEST_AND_CLEAR, KVM_CLEAR, CHUNK_TAKEN, BMAP_TAKE, READ,
                    DELIVER, TIMER_RETURN, WATCHER_FLIP, WATCHER_DONE, ITER_PROLOGUE, ITER_FOLD, ITER_TAIL, NOTE,
                    PRECOPY_NOTIFY, FREE_PAGE_VQ, FREE_PAGE_HINT, MULTIFD_QUEUE, MULTIFD_SEND, MULTIFD_RECV,
-                   MULTIFD_WAIT, MULTIFD_SYNC))
+                   MULTIFD_WAIT, MULTIFD_SYNC, RING_KICK, RING_REAP, RING_RESET, RING_PUBLISH, REAPER_DONE))
 
 # Fetches of L2 bits into a sync (the hunter's "fetch" event).
 FETCHES = frozenset((L2_XCHG, L2_READ_WORD, L2_TEST_AND_CLEAR))
@@ -106,6 +112,8 @@ _TEMPLATES = {
     VM_STOP: lambda s, w: "vm_stop: vCPUs and devices stopped",
     COMPLETE_DRAINED: lambda s, w: "ram_save_complete: bmap empty, bitmap_mutex released",
     STREAM_COMPLETE: lambda s, w: "stream complete, BQL released",
+    COMPLETION_END: lambda s, w: ("migration_completion_end: COMPLETED" if s.value else
+                                  "migration_completion_end: cancelled first, not COMPLETED"),
     CLEANUP: lambda s, w: "migrate_fd_cleanup: BQL dropped, threads joined",
     CANCELLED: lambda s, w: "migrate_fd_cleanup: BQL dropped, threads joined, migration cancelled",
     THREADS_STARTED: lambda s, w: "helper threads started (state still SETUP)",
@@ -145,6 +153,18 @@ _TEMPLATES = {
     MULTIFD_RECV: lambda s, w: f"{s.thread}: destination writes its {s.value} page(s)",
     MULTIFD_WAIT: lambda s, w: f"wait for {s.value}",
     MULTIFD_SYNC: lambda s, w: f"multifd_send_sync_main ({s.value}): channels drained, MULTIFD_FLUSH sent",
+    RING_KICK: lambda s, w: "kvm_cpu_synchronize_kick_all: every vCPU's buffer flushed into its ring",
+    RING_REAP: lambda s, w: (f"vcpu{s.value[0]}'s dirty ring: {len(s.value[1])} entr"
+                             f"{'y' if len(s.value[1]) == 1 else 'ies'} "
+                             + (f"(page {', '.join(map(str, s.value[1]))}) " if s.value[1] else "")
+                             + "marked in the slot bitmaps (L1c), flagged collected"),
+    RING_RESET: lambda s, w: (f"KVM_RESET_DIRTY_RINGS: {s.value} entr{'y' if s.value == 1 else 'ies'} recycled, "
+                              "pages write-protected again, slots_lock released" if s.value
+                              else "nothing collected: no reset, slots_lock released"),
+    RING_PUBLISH: lambda s, w: (f"slot {s.slot}: slot bitmap (L1c) "
+                                + ("and the backup bitmap " if s.value else "")
+                                + "OR-ed into L2, slot bitmap zeroed"),
+    REAPER_DONE: lambda s, w: "kvm-reaper: reap done, BQL released",
 }
 
 

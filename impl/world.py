@@ -32,6 +32,11 @@ LOCK_ORDER = {"BQL": 0, "bitmap_mutex": 1, "slots_lock": 2, "free_page_lock": 0.
 
 Step = Generator[StepRecord, None, None]
 
+# QEMU's dirty ring reaper thread (accel/kvm/kvm-all.c kvm_dirty_ring_reaper_thread): dirty ring mode only
+REAPER = "kvm-reaper"
+# the environment actor for writes KVM makes without a running vCPU (dirty ring with the backup bitmap)
+NOVCPU = "kvm-novcpu"
+
 
 class ModelError(Exception):
     """A step did something the concurrency rules forbid (lock order, self-deadlock, bad choice)."""
@@ -108,7 +113,8 @@ class World:
         self.ram_pages = geo.ram_pages
         self.blocks = [RAMBlock(i, b, geo.clear_bmap_shift) for i, b in enumerate(geo.blocks)]
         self.slots = geo.slots()
-        self.kvm = KVM(self.slots, self.ram_pages, config.kvm_mode)
+        self.kvm = KVM(self.slots, self.ram_pages, config.kvm_mode, config.vcpus, config.dirty_ring_size,
+                       config.dirty_ring_buffer, config.dirty_ring_with_bitmap)
         self.L2 = Bitmap(self.ram_pages, word_bits=geo.word_bits)   # the host's unsigned long, as the blocks'
         # page -> block index, for the pages of blocks (-1 in gaps)
         self.page_block = np.full(self.ram_pages, -1, dtype=np.int32)
@@ -160,6 +166,10 @@ class World:
             self.balloon.realize(self)
         design.attach(self)
         regions.install(self, design)
+        if self.kvm.ring_mode:
+            # kvm_init starts the reaper with the ring (kvm_dirty_ring_reaper_init): a thread of
+            # the VM, not of a migration attempt (attempt 0)
+            self.spawn(REAPER, design.kvm_dirty_ring_reaper_thread(self))
         self._observe_returns(design, ("ram_list_init_bitmaps",))
         self._allocate_on_entry(design, "ram_list_init_bitmaps")
 
@@ -284,9 +294,12 @@ class World:
     # ------------------------------------------------------------------------------------------
     # the VM's run state, dirty logging and the migration's memory (model operations for designs)
     def vm_stop(self) -> None:
-        """``vm_stop``: vCPUs and devices stop, and the virtual clocks with them."""
+        """``vm_stop``: vCPUs and devices stop, and the virtual clocks with them. With the dirty
+        ring, every vCPU leaves KVM_RUN: the exit flushes its buffer into its ring."""
         self.vm_running = False
         self.vm_clock.stop(self.clock_ms)
+        for cpu in range(len(self.kvm.buffers)):
+            self.kvm.flush_buffer(cpu)
 
     def vm_start(self) -> None:
         """``vm_start``: the VM runs again; a postponed dirty-log stop runs now, from the VM
@@ -357,6 +370,52 @@ class World:
         self.L2.words |= self.kvm.L1c.words & mask
         self.kvm.unsynced[slot.index] = False
 
+    def kvm_cpu_synchronize_kick_all(self) -> None:
+        """``kvm_cpu_synchronize_kick_all`` (dirty ring mode): every vCPU is kicked out of
+        KVM_RUN and back, synchronously, so each buffer's pages are in the vCPU's ring now."""
+        for cpu in range(len(self.kvm.buffers)):
+            self.kvm.flush_buffer(cpu)
+        self.ghost.ring_kick_region = self._log_sync_global_region()
+        self.events.append(("ring_kick",))
+
+    def kvm_dirty_ring_mark_page(self, page: int) -> None:
+        """``kvm_dirty_ring_mark_page``: a harvested ring entry's page is set in its slot's
+        dirty bitmap (``KVMSlot.dirty_bmap``, L1c), to be published by the next log sync."""
+        if not isinstance(page, int) or isinstance(page, bool) or not 0 <= page < self.ram_pages:
+            raise BadChoice(f"mark of page {page!r}: not a page of this world")
+        slot = self.kvm.slot_of(page)
+        self.kvm.L1c.set(page)
+        self.kvm.unsynced[slot.index] = True
+
+    def kvm_dirty_ring_harvest(self, cpu: int) -> list[int]:
+        """QEMU reads vCPU ``cpu``'s ring: the pages of its dirty entries, each entry now flagged
+        collected (``kvm_dirty_ring_reap_one`` marks each page, then flags the entry)."""
+        buffered = tuple(p for b in self.kvm.buffers for p in b)
+        pages = self.kvm.dirty_ring_harvest(cpu)
+        r = self._log_sync_global_region()
+        self.events.append(("ring_reap", cpu, tuple(pages), r is not None,
+                            r is not None and r is self.ghost.ring_kick_region, buffered))
+        return pages
+
+    def kvm_reset_dirty_rings(self) -> int:
+        """KVM_RESET_DIRTY_RINGS: collected entries are recycled and their pages write-protected
+        again. Returns how many (QEMU asserts it is what it collected)."""
+        recorded = self.kvm.L1c.test
+        pages = self.kvm.reset_dirty_rings()
+        self.events.append(("ring_reset", tuple((p, recorded(p)) for p in pages)))
+        return len(pages)
+
+    def kvm_slot_reset_dirty_pages(self, slot) -> None:
+        """``kvm_slot_reset_dirty_pages`` (dirty ring mode): the slot's dirty bitmap (L1c) is
+        zeroed after its publication (a GET would have overwritten it; a reap only adds bits)."""
+        self.kvm.L1c.clear_range(slot.start, slot.end)
+        self.kvm.unsynced[slot.index] = False
+
+    def _log_sync_global_region(self):
+        """The ``kvm_log_sync_global`` call the running thread is inside, or ``None``."""
+        a = self.current
+        return regions.innermost(a, "kvm_log_sync_global") if a is not None else None
+
     def remote_clear(self, start: int, end: int, mask: Bitmap | None = None) -> list[ClearEvent]:
         """``memory_region_clear_dirty_bitmap`` of ram_addr pages [start, end): one CLEAR per slot.
 
@@ -414,11 +473,13 @@ class World:
 
     def bitmaps_armed(self) -> bool:
         """Whether the current attempt has started dirty logging, and logging is still on or the
-        attempt is completing (then the destination takes over)."""
+        attempt is completing (then the destination takes over). A cancelled attempt, also one
+        cancelled during its completion, is armed only while logging is on: its cleanup frees
+        the bitmaps with the log stop."""
         mig = self.mig
         if mig is None or self.kvm.log_starts <= self._log_starts_at_attempt:
             return False
-        return self.kvm.logging or mig.phase in ("completing", "completed")
+        return self.kvm.logging or (mig.phase in ("completing", "completed") and not mig.cancel_requested)
 
     def coverage_owed(self) -> bool:
         """Whether the current attempt owes coverage: its bitmaps are armed and it can still
@@ -436,6 +497,8 @@ class World:
         if r is None or r.name != "migration_bitmap_sync":
             return
         if taken:
+            # the log sync is over when a sync takes the mutex (the last stage's backup-bitmap rule)
+            self.events.append(("sync_mutex", bool(r.arg("last_stage", 0, False))))
             background = bool(r.arg("background", 1, False))
             was, self._in_design = self._in_design, False     # the world's bookkeeping, not the design's access
             try:
@@ -466,14 +529,42 @@ class World:
 
     # ------------------------------------------------------------------------------------------
     # environment actions
-    def vcpu_write(self, page: int) -> str:
-        """A guest store to ``page`` by a running vCPU: bumps the page's version; KVM may log it."""
+    def vcpu_write(self, page: int, cpu: int = 0) -> str:
+        """A guest store to ``page`` by running vCPU ``cpu``: bumps the page's version; KVM may
+        log it. With the dirty ring, a vCPU whose ring is full is in its KVM_EXIT_DIRTY_RING_FULL
+        exit: it writes nothing until a reap recycles entries, and its exit wakes the reaper (in
+        QEMU the vCPU thread reaps itself under the BQL, as the reaper does)."""
         if not self.vm_running:
             raise BadChoice("the VM is stopped: vCPUs do not write")
         self.block_of(page)
+        kvm = self.kvm
+        if kvm.ring_mode:
+            if not 0 <= cpu < len(kvm.rings):
+                raise BadChoice(f"vcpu{cpu}: this world has {len(kvm.rings)} vCPU(s)")
+            if kvm.ring_full(cpu):
+                self.wake(REAPER)
+                return f"vcpu{cpu} waits in KVM_EXIT_DIRTY_RING_FULL (ring full): page {page} not written"
         self._src[page] += 1
-        logged = self.kvm.guest_write(page)
-        return f"write page {page} -> v{int(self._src[page])}" + (" (fault: L1 set)" if logged else "")
+        logged = kvm.guest_write(page, cpu)
+        if not kvm.ring_mode:
+            return f"write page {page} -> v{int(self._src[page])}" + (" (fault: L1 set)" if logged else "")
+        return (f"vcpu{cpu} writes page {page} -> v{int(self._src[page])}"
+                + (" (fault: GFN logged for the ring)" if logged else ""))
+
+    def kvm_novcpu_write(self, page: int) -> str:
+        """A write KVM makes to guest memory without a running vCPU (arm64's vGIC/ITS table
+        save), in dirty ring mode with the backup bitmap: bumps the version; the backup bitmap
+        (L1) logs it. The model lets it happen whenever the VM runs; QEMU's ITS save runs as the
+        VM stops, before the last stage's sync, which is the same for what that sync finds."""
+        if not self.kvm.with_bitmap:
+            raise BadChoice("no writes without a vCPU here (dirty ring with the backup bitmap only)")
+        if not self.vm_running:
+            raise BadChoice("the VM is stopped: KVM writes nothing without a vCPU any more")
+        self.block_of(page)
+        self._src[page] += 1
+        logged = self.kvm.write_without_vcpu(page)
+        return f"KVM writes page {page} without a vCPU -> v{int(self._src[page])}" + (
+            " (backup bitmap set)" if logged else "")
 
     def device_write(self, page: int) -> str:
         """A QEMU-side write (device DMA): bumps the version and sets L2 directly."""
@@ -725,7 +816,12 @@ class World:
         if who.startswith("vcpu"):
             if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
                 raise BadChoice(f"page {arg!r} out of range")
-            label = self.vcpu_write(arg)
+            cpu = who[4:]
+            label = self.vcpu_write(arg, int(cpu) if cpu.isdigit() and self.kvm.ring_mode else 0)
+        elif who == NOVCPU:
+            if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
+                raise BadChoice(f"page {arg!r} out of range")
+            label = self.kvm_novcpu_write(arg)
         elif who == "device":
             if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg < self.ram_pages:
                 raise BadChoice(f"page {arg!r} out of range")
@@ -790,6 +886,10 @@ class World:
             snap["migration_dirty_pages"] = self.mig.migration_dirty_pages
             snap["num_dirty_pages_period"] = self.mig.num_dirty_pages_period
         snap["throttle_pct"] = self.throttle_pct
+        if self.kvm.ring_mode:
+            for cpu, (ring, buf) in enumerate(zip(self.kvm.rings, self.kvm.buffers)):
+                snap[f"vcpu{cpu}.ring"] = [f"{p}{'c' if c else ''}" for p, c in ring]
+                snap[f"vcpu{cpu}.buffer"] = list(buf)
         return snap
 
     def bytes_per_page(self) -> int:

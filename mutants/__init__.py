@@ -16,6 +16,7 @@ from .syncs import (BmapInitLastPageMissing, BmapReusedOnRestart, CountOutsideMu
                     PeriodPopcount, SkipSlotOr)
 from .hinting import TimerSyncSkipsNotifiers
 from .multifd import MultifdNoRoundFlush
+from .ring import RingBackupBitmapSkipped, RingLazyReset, RingResetBeforeRecord, RingSyncNoKick
 from .threads import BgSyncTakesLegacyPath, ForgetIterFold, IterateSyncInMutex, TimerMutexBeforeBql
 
 MUTANTS: dict[str, type] = {c.name: c for c in (
@@ -34,6 +35,11 @@ HINTING_MUTANTS: dict[str, type] = {c.name: c for c in (TimerSyncSkipsNotifiers,
 # the manifest's "multifd" section, hunted with the flag on.
 MULTIFD_MUTANTS: dict[str, type] = {c.name: c for c in (MultifdNoRoundFlush,)}
 
+# Mutants broken only in dirty ring worlds (Config.kvm_mode "dirty_ring"): their expectations are
+# the manifest's "dirty_ring" section, hunted with the mode on.
+RING_MUTANTS: dict[str, type] = {c.name: c for c in (
+    RingResetBeforeRecord, RingLazyReset, RingSyncNoKick, RingBackupBitmapSkipped)}
+
 
 def load_manifest() -> dict:
     """The manifest: ``{"designs": {name: entry}, "mutants": {name: entry}}``; an entry has
@@ -43,4 +49,4 @@ def load_manifest() -> dict:
     return json.loads(resources.files(__package__).joinpath("manifest.json").read_text())
 
 
-__all__ = ["MUTANTS", "HINTING_MUTANTS", "MULTIFD_MUTANTS", "load_manifest"]
+__all__ = ["MUTANTS", "HINTING_MUTANTS", "MULTIFD_MUTANTS", "RING_MUTANTS", "load_manifest"]

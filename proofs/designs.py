@@ -157,7 +157,6 @@ class Qemu101Encoding(PeriodicEncoding):
     completion rework (7aaa1fc072ca) changes only thresholds, which the per-page state leaves free."""
 
     design = "qemu-10.1"
-    last_stage_skips_clear = True
 
     def send_rules(self) -> list[Rule]:
         """The chunk take only outside the last stage; in it the pick goes straight to the take."""

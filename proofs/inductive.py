@@ -116,16 +116,31 @@ def _bql_holders_exclusive(s, enc):
     return AND(NOT(AND(m, t)), NOT(AND(m, w)), NOT(AND(t, w)))
 
 
+def after_last_get(s):
+    """The last-stage GET has fetched q's memslot, or the attempt is past it: the VM is stopped,
+    so L1 holds nothing the GET did not already copy into L1c and L2, and no write sets it
+    again. Issue 11: the threads stop with dirty logging still on (its stop is savevm cleanup's,
+    or postponed while the VM stays stopped), so that holds past the migration thread's exit
+    too, for an attempt that went through the last stage (COMPLETED, or COMPLETING with a
+    cancel pending). The exemption of ``l1c-owed`` from here on; every design's invariant."""
+    past_last = AND(IN(s["mpc"], (M_EXIT, M_NONE)), IN(s["phase"], (P_COMPLETING, P_COMPLETED)))
+    return OR(last_get_done(s), s["mpc"] == M_FINISH, past_last)
+
+
+def in_the_last_stage(s):
+    """The migration thread's sync or sends are the last stage's (the VM stopped): no guest
+    write can follow a read there. The exemption of ``clear-before-read``; every design's."""
+    return s["mk"] == MK_LAST
+
+
 def _l1c_owed(s, e):
     owed = OR(s["cb"], s["sy"] == Y_QDONE, AND(sending(s, S_CBT), s["cpend"]))
-    # QEMU 10.1+: after the last-stage GET no CLEAR of the sender comes any more, so a fetched
-    # L1c bit is no future CLEAR's mask there (last-get carries q's mark from then on). Issue 11:
-    # the threads stop with dirty logging still on (its stop is savevm cleanup's, or postponed
-    # while the VM stays stopped), so that holds past the migration thread's exit too, for an
-    # attempt that went through the last stage (COMPLETED, or COMPLETING with a cancel pending)
-    past_last = AND(IN(s["mpc"], (M_EXIT, M_NONE)), IN(s["phase"], (P_COMPLETING, P_COMPLETED)))
-    skipped = AND(e.last_stage_skips_clear, OR(last_get_done(s), s["mpc"] == M_FINISH, past_last))
-    return IMP(AND(s["manual"], s["log"], s["L1c"], NOT(skipped)), OR(
+    # Stated for every design (issue 11's item 4): a fetched L1c bit is a future CLEAR's mask,
+    # so q's mark must also be elsewhere, until the last-stage GET (after_last_get: with the VM
+    # stopped L1 adds nothing to what L1c/L2 hold). QEMU 10.1+ needs it (its sender takes no
+    # chunk clear in the last stage, so L1c stays set with bmap taken); the other designs
+    # prove with it as well.
+    return IMP(AND(s["manual"], s["log"], s["L1c"], NOT(after_last_get(s))), OR(
         s["uns"], s["L2"], AND(NOT(s["fast"]), s["sy"] == Y_CT, s["carry"]),
         AND(s["fast"], OR(s["bmap"], iter_kept(s, e)), owed),
         # QEMU 11.0+: between q's L2 -> bmap step and the block's one CLEAR
@@ -134,10 +149,11 @@ def _l1c_owed(s, e):
 
 def _clear_taken_before_read(s, e):
     """With manual protect, the sender reads q only after the owed clear of q's chunk was taken,
-    except in the last stage of a design that skips it there (QEMU 10.1+: the VM is stopped, no
-    write follows)."""
-    exempt = AND(e.last_stage_skips_clear, s["mk"] == MK_LAST)
-    return IMP(AND(s["manual"], sending(s, S_CBT, S_TAKEN, S_READ), s["pc"], NOT(exempt)), NOT(s["cb"]))
+    except in the last stage (the VM is stopped, no write follows; QEMU 10.1+ skips the clear
+    there). Stated for every design: the others take the clear in the last stage too, and
+    prove with the exemption as well."""
+    return IMP(AND(s["manual"], sending(s, S_CBT, S_TAKEN, S_READ), s["pc"], NOT(in_the_last_stage(s))),
+               NOT(s["cb"]))
 
 
 def _phase_of_pc(s):
@@ -151,7 +167,8 @@ def _phase_of_pc(s):
         IMP(active, AND(ph == P_ACTIVE, s["ready"], s["log"])),
         IMP(AND(last, mpc != M_FINISH), AND(ph == P_COMPLETING, s["ready"], s["log"], NOT(s["vm"]))),
         # a cancel requested before the completion's end wins: the state is not COMPLETED
-        IMP(mpc == M_FINISH, AND(ph == ITE(s["creq"], P_COMPLETING, P_COMPLETED), s["ready"], s["log"],
+        IMP(mpc == M_FINISH, AND(IN(ph, (P_COMPLETING, P_COMPLETED)), IMP(s["creq"], ph == P_COMPLETING),
+                                 s["ready"], s["log"],
                                  NOT(s["vm"]))),
         # after the threads stopped: a completed migration keeps dirty logging on (its stop is
         # postponed, the VM stays stopped); a cancelled one is ACTIVE until its cleanup stopped
@@ -179,13 +196,15 @@ CONJUNCTS: tuple[Conjunct, ...] = (
     Conjunct("clear-before-read", "With manual protect, once the sender handled q's chunk, the "
              "chunk's remote clear is not owed: reading q while it is owed lets a later CLEAR erase "
              "a write after the read. (In legacy mode there is no CLEAR, so the rule cannot matter; "
-             "the last stage of QEMU 10.1+ skips that clear, with the VM stopped.)",
+             "in the last stage, for any design, the VM is stopped and no write follows: QEMU "
+             "10.1+ skips that clear there.)",
              lambda s, e: _clear_taken_before_read(s, e), spec="clear-before-read"),
     Conjunct("l1c-owed", "With manual protect, a fetched L1c bit (the mask of a future CLEAR) is "
              "also in L2, in the sync's carry, or in bmap with the chunk's clear owed or under way "
              "(QEMU 11.0's slow path: with the block's one CLEAR still to come): so the CLEAR that "
-             "erases L1 never erases the page's only mark. Not needed after the last-stage GET of "
-             "QEMU 10.1+, where no CLEAR of the sender follows.",
+             "erases L1 never erases the page's only mark. Not needed after the last-stage GET, "
+             "for any design: the VM is stopped, so L1 holds nothing the GET did not copy into "
+             "L1c and L2 (QEMU 10.1+ relies on it: no CLEAR of its sender follows there).",
              lambda s, e: _l1c_owed(s, e)),
     Conjunct("uns-in-sync", "q's slot is fetched-but-not-OR-ed only between the GET and the OR of "
              "a sync (slots_lock held): otherwise L1c bits would be counted but never reach L2.",

@@ -11,7 +11,8 @@ from dirtyproof.impl.regions import innermost, names
 from dirtyproof.impl.steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED,
                                    DELIVER, INIT_BITMAPS, ITER_FOLD, ITER_PROLOGUE, ITER_TAIL, ITERATE_DONE, JOIN,
                                    ITERATION_FINISH, KVM_CLEAR, KVM_GET, KVM_OR, L2_XCHG, READ, SETUP_DONE,
-                                   STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED, VM_STOP, WAIT, WATCHER_FLIP)
+                                   STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED, VM_STOP, WAIT, WATCHER_FLIP,
+                                   COMPLETION_END)
 
 from .state import (F_LEGACY, F_MBG, F_MITER, M_CDONE, M_CSTART, M_EXIT, M_FINISH, M_INIT, M_NONE, M_POSTSYNC,
                     M_SEND, M_SYNC, M_TOP, M_VMSTOPPED, MK_EXACT, MK_ITERS, MK_LAST, MK_SETUP, O_MIG,
@@ -162,7 +163,10 @@ def migration_pc(w, q, actor, st, hooks=()) -> None:
         st["mpc"] = M_TOP
     elif kind in (CLEANUP, CANCELLED):
         st["mpc"] = M_EXIT
-    elif kind == STREAM_COMPLETE or ("migration_iteration_finish" in regs and "migration_cancel" not in regs):
+    elif (kind in (STREAM_COMPLETE, COMPLETION_END) or "migration_completion_end" in regs
+          or ("migration_iteration_finish" in regs and "migration_cancel" not in regs)):
+        # the BQL dropped after the last stage, migration_completion_end (waiting for the BQL or
+        # done) and migration_iteration_finish: the encoding's M_FINISH (the phase tells them apart)
         st["mpc"] = M_FINISH
     elif kind == JOIN:
         st["mpc"] = M_CSTART if "migration_completion" in regs else M_TOP

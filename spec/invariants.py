@@ -88,17 +88,25 @@ def _owed(w) -> bool:
     return w.coverage_owed()
 
 
-def marked_pages(w) -> np.ndarray:
+def marked_pages(w, kvm_bit: bool = True) -> np.ndarray:
     """Per ram_addr page: is the page marked in a layer that leads to it being sent again?
 
     L1 (KVM will report it), L1c of a slot fetched but not yet OR-ed into L2, L2, ``bmap``, the
     design's coverage bitmaps, and a mark in some actor's hands (taken out of L2 or ``bmap``
     inside its current ``bitmap_mutex`` section: a sync's local carry, a send that has taken the
-    page's ``bmap`` bit but not yet read the content)."""
+    page's ``bmap`` bit but not yet read the content, a multifd page queued and not yet read).
+    With the dirty ring: a vCPU's buffer, a ring entry not yet collected (a collected one leads
+    nowhere: its page is in L1c, the slot bitmap, if QEMU recorded it), and L1 is the backup bitmap.
+    ``kvm_bit=False`` leaves out L1 (and the ring's entries): the marks a KVM CLEAR cannot erase
+    (it clears only L1 and the L1c bits of its range; an L1c slot copy not yet OR-ed into L2 is
+    OR-ed under the same ``slots_lock`` as its GET, before any CLEAR can run)."""
     kvm = w.kvm
     marked = _bits(w.L2)
-    if kvm.logging:
+    if kvm.logging and kvm_bit:
         marked |= _bits(kvm.L1)
+        if kvm.ring_mode:
+            for p in kvm.ring_pages(collected=False):
+                marked[p] = True
     if any(kvm.unsynced):
         l1c = _bits(kvm.L1c)
         for s in w.slots:
@@ -175,11 +183,18 @@ def check_landing_order(w) -> Violation | None:
 
 
 def check_wp(w) -> Violation | None:
-    """While logging, a page whose L1 bit is clear is write-protected, so its next write is logged."""
+    """While logging, a page whose L1 bit is clear is write-protected, so its next write is logged
+    (with the dirty ring: a page in no vCPU's buffer or ring is write-protected)."""
     kvm = w.kvm
     if not kvm.logging:
         return None
-    bad = kvm.slot_mask.words & ~kvm.L1.words & ~kvm.protected.words
+    logged = kvm.L1.words
+    if kvm.ring_mode:
+        pending = type(kvm.L1)(kvm.L1.nbits)
+        for p in kvm.ring_pages():
+            pending.set(p)
+        logged = pending.words
+    bad = kvm.slot_mask.words & ~logged & ~kvm.protected.words
     if bad.any():
         p = int(np.flatnonzero(np.unpackbits(bad.view(np.uint8), bitorder="little"))[0])
         return Violation("wp-unlogged", f"{w.page_name(p)} is writable with its L1 bit clear: "
@@ -198,22 +213,30 @@ def check_clear_mask(w) -> Violation | None:
 
 
 def check_clear_before_read(w) -> Violation | None:
-    """A page is read for sending only after the owed remote clear of its chunk was done. A
-    multifd channel's read is exempt where a sync after the page was queued owes the clear and
-    that clear cannot lose a write of the page: the sync set the page's ``bmap`` bit again (its
-    next send takes the clear before reading it), or it fetched no dirty bit of the page (the
-    CLEAR's mask, L1c, leaves the page alone)."""
+    """No page is read for sending while a remote clear owed for it could erase a write made
+    after the read: its chunk's ``clear_bmap`` bit is set (the clear is still to come), the
+    page's bit is in that clear's mask (L1c: fetched, so with manual protect the page stayed
+    writable and a further write sets no new bit), and no mark of the page outlives both the
+    read and the clear (L2, ``bmap``, a design coverage bitmap, a hand the read did not consume,
+    another queued copy: each leads to a later send that takes the clear before it reads).
+    One statement for every reader: the single stream, which reads right after its take, and
+    a multifd channel, which reads a queued page later, across syncs."""
     if w.mig is None:
         return None
+    outliving = None
     for ev in w.events:
         if ev[0] == "read":
             p = ev[1]
             rb = w.block_of(p)
-            if ev[2] and (rb.bmap.test(p - rb.offset) or not w.kvm.L1c.test(p)):
+            chunk = rb.chunk_of(p - rb.offset)
+            if not rb.clear_bmap.test(chunk) or not w.kvm.L1c.test(p):
                 continue
-            if rb.clear_bmap.test(rb.chunk_of(p - rb.offset)):
+            if outliving is None:
+                outliving = marked_pages(w, kvm_bit=False)
+            if not outliving[p]:
                 return Violation("clear-before-read", f"{w.page_name(p)} read while the remote clear of "
-                                 f"its chunk {rb.chunk_of(p - rb.offset)} is still owed", p)
+                                 f"its chunk {chunk} is still owed and would erase a later write "
+                                 f"(fetched into L1c, marked nowhere else)", p)
     return None
 
 
@@ -279,6 +302,62 @@ def check_background_sync(w) -> Violation | None:
     return None
 
 
+def _ring_events(w, kind: str) -> list:
+    """This step's events of ``kind`` (the dirty ring's ``ring_reap`` / ``ring_reset``)."""
+    return [ev for ev in w.events if ev[0] == kind]
+
+
+def check_ring_reset_after_record(w) -> Violation | None:
+    """KVM_RESET_DIRTY_RINGS recycles only entries whose pages QEMU has recorded in its slot
+    bitmap (L1c) and not yet published: the reset write-protects the page again, so from then on
+    only that record says the page is dirty."""
+    for ev in _ring_events(w, "ring_reset"):
+        for p, recorded in ev[1]:
+            if not recorded:
+                return Violation("ring-reset-after-record", f"KVM_RESET_DIRTY_RINGS recycles the entry of "
+                                 f"{w.page_name(p)}, which is not in its slot's dirty bitmap (not recorded, "
+                                 f"or already published)", p)
+    return None
+
+
+def _ring_reset_can_matter(w) -> bool:
+    """Coverage is owed and this step reset ring entries (dirty ring worlds only: the first test
+    keeps the rule free in every other world)."""
+    return w.kvm.ring_mode and bool(_ring_events(w, "ring_reset")) and w.coverage_owed()
+
+
+def check_ring_kick_before_reap(w) -> Violation | None:
+    """A log sync's reap comes after that log sync kicked every vCPU (a page still in a vCPU's
+    hardware buffer is not in its ring: the sync would miss a write made before it began)."""
+    for ev in _ring_events(w, "ring_reap"):
+        _, cpu, _, in_sync, kicked, buffered = ev
+        if in_sync and not kicked and buffered:
+            return Violation("ring-kick-before-reap", f"kvm_log_sync_global reaps vcpu{cpu}'s ring without "
+                             f"kicking the vCPUs first: {w.page_name(buffered[0])} is still in a vCPU's buffer",
+                             buffered[0])
+    return None
+
+
+def _ring_reap_can_matter(w) -> bool:
+    """A log sync reaps a ring while some vCPU's buffer holds a page."""
+    return w.kvm.ring_mode and any(ev[3] and ev[5] for ev in _ring_events(w, "ring_reap"))
+
+
+def check_ring_backup_at_last_stage(w) -> Violation | None:
+    """With the backup bitmap (KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP), the last stage's log sync
+    collects it: when that sync takes ``bitmap_mutex``, the backup bitmap (L1) is empty."""
+    if any(ev[0] == "sync_mutex" and ev[1] for ev in w.events) and w.kvm.L1.any():
+        p = w.kvm.L1.find_next(0, w.kvm.L1.nbits)
+        return Violation("ring-backup-at-last-stage", f"the last stage's sync leaves {w.page_name(p)} in KVM's "
+                         f"backup bitmap: a write made without a vCPU is never collected", p)
+    return None
+
+
+def _ring_backup_can_matter(w) -> bool:
+    """Dirty ring with the backup bitmap, dirty logging on."""
+    return w.kvm.with_bitmap and w.kvm.logging
+
+
 from .lifecycle import check_helper_idle, check_memory_safety, check_thread_lifetime  # noqa: E402
 
 INVARIANTS: tuple[Invariant, ...] = (
@@ -293,7 +372,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "cancelled, every page whose latest "
               "version has not been read by a send is marked in some layer that leads to its being "
               "sent again (L1, an un-synced L1c, L2, bmap, a design bitmap that counts toward "
-              "coverage), or is in an actor's hands: taken out of L2 or bmap by an actor inside its "
+              "coverage; with KVM's dirty ring also a vCPU's buffer, a ring entry not yet collected "
+              "and the backup bitmap, which is L1 there), or is in an actor's hands: taken out of L2 or bmap by an actor inside its "
               "current bitmap_mutex section, sync or page send (a sync's local carry, a send that has taken "
               "the page's bmap bit and not yet read it). Hands are emptied when the actor leaves both, "
               "so a mark dropped there breaks coverage when it leaves. It is "
@@ -321,10 +401,14 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("clear-before-read", "Clear before read",
               "A page's content is read for sending only after the owed remote clear of its "
               "clear_bmap chunk has been taken; otherwise a write between the read and the clear is "
-              "never logged. With multifd, a channel reads a queued page later: a sync in between "
-              "may owe the chunk's clear again; the read is exempt if that sync set the page's bmap "
-              "bit again (the page's next send takes the clear before reading it) or fetched no "
-              "dirty bit of it (the clear's mask, L1c, leaves the page alone).",
+              "never logged. Stated for every reader: a read is flagged when a clear owed for its "
+              "page at read time could erase a write made after the read, that is, the page's "
+              "chunk still owes its clear, the page's bit is in that clear's mask (fetched into "
+              "L1c: with manual protect the page stayed writable, so a further write sets no new "
+              "bit), and no mark of the page outlives the read and the clear (L2, bmap, a design "
+              "coverage bitmap, a hand the read did not consume, another queued copy), any of "
+              "which leads to a later send that takes the clear before it reads. A multifd "
+              "channel's late read across a sync needs no exemption of its own.",
               check_clear_before_read, kind=RULE, matters=_remote_clear_can_matter,
               matters_when="while the VM runs with dirty logging on, in a KVM mode with manual "
                            "protect: once the guest is stopped no write can fall between the read "
@@ -350,6 +434,30 @@ INVARIANTS: tuple[Invariant, ...] = (
               "nor migration_dirty_pages: it only feeds the throttle and iter_bmap.",
               check_background_sync, designs="background", kind=RULE,
               matters_when="at the end of each background sync"),
+    Invariant("ring-reset-after-record", "Dirty ring: reset only what is recorded",
+              "With the dirty ring, KVM_RESET_DIRTY_RINGS recycles only entries whose pages QEMU has "
+              "already marked in its slot bitmap (KVMSlot.dirty_bmap) and not yet published into L2: "
+              "the reset write-protects the page again and a later write pushes a new entry, so "
+              "between the reset and the next send only that mark says the page is dirty (QEMU's "
+              "kvm_dirty_ring_reap marks every entry, then resets, all under slots_lock, before "
+              "kvm_log_sync_global publishes).",
+              check_ring_reset_after_record, kind=RULE, matters=_ring_reset_can_matter,
+              matters_when="at a KVM_RESET_DIRTY_RINGS while coverage is owed"),
+    Invariant("ring-kick-before-reap", "Dirty ring: kick before the sync's reap",
+              "With the dirty ring, kvm_log_sync_global kicks every vCPU out of KVM_RUN "
+              "(kvm_cpu_synchronize_kick_all) before it reaps the rings, so that what the vCPUs' "
+              "hardware buffers hold has reached the rings and the sync collects every write made "
+              "before it began.",
+              check_ring_kick_before_reap, kind=RULE, matters=_ring_reap_can_matter,
+              matters_when="at a log sync's reap while some vCPU's buffer holds a page (an empty "
+                           "buffer leaves nothing for the kick to flush)"),
+    Invariant("ring-backup-at-last-stage", "Dirty ring: the backup bitmap at the last stage",
+              "With the dirty ring and KVM's backup bitmap (KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP), "
+              "the last stage's log sync collects the backup bitmap (KVM_GET_DIRTY_LOG per slot, "
+              "QEMU b20cc77692): writes KVM made without a running vCPU are only there.",
+              check_ring_backup_at_last_stage, kind=RULE, matters=_ring_backup_can_matter,
+              matters_when="in dirty ring worlds with the backup bitmap, when the last stage's sync "
+                           "takes bitmap_mutex (its log sync is over)"),
     Invariant("memory-safety", "No access to freed migration state",
               "No thread reads or writes migration state that the cleanup freed: after "
               "qemu_savevm_state_cleanup -> ram_save_cleanup freed every block's bmap and clear_bmap "

@@ -269,13 +269,15 @@ def test_hunt_says_machine_runs_when_hypothesis_ran_more_than_asked():
     (["--qemu", "{tmp}"], "folder"),
     (["--qemu", "no-such-qemu-anywhere"], "on PATH"),
     (["--qemu-root", "{tmp}"], "--qemu-root"),
-    (["--qemu", "/bin/true", "--save-trace", "{tmp}"], "--save-trace"),
+    (["--qemu", "/bin/true", "--save-qemu-trace", "{tmp}"], "--save-qemu-trace"),
     (["--qemu", "/bin/true", "--save-samples", "{file}/s.jsonl"], "--save-samples"),
     (["--qemu", "/bin/true", "--hot-mib", "0"], "hot set"),
     (["--hot-mib", "many"], "--hot-mib"),
     (["--time-limit", "-1"], "--time-limit"),
-    (["--samples", "{file}"], "--samples needs --trace"),
-    (["--trace", "{file}"], ""),
+    (["--samples", "{file}"], "--samples needs --qemu-trace"),
+    (["--qemu-trace", "{file}"], ""),
+    (["--trace", "{file}"], "is called --qemu-trace now"),            # run's --trace writes, this read
+    (["--save-trace", "{file}"], "is called --save-qemu-trace now"),
 ])
 def test_conform_bad_input_without_qemu(capsys, a_file, tmp_path, argv, says):
     real = [a.replace("{file}", str(a_file)).replace("{tmp}", str(tmp_path)) for a in argv]

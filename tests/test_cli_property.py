@@ -56,14 +56,14 @@ FLAGS = {
     "explore": ["--design", "--kvm-mode", "--config", "--guest-writes", "--device-writes", "--clock-moves",
                 "--cancels", "--moves", "--max-depth", "--max-states", "--no-por", "--order", "--trace-dir",
                 "--quiet"],
-    "conform": ["--trace", "--samples", "--qemu-version", "--qemu", "--qemu-root", "--hot-mib", "--delay",
+    "conform": ["--qemu-trace", "--samples", "--qemu-version", "--qemu", "--qemu-root", "--hot-mib", "--delay",
                 "--bandwidth", "--downtime", "--no-auto-converge", "--throttle-initial", "--linger",
-                "--time-limit", "--no-guest-check", "--save-trace", "--save-samples", "--quiet"],
+                "--time-limit", "--no-guest-check", "--save-qemu-trace", "--save-samples", "--quiet"],
 }
 NO_VALUE = {"--mutants", "--no-por", "--quiet", "--no-auto-converge", "--no-guest-check"}
 # Flags that write: only into the example's own folder (relative names land there too), or to
 # places that cannot be written or do not keep anything; never the repository or /etc.
-WRITES = {"--trace", "--output", "--smt2", "--trace-dir", "--traces", "--junit", "--json", "--save-trace",
+WRITES = {"--trace", "--output", "--smt2", "--trace-dir", "--traces", "--junit", "--json", "--save-qemu-trace",
           "--save-samples"}
 # conform's inputs: recorded runs (valid or not) and QEMUs that cannot run
 READS = {"--samples": RECORDS + PATHS + ["/dev/null", "nope", ""],
@@ -94,7 +94,7 @@ def invocations(draw):
         argv.append(flag)
         if flag in NO_VALUE:
             continue
-        if verb == "conform" and flag == "--trace":
+        if verb == "conform" and flag == "--qemu-trace":
             pool = RECORDS + PATHS + ["/dev/null", "nope"]
         else:
             pool = WRITE_TARGETS if flag in WRITES else (SMALL.get(flag) or READS.get(flag) or (WORDS + PATHS))
@@ -114,7 +114,7 @@ def invocations(draw):
     if verb == "explore":   # one mode, a few states
         argv += ["--kvm-mode", "manual"] if "--kvm-mode" not in argv else []
         argv += ["--max-states", "40"] if "--max-states" not in argv else []
-    if verb == "conform" and "--trace" not in argv and "--samples" not in argv:
+    if verb == "conform" and "--qemu-trace" not in argv and "--samples" not in argv:
         # never a real migration: the last --qemu wins, and it cannot run
         argv += ["--qemu", draw(st.sampled_from(NEVER_RUNS))]
         if "--qemu-root" in argv:

@@ -15,7 +15,7 @@ DATA = Path(__file__).parent / "data" / "conform"
 
 
 def rec_args(name):
-    return ["conform", "--trace", str(DATA / f"{name}.trace"), "--samples", str(DATA / f"{name}.samples")]
+    return ["conform", "--qemu-trace", str(DATA / f"{name}.trace"), "--samples", str(DATA / f"{name}.samples")]
 
 
 def test_conforming_recording_exits_0(capsys):
@@ -27,7 +27,7 @@ def test_conforming_recording_exits_0(capsys):
 def test_broken_rule_exits_1_and_prints_the_evidence(capsys, tmp_path):
     trace = tmp_path / "t.trace"
     trace.write_text((DATA / "q10-60mib-12s.trace").read_text().replace("throttled by 30%", "throttled by 35%"))
-    assert main(["conform", "--trace", str(trace), "--samples", str(DATA / "q10-60mib-12s.samples")]) == 1
+    assert main(["conform", "--qemu-trace", str(trace), "--samples", str(DATA / "q10-60mib-12s.samples")]) == 1
     out = capsys.readouterr().out
     assert "BROKEN throttle-model" in out and "cpu_throttle_set set guest CPU throttled by 35%" in out
     assert "predicts throttle to 30%" in out
@@ -37,12 +37,12 @@ def test_broken_rule_exits_1_and_prints_the_evidence(capsys, tmp_path):
 def test_malformed_trace_exits_2_with_one_line(capsys, tmp_path, content):
     bad = tmp_path / "bad.trace"
     bad.write_text(content)
-    assert main(["conform", "--trace", str(bad)]) == 2
+    assert main(["conform", "--qemu-trace", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args", [["--trace", "/nonexistent/t"], ["--samples", "x"],
+@pytest.mark.parametrize("args", [["--qemu-trace", "/nonexistent/t"], ["--samples", "x"],
                                   ["--hot-mib", "100"], ["--qemu", "/nonexistent/qemu"],
                                   ["--time-limit", "-1"]])
 def test_bad_input_exits_2(capsys, args):
@@ -57,7 +57,7 @@ def test_bad_input_exits_2(capsys, args):
 def test_malformed_samples_exit_2(capsys, tmp_path):
     bad = tmp_path / "s.jsonl"
     bad.write_text('{"kind": "sample", "t_send": "noon"}\n')
-    assert main(["conform", "--trace", str(DATA / "q10-4mib.trace"), "--samples", str(bad)]) == 2
+    assert main(["conform", "--qemu-trace", str(DATA / "q10-4mib.trace"), "--samples", str(bad)]) == 2
     assert "needs t_send" in capsys.readouterr().err
 
 
@@ -119,7 +119,7 @@ def test_bare_query_migrate_lines_and_a_version_flag(tmp_path, capsys):
             bare.append(json.dumps({"t": obj["t_send"], **obj["query"]}))
     path = tmp_path / "bare.jsonl"
     path.write_text("\n".join(bare) + "\n")
-    args = ["conform", "--trace", str(DATA / "q10-60mib-12s.trace"), "--samples", str(path)]
+    args = ["conform", "--qemu-trace", str(DATA / "q10-60mib-12s.trace"), "--samples", str(path)]
     assert main(args + ["--qemu-version", "10.0.2"]) == 0
     out = capsys.readouterr().out
     assert "periodic design" in out and "HOLDS  throttle-model" in out

@@ -243,7 +243,9 @@ def test_reuse_before_the_hint_is_applied_loses_it_in_manual_protect(mode):
     """Found with the flag on: the page was dirty and writable after the sync (manual protect
     re-protects only at the CLEAR), so the reuse write sets no new bit, and the hint's owed CLEAR
     then clears the bit the write relies on while the hint clears bmap: the write is lost. The
-    shipped designs all share this handler (see docs/qemu-semantics.md)."""
+    shipped designs all share this handler. QEMU's own behaviour since 3143577d6a3f (6.1): the
+    virtio spec lets the driver reuse a hinted page before the device used the hint and requires
+    the write to be retained; evidence in docs/qemu-semantics.md section 13."""
     d = _hint_applied_then(Legacy, mode, reuse_before_apply=True)
     assert d.violation is not None and d.violation.invariant == "coverage" and d.violation.page == 4
 

@@ -44,15 +44,19 @@ def completed_world(design=Legacy, **cfg):
 
 
 def test_cleanup_is_three_steps_with_the_locks_qemu_holds():
-    """migration_iteration_finish (BQL), qemu_savevm_state_cleanup (BQL, frees), then the BQL
-    dropped for the joins: separate steps, the BQL free between them."""
+    """migration_completion_end (BQL: the state COMPLETED), then migration_iteration_finish
+    (BQL), qemu_savevm_state_cleanup (BQL, frees), then the BQL dropped for the joins: separate
+    steps, the BQL free between them."""
     w = completed_world()
+    assert w.mig.phase == "completing" and not w.migration_done()
     kinds = []
     while not w.actors["migration"].done:
         w.step(["migration", None])
         kinds.append(w.actors["migration"].step.kind)
         assert w.lock_owner["BQL"] is None, kinds
-    assert kinds == ["iteration_finish", "savevm_cleanup", "cleanup", "exit"]
+        if kinds == ["completion_end"]:
+            assert w.migration_done()
+    assert kinds == ["completion_end", "iteration_finish", "savevm_cleanup", "cleanup", "exit"]
     assert is_freed(w.mig) and all(is_freed(rb.bmap) and is_freed(rb.clear_bmap) for rb in w.blocks)
 
 
@@ -96,6 +100,31 @@ def test_a_cancel_before_the_completion_ends_wins_and_restarts_the_vm():
     assert w.vm_running
     step_until(w, "migration", "exit")
     assert w.mig.phase == "cancelled" and not w.kvm.logging
+
+
+def test_a_cancel_after_the_completion_dropped_the_bql_wins():
+    """QEMU's window between migration_completion_precopy's bql_unlock and
+    migration_completion_end's bql_lock: QMP's migrate_cancel (it needs the BQL) can land there;
+    the state is then not ACTIVE, so it never becomes COMPLETED, the VM runs again and the
+    attempt ends cancelled. Before the end, no cancel lands while the completion holds the BQL."""
+    w = World(Config(), Legacy)
+    w.step(["mgmt", "start"])
+    w.step(["mgmt", "switchover"])
+    step_until(w, "migration", "vm_stop")
+    assert w.lock_owner["BQL"] == "migration" and not w.can_cancel()
+    step_until(w, "migration", "stream_complete")
+    assert w.lock_owner["BQL"] is None and w.can_cancel()
+    w.step(["mgmt", "cancel"])
+    w.step(["migration", None])
+    assert w.actors["migration"].step.kind == "completion_end" and not w.migration_done()
+    step_until(w, "migration", "iteration_finish")
+    assert w.vm_running
+    step_until(w, "migration", "exit")
+    assert w.mig.phase == "cancelled" and not w.kvm.logging
+    # without the cancel the same schedule completes, and no cancel is taken after the end
+    w = completed_world()
+    w.step(["migration", None])
+    assert w.migration_done() and not w.can_cancel()
 
 
 def test_virtual_rt_stands_still_while_the_vm_is_stopped():

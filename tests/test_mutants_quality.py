@@ -12,7 +12,7 @@ from dirtyproof.hunt import hunt
 from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.checked import replay
 from dirtyproof.impl.trace import Trace
-from dirtyproof.mutants import MULTIFD_MUTANTS, MUTANTS, load_manifest
+from dirtyproof.mutants import MULTIFD_MUTANTS, MUTANTS, RING_MUTANTS, load_manifest
 from dirtyproof.spec import INVARIANTS, PROPERTY, RULE, RUNTIME_CHECKS
 
 pytestmark = pytest.mark.quality
@@ -140,6 +140,9 @@ def test_every_property_and_rule_rejects_a_mutant():
     # a property only a multifd world can break (landing-order) is rejected by a multifd mutant
     mf = MANIFEST["multifd"]
     entries += [mf[world][name] for world in mf["worlds"] for name in MULTIFD_MUTANTS]
+    # the dirty ring's rules are flagged by dirty ring mutants (tests/test_dirty_ring.py)
+    dr = MANIFEST["dirty_ring"]
+    entries += [dr[world][name] for world in dr["worlds"] for name in RING_MUTANTS if name in dr[world]]
     props = {e["property"] for e in entries}
     rules = {e["rule"] for e in entries}
     want_props = {inv.id for inv in INVARIANTS if inv.kind == PROPERTY} | {"lock-order"}

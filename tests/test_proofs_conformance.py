@@ -35,3 +35,60 @@ def test_conformance_catches_a_wrong_design_delta():
     rep = None
     rep = check_run(DESIGNS["background-v1"], Config(kvm_mode="legacy"), NoShadow(), 0, 2000, pages=6)
     assert not rep.ok
+
+
+def _window_schedule_conforms(enc) -> list:
+    """Legacy, one block: start, switch over, run the completion to its BQL release, cancel
+    there, run the attempt to its end; every step's projection of every page checked against
+    ``enc``. Returns the mismatches (choice, page)."""
+    from dirtyproof.impl import World
+    from dirtyproof.proofs.conformance import actor_of, step_successors
+    from dirtyproof.proofs.project import project
+
+    w = World(Config(geometry=geometry_named("aligned", 2)), DESIGNS["legacy"])
+    rules, bad = enc.rules(), []
+
+    def step(choice):
+        before = {q: project(w, q) for q in w.guest_pages[:3]}
+        w.step(choice)
+        for q, b in before.items():
+            succ = step_successors(rules, b, actor_of(choice), choice[1] if choice[0] == "mgmt" else None)
+            if tuple(sorted(project(w, q).items())) not in succ:
+                bad.append((choice, q))
+
+    step(["mgmt", "start"])
+    step(["mgmt", "switchover"])
+    for _ in range(3000):
+        a = w.actors["migration"]
+        if a.step is not None and a.step.kind == "stream_complete":
+            break
+        step(["migration", None] if w.runnable(a) else [next(n for n in w.runnable_threads()), None])
+    assert w.can_cancel()
+    step(["mgmt", "cancel"])
+    while not w.actors["migration"].done:
+        step(["migration", None])
+    assert w.mig.phase == "cancelled"
+    return bad
+
+
+def test_the_encoding_has_the_cancel_window_after_the_completion_dropped_the_bql():
+    """The model's cancel between the completion's BQL release and migration_completion_end
+    projects onto the encoding's rules (mgmt.cancel at M_FINISH, then no completion_end); an
+    encoding without that window rejects the cancel step."""
+    from dirtyproof.proofs.dual import AND, IN, NOT
+    from dirtyproof.proofs.encoding import Rule
+    from dirtyproof.proofs.state import P_ACTIVE, P_SETUP
+
+    assert _window_schedule_conforms(BaseEncoding()) == []
+
+    class NoWindow(BaseEncoding):
+        def rules(self):
+            out = []
+            for r in super().rules():
+                if (r.actor, r.name) == ("mgmt", "cancel"):
+                    r = Rule("mgmt", "cancel", True, (), lambda s, f: (AND(
+                        s["mpc"] != 0, IN(s["phase"], (P_SETUP, P_ACTIVE)), NOT(s["creq"])), dict(creq=True)))
+                out.append(r)
+            return out
+    bad = _window_schedule_conforms(NoWindow())
+    assert bad and all(c == ["mgmt", "cancel"] for c, _ in bad), bad

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Generator
 
+from .. import regions
 from ..bitmap import WORD_MASK
 from ..steps import (BMAP_TAKE, CANCELLED, CHUNK_TAKEN, CLEANUP, CLEAR_BMAP_SET, COMPLETE_DRAINED, DELIVER,
                      FREE_PAGE_HINT, INIT_BITMAPS, ITERATE_DONE, ITERATION_FINISH, KVM_CLEAR, KVM_GET, KVM_OR,
-                     L2_TEST_AND_CLEAR, L2_XCHG, MULTIFD_QUEUE, MULTIFD_SYNC, READ, SAVEVM_CLEANUP, SETUP_DONE,
-                     STREAM_COMPLETE, SYNC_DONE, THREADS_STARTED, VM_STOP)
+                     L2_TEST_AND_CLEAR, L2_XCHG, MULTIFD_QUEUE, MULTIFD_SYNC, READ, REAPER_DONE, RING_KICK,
+                     RING_PUBLISH, RING_REAP, RING_RESET, SAVEVM_CLEANUP, SETUP_DONE, STREAM_COMPLETE, SYNC_DONE,
+                     THREADS_STARTED, VM_STOP, COMPLETION_END)
 from ..steps import Step as S
 
 Step = Generator[S, None, None]
@@ -31,6 +33,9 @@ INTERFACE = (
     "stop_threads", "qemu_savevm_wait_unplug", "migrate_fd_cleanup", "qemu_savevm_state_cleanup",
     "ram_save_cleanup", "join_threads",
 )
+# Called only in dirty ring worlds (Config.kvm_mode "dirty_ring"); the base provides them.
+DIRTY_RING_INTERFACE = ("kvm_log_sync_global", "kvm_dirty_ring_flush", "kvm_dirty_ring_reap",
+                        "kvm_dirty_ring_reap_one", "kvm_dirty_ring_reaper_thread")
 # Called only in multifd worlds (Config.multifd_channels > 0); the base provides them.
 MULTIFD_INTERFACE = ("ram_save_multifd_page", "multifd_send_sync_main")
 
@@ -174,10 +179,83 @@ class Design:
         mig.num_dirty_pages_period = 0
         mig.bytes_xfer_prev = mig.bytes_transferred
 
-    def memory_global_dirty_log_sync(self, w) -> Step:
-        """L1 -> L2 for every memslot, one slot after the other."""
+    def memory_global_dirty_log_sync(self, w, last_stage: bool | None = None) -> Step:
+        """L1 -> L2 for every memslot, one slot after the other; with the dirty ring, KVM's
+        ``log_sync_global`` instead (``memory_global_dirty_log_sync`` calls it for the ring). QEMU
+        passes ``last_stage`` down from ``migration_bitmap_sync``; left out, it is read from the
+        sync the thread is in (its ``last_stage`` argument)."""
+        if w.kvm.ring_mode:
+            if last_stage is None:
+                r = regions.innermost(w.current, "migration_bitmap_sync")
+                last_stage = bool(r.arg("last_stage", 0, False)) if r is not None else False
+            yield from self.kvm_log_sync_global(w, last_stage)
+            return
         for s in w.slots:
             yield from self.kvm_physical_sync_dirty_bitmap(w, s)
+
+    # ------------------------------------------------------------------------------------------
+    # the dirty ring (accel/kvm/kvm-all.c: QEMU 6.1's "KVM: Dirty ring support" series, Peter Xu;
+    # 8.0's 1e493be58708 "migration: Add last stage indicator to global dirty log" and b20cc776922d
+    # "kvm: Synchronize the backup bitmap in the last stage"; Linux api.rst KVM_CAP_DIRTY_LOG_RING)
+    def kvm_log_sync_global(self, w, last_stage: bool) -> Step:
+        """``kvm_log_sync_global``: flush the rings into the slot bitmaps (kick, reap), then under
+        ``slots_lock`` publish every slot's bitmap into L2 and zero it, one step per slot; at the
+        last stage with the backup bitmap, the slot's KVM_GET_DIRTY_LOG of the backup bitmap is
+        published in the same step. No KVM_CLEAR_DIRTY_LOG in this mode."""
+        yield from self.kvm_dirty_ring_flush(w)
+        yield from w.acquire("slots_lock")
+        for i, s in enumerate(w.slots):
+            w.kvm_slot_sync_dirty_pages(s)
+            backup = w.kvm.with_bitmap and last_stage
+            if backup:
+                w.kvm.get_dirty_log(s)
+                w.kvm_slot_sync_dirty_pages(s)
+            w.kvm_slot_reset_dirty_pages(s)
+            if i == len(w.slots) - 1:
+                w.release("slots_lock")
+            yield S(RING_PUBLISH, slot=s.index, value=backup)
+
+    def kvm_dirty_ring_flush(self, w) -> Step:
+        """``kvm_dirty_ring_flush`` (BQL held): kick every vCPU out synchronously, so that their
+        hardware buffers reach the rings, then reap every ring."""
+        w.kvm_cpu_synchronize_kick_all()
+        yield S(RING_KICK)
+        yield from self.kvm_dirty_ring_reap(w)
+
+    def kvm_dirty_ring_reap(self, w) -> Step:
+        """``kvm_dirty_ring_reap`` (BQL held by the caller): under ``slots_lock``, every vCPU's ring
+        harvested (one step each), then KVM_RESET_DIRTY_RINGS if anything was collected, in the
+        step that releases ``slots_lock``."""
+        yield from w.acquire("slots_lock")
+        total = 0
+        for cpu in range(len(w.kvm.rings)):
+            total += yield from self.kvm_dirty_ring_reap_one(w, cpu)
+        if total:
+            w.kvm_reset_dirty_rings()
+        w.release("slots_lock")
+        yield S(RING_RESET, value=total)
+
+    def kvm_dirty_ring_reap_one(self, w, cpu: int) -> Step:
+        """``kvm_dirty_ring_reap_one``: each dirty entry of vCPU ``cpu``'s ring is marked in its
+        slot's bitmap (``kvm_dirty_ring_mark_page``) and flagged collected (one step; none for
+        an empty ring). Returns how many."""
+        pages = w.kvm_dirty_ring_harvest(cpu)
+        for p in pages:
+            w.kvm_dirty_ring_mark_page(p)
+        if pages:
+            yield S(RING_REAP, value=(cpu, tuple(pages)))
+        return len(pages)
+
+    def kvm_dirty_ring_reaper_thread(self, w) -> Step:
+        """``kvm_dirty_ring_reaper_thread``: every second, take the BQL and reap every ring. A
+        vCPU whose ring is full wakes it at once (in QEMU that vCPU reaps itself, BQL held, the
+        same reap)."""
+        while True:
+            yield from w.sleep_until(w.clock_ms + 1000)
+            yield from w.acquire("BQL")
+            yield from self.kvm_dirty_ring_reap(w)
+            w.release("BQL")
+            yield S(REAPER_DONE)
 
     def kvm_physical_sync_dirty_bitmap(self, w, slot) -> Step:
         """One memslot: the GET ioctl (one step), then the OR of L1c into L2 (one step), under
@@ -409,8 +487,9 @@ class Design:
     # ------------------------------------------------------------------------------------------
     # the end
     def migration_completion(self, w) -> Step:
-        """``migration_completion``: BQL, stop the VM, ``ram_save_complete``; then, as a separate
-        BQL section, ``migration_iteration_finish`` and the cleanup (threads, throttle, dirty log).
+        """``migration_completion``: BQL, stop the VM, ``ram_save_complete``; the BQL dropped;
+        ``migration_completion_end`` under the BQL again; then, as a separate BQL section,
+        ``migration_iteration_finish`` and the cleanup (threads, throttle, dirty log).
 
         Between the two sections the main loop may still run a timer callback, as in QEMU.
 
@@ -423,10 +502,22 @@ class Design:
         w.vm_stop()
         yield S(VM_STOP)
         yield from self.ram_save_complete(w)
-        mig.phase = "completing" if mig.cancel_requested else "completed"
         w.release("BQL")
         yield S(STREAM_COMPLETE)
+        yield from self.migration_completion_end(w)
         yield from self.migration_iteration_finish(w)
+
+    def migration_completion_end(self, w) -> Step:
+        """``migration_completion_end`` (migration/migration.c): after ``migration_completion_precopy``
+        dropped the BQL (a QMP ``migrate_cancel`` can land in between: it moves the state to
+        CANCELLING and shuts the stream down), the BQL again, and the state moves to COMPLETED
+        only if it is still the active one. One step."""
+        mig = w.mig
+        yield from w.acquire("BQL")
+        if not mig.cancel_requested:
+            mig.phase = "completed"
+        w.release("BQL")
+        yield S(COMPLETION_END, value=mig.phase == "completed")
 
     def migration_iteration_finish(self, w) -> Step:
         """``migration_iteration_finish`` (migration thread, BQL held): ``cpu_throttle_stop``

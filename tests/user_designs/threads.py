@@ -79,7 +79,7 @@ class EagerClearAfterUnlock(Periodic):
         if not rb.fast_path:
             return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
         num_dirty = 0
-        base = rb.offset >> 6
+        base = rb.offset // w.L2.word_bits          # BITS_PER_LONG of the world's host
         for k in range(rb.words()):
             if w.L2.word(base + k):
                 bits = w.L2.xchg_word(base + k, 0)
@@ -134,7 +134,7 @@ class ClearAtNextSync(Legacy):
         if not rb.fast_path:
             return (yield from super().cpu_physical_memory_sync_dirty_bitmap(w, rb))
         num_dirty = 0
-        base = rb.offset >> 6
+        base = rb.offset // w.L2.word_bits          # BITS_PER_LONG of the world's host
         for k in range(rb.words()):
             if w.L2.word(base + k):
                 bits = w.L2.xchg_word(base + k, 0)
