@@ -22,9 +22,10 @@ from dirtyproof.impl.scheduler import RandomScheduler
 from dirtyproof.impl.steps import RING_KICK, RING_PUBLISH, RING_REAP, RING_RESET
 from dirtyproof.impl.world import NOVCPU, REAPER, BadChoice
 from dirtyproof.mutants import RING_MUTANTS, load_manifest
-from dirtyproof.spec import BY_ID, RULE, Checker
+from dirtyproof.spec import BY_ID, RULE
 from dirtyproof.spec.invariants import check_coverage, marked_pages
 from manifest_checks import assert_hunt_matches
+from stepping import Driver
 
 GEO = Geometry((BlockSpec("odd0", 1, 4, 1),), 0)      # pages 1..4, one slot, slow path
 MANIFEST = load_manifest()
@@ -37,34 +38,6 @@ def _cfg(**kw) -> Config:
     base = dict(geometry=GEO, vcpus=2, burst=4, switchover_pages=1, kvm_mode="dirty_ring")
     base.update(kw)
     return Config(**base)
-
-
-class Driver:
-    """Applies choices to a world and checks every invariant after each (as the runner does)."""
-
-    def __init__(self, design, cfg: Config) -> None:
-        self.w = World(cfg, design)
-        self.checker = Checker(self.w.design)
-        self.violation = None
-        self.kinds: list[str] = []
-
-    def ap(self, *choice) -> str:
-        """One step; the first property violation is kept, the step's kind recorded."""
-        self.w.last_step = None
-        label = self.w.step(list(choice))
-        if self.w.last_step is not None:
-            self.kinds.append(self.w.last_step.kind)
-        v = self.checker.after_step(self.w, 0)
-        self.violation = self.violation or v
-        return label
-
-    def until(self, pred, who="migration", limit=400) -> None:
-        """Step thread ``who`` until ``pred()`` holds."""
-        for _ in range(limit):
-            if pred():
-                return
-            self.ap(who, None)
-        raise AssertionError(f"{who} did not get there in {limit} steps")
 
 
 def _sent_all(w) -> bool:

@@ -22,6 +22,7 @@ from dirtyproof.mutants import MULTIFD_MUTANTS, MUTANTS, HINTING_MUTANTS, load_m
 from dirtyproof.mutants.multifd import MultifdNoRoundFlush
 from dirtyproof.spec import INVARIANTS, PROPERTY, RULE, RUNTIME_CHECKS, Checker
 from manifest_checks import assert_hunt_matches
+from stepping import Driver
 
 GEO = Geometry((BlockSpec("odd0", 1, 4, 1),), 0)      # pages 1..4, one slot, slow path
 MANIFEST = load_manifest()
@@ -33,30 +34,6 @@ def _cfg(channels=2, **kw) -> Config:
     base = dict(geometry=GEO, vcpus=1, burst=2, switchover_pages=1, multifd_channels=channels)
     base.update(kw)
     return Config(**base)
-
-
-class Driver:
-    """Applies choices to a world and checks every invariant after each (as the runner does)."""
-
-    def __init__(self, design, cfg: Config) -> None:
-        self.w = World(cfg, design)
-        self.checker = Checker(self.w.design)
-        self.violation = None
-
-    def ap(self, *choice) -> str:
-        """One step; the first property violation is kept."""
-        label = self.w.step(list(choice))
-        v = self.checker.after_step(self.w, 0)
-        self.violation = self.violation or v
-        return label
-
-    def until(self, pred, who="migration", limit=400) -> None:
-        """Step thread ``who`` until ``pred()`` holds."""
-        for _ in range(limit):
-            if pred():
-                return
-            self.ap(who, None)
-        raise AssertionError(f"{who} did not get there in {limit} steps")
 
 
 def test_flag_is_checked_and_recorded():
