@@ -44,6 +44,7 @@ class Judgement:
     seconds: float = 0.0
     runs: list = field(default_factory=list)
     text: str = ""                 # every run's printed summary
+    note: str = ""                 # a note on the counterexample (explore/width.py), not a verdict
 
     def detail(self) -> str:
         """One line per run (what the check table prints), then the counterexample's, if any."""
@@ -51,6 +52,8 @@ class Judgement:
                  + (f" in {r.steps} steps" if r.steps is not None else "") for r in self.runs]
         if self.verdict == SAFE:
             lines.append("no violation: exhaustive within bounds B of each run (explore/portfolio.py)")
+        if self.note:
+            lines.append(self.note)
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -64,7 +67,8 @@ def judge(design_cls, design_spec: str, trace_dir=None, runs=None, steps: bool =
     t0 = time.perf_counter()
     out = Judgement(SAFE)
     texts = []
-    for o in explore_runs(design_cls, design_spec, runs or portfolio_runs(), Reductions(), trace_dir=trace_dir,
+    runs = runs or portfolio_runs()
+    for o in explore_runs(design_cls, design_spec, runs, Reductions(), trace_dir=trace_dir,
                           steps=steps, progress=progress):
         r = o.result
         outcome = (r.violation.invariant if r.violation is not None else "exhaustive" if r.exhaustive else CUT)
@@ -74,6 +78,10 @@ def judge(design_cls, design_spec: str, trace_dir=None, runs=None, steps: bool =
         if r.violation is not None:
             out.verdict, out.invariant, out.steps, out.label = UNSAFE, r.violation.invariant, len(r.path), o.label
             out.trace = str(o.trace_path)
+            # a narrow-word world: say so if the design reads L2 words outside the block it syncs
+            from .width import foreign_l2_words
+            cfg = next((c for label, c, _ in runs if label == o.label), None)
+            out.note = (foreign_l2_words(design_cls, cfg) or "") if cfg is not None else ""
             break
         if not r.exhaustive:
             out.verdict = CUT
@@ -94,6 +102,7 @@ def combine(parts: list) -> Judgement:
         texts.append(p.text)
         if p.verdict == UNSAFE:
             out.verdict, out.invariant, out.steps, out.label, out.trace = UNSAFE, p.invariant, p.steps, p.label, p.trace
+            out.note = p.note
             break
         if p.verdict == CUT:
             out.verdict = CUT
