@@ -18,6 +18,7 @@ class Outcome:
     text: str
     trace_path: object = None
     label: str = ""
+    note: str = ""          # explore/width.py's note on a counterexample, if any (not a verdict)
 
 
 def config_for(mode: str, base=None):
@@ -34,14 +35,19 @@ def explore_runs(design_cls, design_spec: str, runs, reductions: Reductions, ord
     for label, cfg, bounds in runs:
         res = explore(design_cls, cfg, bounds, reductions, progress, order)
         lines = [f"[{label}]"] + summary(res)
-        path = None
+        path, note = None, ""
         if res.violation is not None:
             path = save_trace(res, design_spec, trace_dir)
             if steps:
                 lines.append(f"counterexample ({len(res.path)} steps):")
                 lines.extend(step_lines(res, design_cls))
             lines.append(f"trace saved to {path} (replay: dirtyproof replay {path})")
-        yield Outcome(res, "\n".join(lines), path, label)
+            # a narrow-word world: say so if the design reads L2 words outside the block it syncs
+            from .width import foreign_l2_words
+            note = foreign_l2_words(design_cls, cfg) or ""
+            if note:
+                lines.append(note)
+        yield Outcome(res, "\n".join(lines), path, label, note)
 
 
 def explore_modes(design_cls, design_spec: str, modes, bounds: Bounds, reductions: Reductions,

@@ -67,8 +67,7 @@ def judge(design_cls, design_spec: str, trace_dir=None, runs=None, steps: bool =
     t0 = time.perf_counter()
     out = Judgement(SAFE)
     texts = []
-    runs = runs or portfolio_runs()
-    for o in explore_runs(design_cls, design_spec, runs, Reductions(), trace_dir=trace_dir,
+    for o in explore_runs(design_cls, design_spec, runs or portfolio_runs(), Reductions(), trace_dir=trace_dir,
                           steps=steps, progress=progress):
         r = o.result
         outcome = (r.violation.invariant if r.violation is not None else "exhaustive" if r.exhaustive else CUT)
@@ -78,10 +77,7 @@ def judge(design_cls, design_spec: str, trace_dir=None, runs=None, steps: bool =
         if r.violation is not None:
             out.verdict, out.invariant, out.steps, out.label = UNSAFE, r.violation.invariant, len(r.path), o.label
             out.trace = str(o.trace_path)
-            # a narrow-word world: say so if the design reads L2 words outside the block it syncs
-            from .width import foreign_l2_words
-            cfg = next((c for label, c, _ in runs if label == o.label), None)
-            out.note = (foreign_l2_words(design_cls, cfg) or "") if cfg is not None else ""
+            out.note = o.note
             break
         if not r.exhaustive:
             out.verdict = CUT

@@ -56,3 +56,21 @@ def test_no_note_at_64_bit_words():
     cfg = default_config("manual")
     wide = replace(cfg, geometry=replace(cfg.geometry, word_bits=64))
     assert foreign_l2_words(SixtyFourBitIndex, wide) is None
+
+
+def test_the_explorer_prints_the_note_with_its_counterexample(tmp_path):
+    """End to end: the explorer's counterexample for the 64-bit-index design in a world where ram0
+    does not start at page 0 comes with the note (in the printed text and the outcome)."""
+    from dataclasses import replace
+
+    from dirtyproof.explore.bounds import Bounds
+    from dirtyproof.explore.reductions import Reductions
+    from dirtyproof.explore.run import explore_runs
+    from dirtyproof.impl.geometry import BlockSpec, Geometry
+    geo = Geometry((BlockSpec("odd0", 1, 2, 1), BlockSpec("ram0", 4, 4, 1)), clear_bmap_shift=1, word_bits=4)
+    cfg = replace(default_config("manual"), geometry=geo)
+    bounds = Bounds(guest_writes=1, device_writes=0, clock_moves=0, cancels=0, moves=1, preemptions=0)
+    (o,) = list(explore_runs(SixtyFourBitIndex, "sixty-four-bit-index", [("t", cfg, bounds)], Reductions(),
+                             trace_dir=str(tmp_path), steps=False))
+    assert o.result.violation is not None, "the misindexed sync should break a property"
+    assert o.note and o.note in o.text and "w.L2.word_bits" in o.note
