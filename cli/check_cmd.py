@@ -71,7 +71,7 @@ def _prove_one(job):
     traceback is."""
     spec, cfg, traces = job
     t0 = time.perf_counter()
-    out = {"spec": spec, "config": cfg, "verdict": "unknown", "detail": "", "seconds": 0.0, "trace": None,
+    out = {"kind": "prove", "spec": spec, "config": cfg, "verdict": "unknown", "detail": "", "seconds": 0.0, "trace": None,
            "error": None}
     try:
         from pathlib import Path
@@ -132,16 +132,17 @@ def _work_all(jobs: list, processes: int) -> dict:
         done += 1
         if r["error"] is not None:
             raise Reported(*r["error"])
-        if "config" in r:
+        if r["kind"] == "prove":
             results[("prove", r["spec"], r["config"])] = r
             sys.stderr.write(f"check: [{done}/{total}] prover {r['spec']} {r['config']}: {r['verdict']} "
                              f"({r['seconds']:.1f} s)\n")
         else:
             results[("tail", r["spec"])] = r
-            bad = [f"{c}: {t}" for c, (t, _) in r["runs"].items() if t != "ok"]
+            bad = [f"{c}: {x['verdict']}" for c, x in r["runs"].items() if x["verdict"] != "ok"]
+            secs = sum(x["seconds"] for x in r["runs"].values()) + r["counting"]["seconds"] + r["hunt"]["seconds"]
             sys.stderr.write(f"check: [{done}/{total}] runs, counting lemmas and hunt {r['spec']}: runs "
-                             f"{'ok' if not bad else bad[0]}, counting {r['counting'][0]}, hunt {r['hunt'][0]} "
-                             f"({sum(x[1] for x in r['runs'].values()) + r['counting'][2] + r['hunt'][3]:.1f} s)\n")
+                             f"{'ok' if not bad else bad[0]}, counting {r['counting']['verdict']}, hunt "
+                             f"{r['hunt']['verdict']} ({secs:.1f} s)\n")
 
     if processes == 1:
         for j in jobs:
@@ -258,7 +259,7 @@ def _judge(spec: str, cls, by: dict, expected: dict, explorations=None) -> list[
     for cfg in CONFIGS:
         r = by[("prove", spec, cfg)]
         want = per[cfg]
-        runs, rsec = tail["runs"][cfg]
+        runs, rsec = tail["runs"][cfg]["verdict"], tail["runs"][cfg]["seconds"]
         v = r["verdict"]
         found_unsafe |= v == "unsafe" or runs != "ok"
         if want is None:
@@ -270,7 +271,8 @@ def _judge(spec: str, cls, by: dict, expected: dict, explorations=None) -> list[
         run_want = "ok" if want == "safe" else "any"
         rows.append(Row(spec, "runs", cfg, run_want, runs, runs == "ok" or run_want == "any", rsec,
                         "" if runs == "ok" else runs))
-    counting, why, csec = tail["counting"]
+    c = tail["counting"]
+    counting, why, csec = c["verdict"], c["why"], c["seconds"]
     found_unsafe |= counting == "unsafe"
     cwant = "any" if per[CONFIGS[0]] is None else "safe"
     from dirtyproof.impl.designs import DESIGNS
@@ -283,7 +285,8 @@ def _judge(spec: str, cls, by: dict, expected: dict, explorations=None) -> list[
     else:
         ok_counting = counting == cwant or (cwant == "any" and counting != "unknown")
     rows.append(Row(spec, "counting", "all sizes", cwant, counting, ok_counting, csec, why))
-    h, detail, trace, hsec = tail["hunt"]
+    hr = tail["hunt"]
+    h, detail, trace, hsec = hr["verdict"], hr["detail"], hr["trace"], hr["seconds"]
     found_unsafe |= h == "unsafe"
     if explorations is not None:
         er = explorations.row(spec, cls)

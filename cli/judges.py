@@ -64,21 +64,22 @@ def tail_job(job) -> dict:
     """The engines of one design besides the prover and the explorer, in a worker process
     (``job``: the design's spec, the hunt's budget in seconds, the trace folder): the seeded
     random runs in every configuration, the counting lemmas and the hunt, each with its seconds,
-    as plain data: ``{"spec", "runs": {config: [text, s]}, "counting": [verdict, why, s],
-    "hunt": [verdict, detail, trace, s], "error"}``. ``check`` runs these beside the proofs, so
-    that no core waits for a serial tail."""
+    as plain data: ``{"kind": "tail", "spec", "runs": {config: {"verdict", "seconds"}},
+    "counting": {"verdict", "why", "seconds"}, "hunt": {"verdict", "detail", "trace", "seconds"},
+    "error"}``. ``check`` runs these beside the proofs, so that no core waits for a serial tail."""
     import time
     spec, budget, traces = job
-    out = {"spec": spec, "runs": {}, "counting": None, "hunt": None, "error": None}
+    out = {"kind": "tail", "spec": spec, "runs": {}, "counting": None, "hunt": None, "error": None}
     try:
         from dirtyproof.checked import resolve
         from dirtyproof.proofs.runner import CONFIGS
         cls = resolve(spec)
         for cfg in CONFIGS:
             t = time.perf_counter()
-            out["runs"][cfg] = [random_runs(cls, cfg), time.perf_counter() - t]
+            out["runs"][cfg] = {"verdict": random_runs(cls, cfg), "seconds": time.perf_counter() - t}
         t = time.perf_counter()
-        out["counting"] = [*counting_verdict(cls), time.perf_counter() - t]
+        verdict, why = counting_verdict(cls)
+        out["counting"] = {"verdict": verdict, "why": why, "seconds": time.perf_counter() - t}
         t = time.perf_counter()
         verdict, rep = hunt_verdict(cls, budget, spec, traces, progress=False)
         detail, trace = "", None
@@ -86,7 +87,7 @@ def tail_job(job) -> dict:
             detail = str(rep.found)
             trace = getattr(rep.found, "trace_path", None)
             trace = str(trace) if trace else None
-        out["hunt"] = [verdict, detail, trace, time.perf_counter() - t]
+        out["hunt"] = {"verdict": verdict, "detail": detail, "trace": trace, "seconds": time.perf_counter() - t}
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - classified here, reported by the parent
