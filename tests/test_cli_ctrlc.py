@@ -21,10 +21,12 @@ USER = str(HERE / "cli_user_designs.py")
 
 @pytest.fixture(scope="module")
 def long_trace(tmp_path_factory):
-    """A trace of a livelocked run (145000 steps): a replay of it takes several seconds."""
+    """A trace of a livelocked run (about 350000 steps): a replay of it takes about 6 s, well past
+    the latest Ctrl-C sent (3 s). With 2500 steps the replay sped up to 2.75 s after the explorer's
+    bitmap and layer-look changes, and a Ctrl-C at 2.7-3 s raced its end."""
     path = tmp_path_factory.mktemp("ctrlc") / "long.json"
     subprocess.run([sys.executable, "-m", "dirtyproof.cli", "run", "--design", f"{USER}:Livelock", "--steps",
-                    "2500", "--trace", str(path)], capture_output=True, timeout=300)
+                    "6000", "--trace", str(path)], capture_output=True, timeout=300)
     assert path.exists()
     return path
 
