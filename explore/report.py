@@ -24,6 +24,11 @@ def verdict_line(res: Result) -> str:
     """The one-line verdict."""
     if res.violation is not None:
         v = res.violation
+        if res.pump is not None:
+            # a lasso found on the paths a bound cut (explore/converge.py): the cheapest found
+            # there, not a shortest counterexample within an exhausted bound
+            return (f"VIOLATION of {v.invariant} after {len(res.path)} steps (a lasso: {res.pump.prefix} steps, "
+                    f"then one turn of {len(res.pump.turn)} that repeats): {v.message}")
         return f"VIOLATION of {v.invariant} after {len(res.path)} steps (shortest within the bounds): {v.message}"
     if res.exhaustive:
         return "no violation: exhaustive within bounds B"

@@ -41,6 +41,11 @@ def explore_runs(design_cls, design_spec: str, runs, reductions: Reductions, ord
             if steps:
                 lines.append(f"counterexample ({len(res.path)} steps):")
                 lines.extend(step_lines(res, design_cls))
+            if res.pump is not None:
+                n = len(res.path)
+                # numbered as the step list (#0 first)
+                lines.append(f"the loop: steps #{res.pump.prefix}-#{n - 1} are one turn; after it the state is the "
+                             f"one after #{res.pump.prefix - 1} but for the statistics (explore/converge.py)")
             lines.append(f"trace saved to {path} (replay: dirtyproof replay {path})")
             # a narrow-word world: say so if the design reads L2 words outside the block it syncs
             from .width import foreign_l2_words
