@@ -91,7 +91,7 @@ def find_nonconvergence(ex) -> tuple[Violation, list] | None:
         if len(tried) > MAX_CANDIDATES:
             return None
         prefix = ex.path(start)
-        turn = [ex._edge_choice(a, b) for a, b in zip(nodes, nodes[1:])]
+        turn = [list(ex.choice[b]) for b in nodes[1:]]     # the chain follows the parents
         got = pump(ex, prefix, turn, ex.budgets[start])
         if got is not None:
             ex.res.pump = got

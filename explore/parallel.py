@@ -101,6 +101,10 @@ def ordered_outcomes(jobs: list[RunJob], processes: int):
     try:
         while emitted < limit:
             while len(running) < processes and started < limit:
+                # a forked child flushes the streams it inherited when it ends: nothing may be
+                # left in them, or it would be printed twice
+                sys.stdout.flush()
+                sys.stderr.flush()
                 here, there = ctx.Pipe(duplex=False)
                 p = ctx.Process(target=_child, args=(there, jobs[started]), daemon=True)
                 p.start()
@@ -109,8 +113,8 @@ def ordered_outcomes(jobs: list[RunJob], processes: int):
                 started += 1
             ready = wait([c for _, c in running.values()], timeout=POLL_S)
             for i, (p, c) in list(running.items()):
-                if c not in ready:
-                    continue
+                if c not in ready or i not in running:
+                    continue                # not done, or stopped below for an earlier result
                 try:
                     r = c.recv()
                 except EOFError:            # the worker died without a word (killed, out of memory)

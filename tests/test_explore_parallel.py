@@ -71,3 +71,16 @@ def test_ctrl_c_stops_the_workers_within_a_second(tmp_path):
     t = time.perf_counter()
     _check("explore --jobs 2", ["explore", "--design", "periodic", "--jobs", "2"], 1.5, tmp_path)
     assert time.perf_counter() - t < 10
+
+
+def test_a_design_crash_in_a_worker_is_the_serial_one_line(capsys, tmp_path):
+    """A crash met by a run in a worker (a user's design) is reported by the parent in the serial
+    command's one line and status, while the other worker is stopped."""
+    from pathlib import Path
+    user = str(Path(__file__).parent / "cli_user_designs.py")
+    got = {}
+    for jobs in ("1", "2"):
+        rc = main(["explore", "--design", f"{user}:Crashy", "--jobs", jobs, "--trace-dir", str(tmp_path)])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        got[jobs] = (rc, re.sub(r"/tmp/dirtyproof-design-\S+", "FILE", err))
+    assert got["1"] == got["2"] and got["2"][0] == 2 and "ZeroDivisionError: boom" in got["2"][1]
