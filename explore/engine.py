@@ -65,8 +65,7 @@ class Result:
     replays: int = 0
     completed_paths: int = 0
     rules: dict = field(default_factory=dict)   # rule id -> (Violation, shortest path found) : rules, not verdicts
-    lasso: bool = False             # the violation is a non-convergence lasso (explore/converge.py)
-    pump: object = None             # its evidence (converge.Pumped), when it is one
+    pump: object = None             # a non-convergence lasso's evidence (explore/converge.Pumped), if the violation is one
 
     @property
     def exhaustive(self) -> bool:
@@ -404,7 +403,6 @@ class Explorer:
         found = find_nonconvergence(self)
         if found is not None:
             self.res.violation, self.res.path = found
-            self.res.lasso = True
 
     def _livelock(self) -> None:
         """After an exhaustive search: a state from which no path reaches completion (or a state
