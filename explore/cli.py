@@ -10,13 +10,15 @@ from pathlib import Path
 
 from dirtyproof.cli.common import design_class, names_a_configuration, positive_int
 from dirtyproof.cli.errors import UserError
+from dirtyproof.cli.failure import Reported
 from dirtyproof.impl.config import ALL_KVM_MODES, KVM_MODES
 
 from .bounds import Bounds
 from .engine import ORDERS
 from .reductions import Reductions
 from .portfolio import BOUND_ENV, chosen_bound, describe, gate_portfolio
-from .run import config_for, explore_runs, portfolio_runs
+from .parallel import RunJob, ordered_outcomes
+from .run import config_for, portfolio_runs
 
 
 def add_arguments(p) -> None:
@@ -50,6 +52,18 @@ def add_arguments(p) -> None:
     p.add_argument("--trace-dir", metavar="DIR", help="where a counterexample trace goes "
                    "(default: $DIRTYPROOF_TRACE_DIR or .dirtyproof/traces)")
     p.add_argument("--quiet", action="store_true", help="no step list, only the summary")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes running the runs at once, output and verdict as in order "
+                        f"(default: the machine's cores, {default_jobs()} here)")
+
+
+def default_jobs() -> int:
+    """The machine's cores this process may use."""
+    import os
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 BOUND_FLAGS = ("guest_writes", "device_writes", "clock_moves", "cancels", "moves", "max_depth", "max_states",
@@ -136,15 +150,24 @@ def run(args) -> int:
         # a mode the portfolio does not list by default (dirty_ring) runs each entry's world in it
         runs += [(f"{e.name}/{m}", e.config_for(m), e.bounds) for e in entries
                  for m in dict.fromkeys(args.kvm_mode or ()) if m not in e.modes]
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {jobs}")
+    del cls          # resolved above to reject a bad --design at once; each run resolves it again
     status = 0
-    sys.stderr.write(f"explore: {args.design}: {len(runs)} run(s) ...\n")
-    for out in explore_runs(cls, args.design, runs, red, order=args.order, trace_dir=args.trace_dir,
-                            steps=not args.quiet, progress=lambda r, n, q, d: sys.stderr.write(
-                                f"  ... {n} distinct states, {q} queued, depth {d}\n")):
-        print(out.text)
-        if not out.result.exhaustive:
+    procs = min(jobs, len(runs))
+    sys.stderr.write(f"explore: {args.design}: {len(runs)} run(s) on {procs} process(es) ...\n")
+    work = [RunJob(args.design, label, cfg, b, red.por, args.order, args.trace_dir, not args.quiet)
+            for label, cfg, b in runs]
+    for r in ordered_outcomes(work, procs):
+        if r["error"] is not None:
+            raise Reported(*r["error"])
+        if r["trace"] is not None:
+            r["trace"].save(r["trace_path"])
+        print(r["text"], flush=True)
+        if not r["exhaustive"]:
             status = 1
-        if out.result.violation is not None:
+        if r["violated"]:
             break
     return status
 

@@ -31,7 +31,7 @@ from dirtyproof.spec import Violation
 from . import checks as spec_checks
 from .bounds import Bounds
 from .choices import MOVES, after_thread, enabled, periods, preempted, terminal
-from .fingerprint import fingerprint
+from .fingerprint import fingerprints
 from .footprint import recording, track, track_mig, writes_of
 from dirtyproof.impl.config import DIRTY_RING
 
@@ -65,6 +65,7 @@ class Result:
     replays: int = 0
     completed_paths: int = 0
     rules: dict = field(default_factory=dict)   # rule id -> (Violation, shortest path found) : rules, not verdicts
+    pump: object = None             # a non-convergence lasso's evidence (explore/converge.Pumped), if the violation is one
 
     @property
     def exhaustive(self) -> bool:
@@ -104,6 +105,7 @@ class Explorer:
         self.depth: list[int] = [0]
         self.budgets: list[tuple] = [self.bounds.budgets()]
         self.spent: list[int] = [0]
+        self.afp: list[int] = [0]        # per node: its fingerprint modulo statistics (explore/converge.py)
         self.expanded: list[bool] = [False]
         self.total = self.bounds.moves
         self.order = order
@@ -204,7 +206,7 @@ class Explorer:
         """Record the state ``w`` reached from node ``i`` by ``ch``; its node index if new. A node
         not yet expanded that is reached again by a shorter path takes that path."""
         self.res.generated += 1
-        fp = fingerprint(w, budgets)
+        fp, afp = fingerprints(w, budgets)
         j = self.seen.get(fp)
         if j is not None:
             self.edges[i].append(j)
@@ -221,6 +223,7 @@ class Explorer:
         self.choice.append(list(ch))
         self.depth.append(self.depth[i] + 1)
         self.budgets.append(budgets)
+        self.afp.append(afp)
         self.spent.append(self.total - budgets[MOVES])
         self.expanded.append(False)
         self.edges.append([])
@@ -312,7 +315,8 @@ class Explorer:
     def _run(self) -> Result:
         b = self.bounds
         w0 = self.fresh()
-        self.seen[fingerprint(w0, self.budgets[0])] = 0
+        fp0, self.afp[0] = fingerprints(w0, self.budgets[0])
+        self.seen[fp0] = 0
         self.cache[0] = w0
         self._push(self._cost(0), 0)
         last_report = time.perf_counter()
@@ -337,6 +341,7 @@ class Explorer:
                 continue
             if len(self.parent) >= b.max_states:
                 self.res.capped = True
+                self._nonconvergence()
                 return self.res
             w = self.world(i)
             budgets = self.budgets[i]
@@ -385,8 +390,19 @@ class Explorer:
                 reports += 1
                 self.progress(self.res, len(self.parent), len(self.heap), d)
         if not (self.sample_duplicates and self.duplicates):
-            self._livelock()
+            if self.res.truncated:
+                self._nonconvergence()
+            if self.res.violation is None:
+                self._livelock()
         return self.res
+
+    def _nonconvergence(self) -> None:
+        """A search cut by a bound: look on the cut paths for a loop that repeats modulo
+        statistics and cannot converge (explore/converge.py), and report it as ``progress``."""
+        from .converge import find_nonconvergence
+        found = find_nonconvergence(self)
+        if found is not None:
+            self.res.violation, self.res.path = found
 
     def _livelock(self) -> None:
         """After an exhaustive search: a state from which no path reaches completion (or a state

@@ -46,6 +46,10 @@ class Encoder:
     def __init__(self) -> None:
         self.index: dict[int, int] = {}
         self.keep: list = []          # keep visited objects alive so ids are not reused mid-walk
+        # the declared statistics met (module docstring), in visiting order: kept apart from the
+        # encoding so that a state can be compared with another modulo them
+        self.stats: list = []
+        self.stat_objects: list = []
 
     def encode(self, v):
         """The canonical form of ``v`` (atoms as themselves, containers and objects recursively)."""
@@ -78,6 +82,11 @@ class Encoder:
         self.keep.append(o)
         t = type(o)
         ignored = IGNORED.get(t.__qualname__, _NONE)
+        stats = _statistics(t)
+        if stats:
+            self.stats.append(tuple(getattr(o, f) for f in stats))
+            self.stat_objects.append(o)
+            ignored = ignored | stats
         enc = self.encode
         d = getattr(o, "__dict__", None)
         if d is not None:
@@ -116,6 +125,18 @@ class Encoder:
         # them differently and was counted twice
         loc = tuple([(k, x if type(x) in _ATOMS else enc(x)) for k, x in sorted(fr.f_locals.items())])
         return ("g", code.co_qualname, code.co_firstlineno, fr.f_lasti, loc, enc(inner))
+
+
+_STATS: dict[type, frozenset] = {}
+
+
+def _statistics(t) -> frozenset:
+    """The fields type ``t`` declares as statistics (its ``STATISTICS``: explicit data of the
+    model, ``impl/world.py``'s MigrationState and ``impl/ghost.py``'s Ghost), cached per type."""
+    hit = _STATS.get(t)
+    if hit is None:
+        hit = _STATS[t] = frozenset(getattr(t, "STATISTICS", ()))
+    return hit
 
 
 def _array(enc, v):
@@ -174,15 +195,42 @@ _DISPATCH = {
 
 
 def canonical(w, extra=()) -> tuple:
-    """The canonical form of world ``w`` (with ``extra``: the explorer's remaining budgets)."""
-    return (Encoder().encode(w), extra)
+    """The canonical form of world ``w`` (with ``extra``: the explorer's remaining budgets): the
+    form modulo statistics (:func:`abstract`) and the statistics' values in visiting order."""
+    enc = Encoder()
+    form = (enc.encode(w), extra)
+    return (form, tuple(enc.stats))
+
+
+def abstract(w, extra=()) -> tuple:
+    """The canonical form of ``w`` with every declared statistic left out (the ``STATISTICS`` of
+    the model's classes): equal for two states that differ only in their counts."""
+    return canonical(w, extra)[0]
+
+
+def fingerprints(w, extra=()) -> tuple[int, int]:
+    """``(fingerprint, fingerprint modulo statistics)`` of ``w`` from one walk of its graph: the
+    first is :func:`fingerprint`, the second a hash of :func:`abstract`."""
+    form, stats = canonical(w, extra)
+    afp = hash(form)
+    return hash((afp, stats)), afp
 
 
 def fingerprint(w, extra=()) -> int:
     """A 64-bit hash of :func:`canonical`, as TLC's fingerprints: two distinct states collide with
     probability about n^2 / 2^65 for n states (under 3e-8 for a million). Only equality of
-    fingerprints is used, never their order, so the search order does not depend on hash seeds."""
-    return hash(canonical(w, extra))
+    fingerprints is used, never their order, so the search order does not depend on hash seeds.
+    It is computed as a hash of the hash modulo statistics and the statistics' values, so the
+    explorer gets both from one walk (:func:`fingerprints`)."""
+    return fingerprints(w, extra)[0]
 
 
-__all__ = ["canonical", "fingerprint", "Encoder", "IGNORED"]
+def statistics_of(w) -> list:
+    """``[(object, field names)]``: every object of ``w`` with declared statistics, in visiting
+    order (for the non-convergence check's counts and its shift test)."""
+    enc = Encoder()
+    enc.encode(w)
+    return [(o, tuple(getattr(type(o), "STATISTICS"))) for o in enc.stat_objects]
+
+
+__all__ = ["abstract", "canonical", "fingerprint", "fingerprints", "statistics_of", "Encoder", "IGNORED"]

@@ -24,6 +24,11 @@ def verdict_line(res: Result) -> str:
     """The one-line verdict."""
     if res.violation is not None:
         v = res.violation
+        if res.pump is not None:
+            # a lasso found on the paths a bound cut (explore/converge.py): the cheapest found
+            # there, not a shortest counterexample within an exhausted bound
+            return (f"VIOLATION of {v.invariant} after {len(res.path)} steps (a lasso: {res.pump.prefix} steps, "
+                    f"then one turn of {len(res.pump.turn)} that repeats): {v.message}")
         return f"VIOLATION of {v.invariant} after {len(res.path)} steps (shortest within the bounds): {v.message}"
     if res.exhaustive:
         return "no violation: exhaustive within bounds B"
@@ -53,14 +58,21 @@ def trace_of(res: Result, design_spec: str) -> Trace:
     return Trace(design_spec, res.config, [list(c) for c in res.path], None, None, viol)
 
 
-def save_trace(res: Result, design_spec: str, trace_dir: str | None = None) -> Path:
-    """Save the counterexample where the hunt saves its own (``$DIRTYPROOF_TRACE_DIR``)."""
+def trace_file(res: Result, design_spec: str, trace_dir: str | None = None) -> tuple[Trace, Path]:
+    """The counterexample's trace and the file :func:`save_trace` writes it to (named by its
+    content, so a run in a worker process can name it and leave the writing to its parent)."""
     tr = trace_of(res, design_spec)
     digest = hashlib.sha1(json.dumps(tr.to_json(), sort_keys=True).encode()).hexdigest()[:8]
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in design_spec)
     folder = Path(trace_dir or os.environ.get(TRACE_DIR_ENV) or DEFAULT_TRACE_DIR)
     name = f"{safe}-{res.config.kvm_mode}-explore-{res.violation.invariant}-{len(res.path)}steps-{digest}.json"
-    return tr.save(folder / name)
+    return tr, folder / name
+
+
+def save_trace(res: Result, design_spec: str, trace_dir: str | None = None) -> Path:
+    """Save the counterexample where the hunt saves its own (``$DIRTYPROOF_TRACE_DIR``)."""
+    tr, path = trace_file(res, design_spec, trace_dir)
+    return tr.save(path)
 
 
 def step_lines(res: Result, design_cls) -> list[str]:
@@ -69,4 +81,4 @@ def step_lines(res: Result, design_cls) -> list[str]:
     return step_list(design_cls, res.config, res.path)
 
 
-__all__ = ["summary", "verdict_line", "bounds_line", "trace_of", "save_trace", "step_lines"]
+__all__ = ["summary", "verdict_line", "bounds_line", "trace_of", "trace_file", "save_trace", "step_lines"]

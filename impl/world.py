@@ -9,7 +9,7 @@ writes, device writes, the clock, the management interface) are single-step acti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generator, Iterator
+from typing import ClassVar, Generator, Iterator
 
 import numpy as np
 
@@ -95,6 +95,13 @@ class MigrationState:
     pss_page: int = 0
     cancel_requested: bool = False
     downtime_raised: bool = False
+
+    # QEMU's accounting counters (mig_stats, RAMState's sync and iteration counts): they only grow
+    # within an attempt, and a thread reads them only to count, to report, or in comparisons
+    # that docs/explore.md ("Non-convergence") goes through. The explorer's non-convergence check
+    # compares states modulo these and pumps the loop to show the counts decide nothing there.
+    STATISTICS: ClassVar[tuple[str, ...]] = ("dirty_sync_count", "syncs", "iteration_count", "pages_sent",
+                                             "bytes_transferred", "num_dirty_pages_period")
 
 
 class World:
