@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from .common import design_class, design_specs
 from .errors import UserError
+from .interrupt import worker_ignores_sigint
 from .judges import RUN_SEEDS, RUN_STEPS, explore_job, tail_job
 from .paths import add_trace_dir_argument, output_file, trace_dir
 from .reports import Row, write_json, write_junit
@@ -49,21 +50,6 @@ def add_arguments(p) -> None:
                         "bound, minutes per design; also $DIRTYPROOF_EXPLORE_BOUND)")
     p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-
-
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the parent, which stops them (no traceback from a worker).
-
-    A forked worker also inherits the parent's signal wakeup fd (:mod:`.interrupt`): its step
-    timer's SIGALRM would be written there, and once that socket is gone Python prints
-    "Exception ignored when trying to write to the signal wakeup fd" on the shared stderr, a
-    stray line after the one error line. Workers need no wakeup fd: it is reset."""
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        signal.set_wakeup_fd(-1)
-    except ValueError:          # not the main thread of the main interpreter: none was set
-        pass
 
 
 def _prove_one(job):
@@ -150,7 +136,7 @@ def _work_all(jobs: list, processes: int) -> dict:
                              f"{' '.join(map(str, j[1:3])) if j[0] == 'prove' else j[1]} ...\n")
             finished(_work_one(j))
         return results
-    ex = ProcessPoolExecutor(processes, initializer=_ignore_sigint)
+    ex = ProcessPoolExecutor(processes, initializer=worker_ignores_sigint)
     try:
         pending = {ex.submit(_work_one, j) for j in jobs}
         last = time.perf_counter()
@@ -204,7 +190,7 @@ class _Explorations:
     fill the cores the serial runs and hunts leave idle); :meth:`row` waits for one design's."""
 
     def __init__(self, specs: list, traces, processes: int) -> None:
-        self.ex = ProcessPoolExecutor(max(1, processes), initializer=_ignore_sigint)
+        self.ex = ProcessPoolExecutor(max(1, processes), initializer=worker_ignores_sigint)
         self.t0 = time.perf_counter()
         from dirtyproof.explore.run import portfolio_runs
         labels = [r[0] for r in portfolio_runs()]

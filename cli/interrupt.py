@@ -175,4 +175,18 @@ def was_interrupted() -> bool:
     return _interrupted.is_set()
 
 
-__all__ = ["ctrl_c_stops", "was_interrupted"]
+def worker_ignores_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them (no traceback from a worker).
+
+    A forked worker also inherits the parent's signal wakeup fd (this module): its step
+    timer's SIGALRM would be written there, and once that socket is gone Python prints
+    "Exception ignored when trying to write to the signal wakeup fd" on the shared stderr, a
+    stray line after the one error line. Workers need no wakeup fd: it is reset."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:          # not the main thread of the main interpreter: none was set
+        pass
+
+
+__all__ = ["ctrl_c_stops", "was_interrupted", "worker_ignores_sigint"]

@@ -74,8 +74,8 @@ def progress_line(label: str):
 
 def _child(conn, job: RunJob) -> None:
     """A worker's body: SIGINT left to the parent, one run, its result sent back."""
-    from dirtyproof.cli.check_cmd import _ignore_sigint
-    _ignore_sigint()
+    from dirtyproof.cli.interrupt import worker_ignores_sigint
+    worker_ignores_sigint()
     try:
         conn.send(run_job(job))
     finally:

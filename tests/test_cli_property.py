@@ -54,7 +54,7 @@ FLAGS = {
     "prove": ["--design", "--config", "--smt2", "--trace-dir", "--traces", "--timeout-ms", "--tail"],
     "check": ["--design", "--jobs", "--trace-dir", "--traces", "--junit", "--json"],
     "explore": ["--design", "--kvm-mode", "--config", "--guest-writes", "--device-writes", "--clock-moves",
-                "--cancels", "--moves", "--max-depth", "--max-states", "--no-por", "--order", "--trace-dir",
+                "--cancels", "--moves", "--max-depth", "--max-states", "--no-por", "--order", "--jobs", "--trace-dir",
                 "--quiet"],
     "conform": ["--qemu-trace", "--samples", "--qemu-version", "--qemu", "--qemu-root", "--hot-mib", "--delay",
                 "--bandwidth", "--downtime", "--no-auto-converge", "--throttle-initial", "--linger",
