@@ -233,6 +233,13 @@ def sweep_step_limit(steps: int) -> int:
     return steps * 15 + 3000
 
 
+def _step_limit(steps: int, scheduler) -> int:
+    """The step limit of one sweep schedule: :func:`sweep_step_limit`, plus the free steps a
+    preemption-arm run has beyond the plain arm's (it runs longer before it switches over)."""
+    from .strategies import PLAIN_STEPS
+    return sweep_step_limit(steps) + max(0, scheduler.steps - PLAIN_STEPS)
+
+
 # Swarm schedules per sweep when a hunt has a time budget: sweeps and machine rounds alternate
 # (about a second each), so a short budget still runs both searches.
 BUDGET_SWEEP_BLOCK = 25
@@ -289,7 +296,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     from dirtyproof.checked import run
 
     from .report import design_spec_of, note_rule
-    from .strategies import is_plain, sweep_arm
+    from .strategies import is_long, sweep_arm
     from .swarm import draw_ring
 
     stats = {} if stats is None else stats
@@ -304,7 +311,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if stats.get("full_width_only"):
             cfg = _at_full_width(cfg)
         try:
-            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=_step_limit(steps, scheduler))
         except DesignCrash as exc:
             if cfg.geometry.word_bits == BITS_PER_LONG:
                 raise
@@ -317,7 +324,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
             cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
             cfg = _at_full_width(draw_ring(with_overrides(cfg, config_overrides), sweep_seed(seed, i),
                                            config_overrides))
-            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=_step_limit(steps, scheduler))
         if res.violation is None and not res.completed:
             from dirtyproof.spec import Violation
             res.violation = Violation("progress", "the migration ended without completing")
@@ -334,7 +341,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
             if not failures and "first_failure_seconds" not in stats:
                 stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
                 stats["first_failure_schedules"] = stats["schedules"]
-            if not is_plain(i) and not any(not is_plain(f[1]) for f in failures):
+            if not is_long(i) and not any(not is_long(f[1]) for f in failures):
                 # the first swarm failure: a few more schedules, one may fail sooner
                 last = min(last, i + RUNNERS_UP)
             # a plain run's failure alone does not stop the sweep: its long default-world schedule
@@ -347,9 +354,9 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     # shrink the SHRINK_CANDIDATES swarm failures with the fewest steps (a plain one only if no
     # swarm schedule failed) and keep the shortest result: delta debugging cannot change the
     # world, so which world failed decides much of the counterexample's length
-    ranked = sorted(failures, key=lambda f: (is_plain(f[1]), f[0], f[1]))
-    if not is_plain(ranked[0][1]):
-        ranked = [f for f in ranked if not is_plain(f[1])]
+    ranked = sorted(failures, key=lambda f: (is_long(f[1]), f[0], f[1]))
+    if not is_long(ranked[0][1]):
+        ranked = [f for f in ranked if not is_long(f[1])]
     best = None
     for _, i, cfg, res in ranked[:SHRINK_CANDIDATES]:
         exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
