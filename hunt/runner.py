@@ -84,8 +84,9 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     counterexample (``None``: Hypothesis shrinks to the end), delta debugging finishing the shrink.
 
     ``budget`` (seconds) alternates the two, each sweep taking the next schedules (at most
-    :data:`BUDGET_SWEEP_BLOCK` at a time) and each machine round of 50 examples a new seed, until
-    the time is spent or a violation is found. ``seed`` fixes the random seed of both (else the
+    :data:`BUDGET_SWEEP_BLOCK` at a time; the first at most :data:`BUDGET_FIRST_SWEEP` or
+    :data:`BUDGET_FIRST_SHARE` of the budget) and each machine round of 50 examples a new seed,
+    until the time is spent or a violation is found. ``seed`` fixes the random seed of both (else the
     sweep uses seed 0 and the profile decides for the machine).
     ``config_overrides`` (``Config`` fields, e.g. ``{"free_page_hinting": True}``) is applied to
     every world of both searches (:func:`with_overrides`).
@@ -103,7 +104,9 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
         overrides["derandomize"] = False
     settings = get_settings(profile, **overrides)
     per_sweep = schedules_for(profile) if schedules is None else schedules
+    first_sweep = per_sweep
     if budget is not None:
+        first_sweep = min(per_sweep, BUDGET_FIRST_SWEEP)
         per_sweep = min(per_sweep, BUDGET_SWEEP_BLOCK)     # alternate: neither search starves
     machine = machine_for(design_cls, trace_dir=trace_dir, settings=settings, config_overrides=config_overrides)
     stats = machine.stats
@@ -124,8 +127,12 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     round_no = next_schedule = 0
     while True:
         if per_sweep:
-            sweep = schedule_sweep(design_cls, per_sweep, trace_dir, seed=seed or 0, start=next_schedule,
-                                   deadline=deadline, stats=stats, config_overrides=config_overrides)
+            count, until = per_sweep, deadline
+            if round_no == 0 and deadline is not None:
+                # the first round is the sweep's larger share (see BUDGET_FIRST_SWEEP)
+                count, until = first_sweep, min(deadline, t0 + budget * BUDGET_FIRST_SHARE)
+            sweep = schedule_sweep(design_cls, count, trace_dir, seed=seed or 0, start=next_schedule,
+                                   deadline=until, stats=stats, config_overrides=config_overrides)
             next_schedule += sweep.schedules
             if sweep.found is not None:
                 found, found_by = sweep.found, "sweep"
@@ -243,11 +250,21 @@ def _step_limit(steps: int, scheduler) -> int:
 # Swarm schedules per sweep when a hunt has a time budget: sweeps and machine rounds alternate
 # (about a second each), so a short budget still runs both searches.
 BUDGET_SWEEP_BLOCK = 25
+# The first sweep of a budgeted hunt runs up to BUDGET_FIRST_SWEEP schedules or until
+# BUDGET_FIRST_SHARE of the budget is spent, whichever comes first, before the first machine
+# round. The sweep finds every dev-set design it finds at all sooner than the machine (the
+# machine alone finds one user-style design the sweep misses, within 5 examples): a first block
+# of 25 put the preemption arm's 5th and 6th runs (schedules 31 and 35, where the timer races of
+# tests/user_designs are first found) behind a machine round, past check's 4 s at a load of 2-3.
+BUDGET_FIRST_SWEEP = 50
+BUDGET_FIRST_SHARE = 0.6
 # Schedules a sweep still runs after its first failing swarm schedule, so that the counterexample
 # it shrinks is the earliest failure of a few.
 RUNNERS_UP = 6
 # Failing schedules a sweep shrinks, keeping the shortest counterexample.
 SHRINK_CANDIDATES = 3
+# When only long named-world runs failed, the one shrunk gets 1/LONG_SHRINK_SHARE of the time.
+LONG_SHRINK_SHARE = 4
 
 
 def _at_full_width(cfg):
@@ -358,11 +375,13 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     if not is_long(ranked[0][1]):
         ranked = [f for f in ranked if not is_long(f[1])]
     else:
-        # only long runs failed: shrink the shortest alone. A replay of a long named-world run
-        # takes about 0.1 s, so a shrink's budget barely shortens one (measured: a 1551-step
-        # preemption-arm failure unchanged after 20 s, 869 steps after 120 s); two more
-        # candidates would cost twice the budget again for the same outcome
+        # only long runs failed: shrink the shortest alone, with a quarter of the budget. A
+        # replay of a long named-world run takes about 0.1 s, so a shrink's budget barely
+        # shortens one (measured: 1551- and 2072-step preemption-arm failures unchanged after
+        # 20 s each, the 1551-step one at 869 steps after 120 s); more candidates or the whole
+        # budget would only make a user wait longer for the same counterexample
         ranked = ranked[:1]
+        shrink_seconds = shrink_seconds / LONG_SHRINK_SHARE
     best = None
     for _, i, cfg, res in ranked[:SHRINK_CANDIDATES]:
         exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],

@@ -8,7 +8,7 @@ import pytest
 from dirtyproof.cli.main import main
 from dirtyproof.hunt import HuntViolation, ProfileError, get_settings, hunt, hunt_test, machine_for, profile_name
 from dirtyproof.hunt.shrink import shrink, shrink_violation
-from dirtyproof.hunt.strategies import is_plain, sweep_arm
+from dirtyproof.hunt.strategies import is_long, sweep_arm
 from dirtyproof.impl import World
 from dirtyproof.checked import run, replay
 from dirtyproof.impl.designs import DESIGNS, Legacy
@@ -137,7 +137,7 @@ def _sweep_failure(design_cls, after: int = 0):
     """The first unshrunk failing swarm schedule of the seed-0 sweep from index ``after`` on
     (config, choices, invariant)."""
     for index in range(after, after + 200):
-        if is_plain(index):
+        if is_long(index):
             continue
         cfg, sched = sweep_arm(index, index, 300)
         res = run(World(cfg, design_cls), sched, keep_log=False)
