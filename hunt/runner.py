@@ -264,7 +264,7 @@ RUNNERS_UP = 6
 # Failing schedules a sweep shrinks, keeping the shortest counterexample.
 SHRINK_CANDIDATES = 3
 # When only long named-world runs failed, the one shrunk gets 1/LONG_SHRINK_SHARE of the time.
-LONG_SHRINK_SHARE = 4
+LONG_SHRINK_SHARE = 10
 
 
 def _at_full_width(cfg):
@@ -375,7 +375,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     if not is_long(ranked[0][1]):
         ranked = [f for f in ranked if not is_long(f[1])]
     else:
-        # only long runs failed: shrink the shortest alone, with a quarter of the budget. A
+        # only long runs failed: shrink the shortest alone, with a tenth of the budget. A
         # replay of a long named-world run takes about 0.1 s, so a shrink's budget barely
         # shortens one (measured: 1551- and 2072-step preemption-arm failures unchanged after
         # 20 s each, the 1551-step one at 869 steps after 120 s); more candidates or the whole

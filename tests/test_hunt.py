@@ -30,8 +30,9 @@ class MyBrokenDesign(MUTANTS["period-popcount"]):
     name = "my-broken-design"
 
 
-# A user's own test file needs exactly these two lines:
-test_mine = hunt_test(MyDesign, max_examples=SMALL)
+# A user's own test file needs exactly these two lines (here a smoke sweep: 24 schedules hold
+# every arm, swarm, plain and preemption; the quality tier hunts legacy with the full budget):
+test_mine = hunt_test(MyDesign, max_examples=SMALL, schedules=24)
 TestMine = machine_for(MyDesign, settings=get_settings("ci", max_examples=SMALL)).TestCase
 
 
@@ -65,9 +66,9 @@ def test_sweep_comes_first_and_says_which_schedule(tmp_path):
 def test_budget_alternates_sweeps_and_machine_rounds(tmp_path):
     """With a time budget, a safe design gets sweeps of new schedules and machine rounds until
     the time is spent."""
-    # blocks of 3 swarm schedules (none of them a plain default-world run), a budget a loaded
-    # machine still fits several rounds into
-    rep = hunt(DESIGNS["legacy"], budget=6, schedules=3, trace_dir=str(tmp_path))
+    # blocks of 3 swarm schedules (none of them a long named-world run); what is asserted (a
+    # sweep and some examples) holds after one round of each, which a loaded machine fits in 3 s
+    rep = hunt(DESIGNS["legacy"], budget=3, schedules=3, trace_dir=str(tmp_path))
     assert rep.found is None and rep.schedules >= 3 and rep.examples > 0
 
 
