@@ -295,11 +295,13 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
     is a swarm schedule seeded :func:`sweep_seed` (:mod:`.swarm`: its world, config, weights and
     features off all drawn from that seed), ``steps`` free steps then completion, or every fourth
-    the plain random scheduler on a named world (:func:`strategies.sweep_arm`); completion must
+    a long run on a named world, the plain random scheduler or the preemption arm
+    (:func:`strategies.sweep_arm`, :mod:`.preempt`); completion must
     come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop
     :data:`RUNNERS_UP` schedules after the first failing swarm schedule, keeping the failure with
-    the fewest steps; a failing plain run alone does not stop the sweep (its long schedule
-    shrinks poorly: a swarm failure is preferred, the plain one shrunk only if none comes), nor
+    the fewest steps; a failing long run alone does not stop the sweep (its long schedule
+    shrinks poorly: a swarm failure is preferred, the shortest long one shrunk, with a tenth of
+    the shrink budget, only if none comes), nor
     does anything once ``time.perf_counter()`` passes ``deadline``.
 
     Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
@@ -361,14 +363,14 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
             if not is_long(i) and not any(not is_long(f[1]) for f in failures):
                 # the first swarm failure: a few more schedules, one may fail sooner
                 last = min(last, i + RUNNERS_UP)
-            # a plain run's failure alone does not stop the sweep: its long default-world schedule
+            # a long run's failure alone does not stop the sweep: its long named-world schedule
             # shrinks poorly, so the sweep goes on (to its end at most) for a swarm failure
             failures.append((res.violation_step, i, cfg, res))
         if failures and i >= last:
             break
     if not failures:
         return SweepResult(None, total, ran)
-    # shrink the SHRINK_CANDIDATES swarm failures with the fewest steps (a plain one only if no
+    # shrink the SHRINK_CANDIDATES swarm failures with the fewest steps (a long one only if no
     # swarm schedule failed) and keep the shortest result: delta debugging cannot change the
     # world, so which world failed decides much of the counterexample's length
     ranked = sorted(failures, key=lambda f: (is_long(f[1]), f[0], f[1]))
