@@ -308,14 +308,14 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     expensive for the Hypothesis machine. The first counterexample is shrunk by delta debugging
     (:mod:`.shrink`, bounded by ``shrink_seconds`` and ``shrink_replays``); the returned violation
     is the shrunk one, its step list and trace saved; its ``shrink`` attribute says how far the
-    shrink got and ``sweep_index``/``sweep_seed`` which schedule found it. ``stats`` (a hunt's)
+    shrink got, ``sweep_index``/``sweep_seed`` which schedule found it and ``sweep_arm`` its arm. ``stats`` (a hunt's)
     gets the schedules and steps run, the time of the first failure, and its ``progress`` call.
     ``config_overrides`` replaces ``Config`` fields of every schedule's world (free-page hinting)."""
     from dirtyproof.impl import World
     from dirtyproof.checked import run
 
     from .report import design_spec_of, note_rule
-    from .strategies import is_long, sweep_arm
+    from .strategies import arm_name, is_long, sweep_arm
     from .swarm import draw_ring
 
     stats = {} if stats is None else stats
@@ -404,4 +404,5 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     else:
         shrunk = finalise_shrunk(exc, sh, trace_dir)
     shrunk.sweep_index, shrunk.sweep_seed = i, seed
+    shrunk.sweep_arm = arm_name(i)          # swarm, plain or preempt: which arm's schedule it is
     return SweepResult(shrunk, total, ran)

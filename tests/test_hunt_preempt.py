@@ -68,3 +68,15 @@ def test_preempt_counterexample_shrinks():
     assert a.length <= 100, a.summary()
     again = run(World(cfg, cls), a.choices)
     assert again.violation.invariant == inv and again.violation_step == a.length - 1
+
+
+def test_sweep_finds_the_timer_race_through_the_arm(tmp_path):
+    """The seed-0 sweep's first 36 schedules find EagerClearAfterUnlock's lost write (no swarm
+    schedule does: the report names the preemption arm), and the saved trace replays it."""
+    from dirtyproof.hunt import hunt
+
+    rep = hunt(EagerClearAfterUnlock, examples=1, schedules=EAGER_SCHEDULE + 1, trace_dir=str(tmp_path))
+    f = rep.found
+    assert rep.found_by == "sweep" and f.invariant == "coverage" and f.lost_write is not None
+    assert (f.sweep_index, f.sweep_arm) == (EAGER_SCHEDULE, "preempt")
+    assert main(["replay", str(f.trace_path)]) == 1

@@ -83,7 +83,7 @@ def test_swarm_counterexample_replays_on_its_drawn_world(tmp_path):
     config, and ``dirtyproof replay`` reproduces the violation (exit 1)."""
     rep = hunt(MUTANTS["period-popcount"], examples=5, schedules=20, trace_dir=str(tmp_path))
     f = rep.found
-    assert rep.found_by == "sweep" and not is_plain(f.sweep_index)
+    assert rep.found_by == "sweep" and not is_plain(f.sweep_index) and f.sweep_arm == "swarm"
     tr = Trace.load(f.trace_path)
     assert tr.config == draw(sweep_seed(0, f.sweep_index)).config
     assert "word_bits=" in str(f) and "vcpus=" in str(f)
