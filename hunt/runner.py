@@ -84,8 +84,9 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     counterexample (``None``: Hypothesis shrinks to the end), delta debugging finishing the shrink.
 
     ``budget`` (seconds) alternates the two, each sweep taking the next schedules (at most
-    :data:`BUDGET_SWEEP_BLOCK` at a time) and each machine round of 50 examples a new seed, until
-    the time is spent or a violation is found. ``seed`` fixes the random seed of both (else the
+    :data:`BUDGET_SWEEP_BLOCK` at a time; the first at most :data:`BUDGET_FIRST_SWEEP` or
+    :data:`BUDGET_FIRST_SHARE` of the budget) and each machine round of 50 examples a new seed,
+    until the time is spent or a violation is found. ``seed`` fixes the random seed of both (else the
     sweep uses seed 0 and the profile decides for the machine).
     ``config_overrides`` (``Config`` fields, e.g. ``{"free_page_hinting": True}``) is applied to
     every world of both searches (:func:`with_overrides`).
@@ -103,7 +104,9 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
         overrides["derandomize"] = False
     settings = get_settings(profile, **overrides)
     per_sweep = schedules_for(profile) if schedules is None else schedules
+    first_sweep = per_sweep
     if budget is not None:
+        first_sweep = min(per_sweep, BUDGET_FIRST_SWEEP)
         per_sweep = min(per_sweep, BUDGET_SWEEP_BLOCK)     # alternate: neither search starves
     machine = machine_for(design_cls, trace_dir=trace_dir, settings=settings, config_overrides=config_overrides)
     stats = machine.stats
@@ -124,8 +127,12 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
     round_no = next_schedule = 0
     while True:
         if per_sweep:
-            sweep = schedule_sweep(design_cls, per_sweep, trace_dir, seed=seed or 0, start=next_schedule,
-                                   deadline=deadline, stats=stats, config_overrides=config_overrides)
+            count, until = per_sweep, deadline
+            if round_no == 0 and deadline is not None:
+                # the first round is the sweep's larger share (see BUDGET_FIRST_SWEEP)
+                count, until = first_sweep, min(deadline, t0 + budget * BUDGET_FIRST_SHARE)
+            sweep = schedule_sweep(design_cls, count, trace_dir, seed=seed or 0, start=next_schedule,
+                                   deadline=until, stats=stats, config_overrides=config_overrides)
             next_schedule += sweep.schedules
             if sweep.found is not None:
                 found, found_by = sweep.found, "sweep"
@@ -233,14 +240,31 @@ def sweep_step_limit(steps: int) -> int:
     return steps * 15 + 3000
 
 
+def _step_limit(steps: int, scheduler) -> int:
+    """The step limit of one sweep schedule: :func:`sweep_step_limit`, plus the free steps a
+    preemption-arm run has beyond the plain arm's (it runs longer before it switches over)."""
+    from .strategies import PLAIN_STEPS
+    return sweep_step_limit(steps) + max(0, scheduler.steps - PLAIN_STEPS)
+
+
 # Swarm schedules per sweep when a hunt has a time budget: sweeps and machine rounds alternate
 # (about a second each), so a short budget still runs both searches.
 BUDGET_SWEEP_BLOCK = 25
+# The first sweep of a budgeted hunt runs up to BUDGET_FIRST_SWEEP schedules or until
+# BUDGET_FIRST_SHARE of the budget is spent, whichever comes first, before the first machine
+# round. The sweep finds every dev-set design it finds at all sooner than the machine (the
+# machine alone finds one user-style design the sweep misses, within 5 examples): a first block
+# of 25 put the preemption arm's 5th and 6th runs (schedules 31 and 35, where the timer races of
+# tests/user_designs are first found) behind a machine round, past check's 4 s at a load of 2-3.
+BUDGET_FIRST_SWEEP = 50
+BUDGET_FIRST_SHARE = 0.6
 # Schedules a sweep still runs after its first failing swarm schedule, so that the counterexample
 # it shrinks is the earliest failure of a few.
 RUNNERS_UP = 6
 # Failing schedules a sweep shrinks, keeping the shortest counterexample.
 SHRINK_CANDIDATES = 3
+# When only long named-world runs failed, the one shrunk gets 1/LONG_SHRINK_SHARE of the time.
+LONG_SHRINK_SHARE = 10
 
 
 def _at_full_width(cfg):
@@ -271,25 +295,27 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
     is a swarm schedule seeded :func:`sweep_seed` (:mod:`.swarm`: its world, config, weights and
     features off all drawn from that seed), ``steps`` free steps then completion, or every fourth
-    the plain random scheduler on a named world (:func:`strategies.sweep_arm`); completion must
+    a long run on a named world, the plain random scheduler or the preemption arm
+    (:func:`strategies.sweep_arm`, :mod:`.preempt`); completion must
     come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop
     :data:`RUNNERS_UP` schedules after the first failing swarm schedule, keeping the failure with
-    the fewest steps; a failing plain run alone does not stop the sweep (its long schedule
-    shrinks poorly: a swarm failure is preferred, the plain one shrunk only if none comes), nor
+    the fewest steps; a failing long run alone does not stop the sweep (its long schedule
+    shrinks poorly: a swarm failure is preferred, the shortest long one shrunk, with a tenth of
+    the shrink budget, only if none comes), nor
     does anything once ``time.perf_counter()`` passes ``deadline``.
 
     Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
     expensive for the Hypothesis machine. The first counterexample is shrunk by delta debugging
     (:mod:`.shrink`, bounded by ``shrink_seconds`` and ``shrink_replays``); the returned violation
     is the shrunk one, its step list and trace saved; its ``shrink`` attribute says how far the
-    shrink got and ``sweep_index``/``sweep_seed`` which schedule found it. ``stats`` (a hunt's)
+    shrink got, ``sweep_index``/``sweep_seed`` which schedule found it and ``sweep_arm`` its arm. ``stats`` (a hunt's)
     gets the schedules and steps run, the time of the first failure, and its ``progress`` call.
     ``config_overrides`` replaces ``Config`` fields of every schedule's world (free-page hinting)."""
     from dirtyproof.impl import World
     from dirtyproof.checked import run
 
     from .report import design_spec_of, note_rule
-    from .strategies import is_plain, sweep_arm
+    from .strategies import arm_name, is_long, sweep_arm
     from .swarm import draw_ring
 
     stats = {} if stats is None else stats
@@ -304,7 +330,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         if stats.get("full_width_only"):
             cfg = _at_full_width(cfg)
         try:
-            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=_step_limit(steps, scheduler))
         except DesignCrash as exc:
             if cfg.geometry.word_bits == BITS_PER_LONG:
                 raise
@@ -317,7 +343,7 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
             cfg, scheduler = sweep_arm(i, sweep_seed(seed, i), steps)
             cfg = _at_full_width(draw_ring(with_overrides(cfg, config_overrides), sweep_seed(seed, i),
                                            config_overrides))
-            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=sweep_step_limit(steps))
+            res = run(World(cfg, design_cls), scheduler, keep_log=False, max_steps=_step_limit(steps, scheduler))
         if res.violation is None and not res.completed:
             from dirtyproof.spec import Violation
             res.violation = Violation("progress", "the migration ended without completing")
@@ -334,22 +360,30 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
             if not failures and "first_failure_seconds" not in stats:
                 stats["first_failure_seconds"] = time.perf_counter() - stats.get("t0", time.perf_counter())
                 stats["first_failure_schedules"] = stats["schedules"]
-            if not is_plain(i) and not any(not is_plain(f[1]) for f in failures):
+            if not is_long(i) and not any(not is_long(f[1]) for f in failures):
                 # the first swarm failure: a few more schedules, one may fail sooner
                 last = min(last, i + RUNNERS_UP)
-            # a plain run's failure alone does not stop the sweep: its long default-world schedule
+            # a long run's failure alone does not stop the sweep: its long named-world schedule
             # shrinks poorly, so the sweep goes on (to its end at most) for a swarm failure
             failures.append((res.violation_step, i, cfg, res))
         if failures and i >= last:
             break
     if not failures:
         return SweepResult(None, total, ran)
-    # shrink the SHRINK_CANDIDATES swarm failures with the fewest steps (a plain one only if no
+    # shrink the SHRINK_CANDIDATES swarm failures with the fewest steps (a long one only if no
     # swarm schedule failed) and keep the shortest result: delta debugging cannot change the
     # world, so which world failed decides much of the counterexample's length
-    ranked = sorted(failures, key=lambda f: (is_plain(f[1]), f[0], f[1]))
-    if not is_plain(ranked[0][1]):
-        ranked = [f for f in ranked if not is_plain(f[1])]
+    ranked = sorted(failures, key=lambda f: (is_long(f[1]), f[0], f[1]))
+    if not is_long(ranked[0][1]):
+        ranked = [f for f in ranked if not is_long(f[1])]
+    else:
+        # only long runs failed: shrink the shortest alone, with a tenth of the budget. A
+        # replay of a long named-world run takes about 0.1 s, so a shrink's budget barely
+        # shortens one (measured: 1551- and 2072-step preemption-arm failures unchanged after
+        # 20 s each, the 1551-step one at 869 steps after 120 s); more candidates or the whole
+        # budget would only make a user wait longer for the same counterexample
+        ranked = ranked[:1]
+        shrink_seconds = shrink_seconds / LONG_SHRINK_SHARE
     best = None
     for _, i, cfg, res in ranked[:SHRINK_CANDIDATES]:
         exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],
@@ -370,4 +404,5 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     else:
         shrunk = finalise_shrunk(exc, sh, trace_dir)
     shrunk.sweep_index, shrunk.sweep_seed = i, seed
+    shrunk.sweep_arm = arm_name(i)          # swarm, plain or preempt: which arm's schedule it is
     return SweepResult(shrunk, total, ran)

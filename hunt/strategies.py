@@ -73,28 +73,54 @@ thread_events = st.sampled_from(THREAD_EVENTS)
 # ----------------------------------------------------------------------------------------------
 # Seeded "swarm" schedules for deep states (the hunt's first search, see ``runner.schedule_sweep``).
 
-# Every PLAIN_EVERY-th sweep schedule is the plain random scheduler of ``dirtyproof run`` on one
-# of its named worlds (every KVM mode, then the next world): the swarm's drawn worlds and weights
-# must not make the sweep narrower than the naive scheduler (the corpus mutant clear-mask-range
-# loses a write in every plain default-world run).
+# Every PLAIN_EVERY-th sweep schedule is a long run on one of the named worlds (every KVM mode,
+# then the next world): one in LONG_CYCLE of them the plain random scheduler of ``dirtyproof run``
+# (the swarm's drawn worlds and weights must not make the sweep narrower than the naive
+# scheduler: the corpus mutant clear-mask-range loses a write in every plain default-world run),
+# the others the preemption arm (:mod:`.preempt`: a second syncing thread preempted inside its
+# critical sections; the dev set's two timer races break in 10-18 % of its runs, 0-4 % of plain
+# runs).
 PLAIN_EVERY = 4
 PLAIN_STEPS = 2000
+LONG_CYCLE = 3
+
+
+def is_long(i: int) -> bool:
+    """Whether sweep schedule ``i`` is a long run on a named world (plain or preemption arm), not
+    a swarm schedule: its counterexample shrinks less far, so a swarm failure is preferred."""
+    return i % PLAIN_EVERY == PLAIN_EVERY - 1
 
 
 def is_plain(i: int) -> bool:
     """Whether sweep schedule ``i`` is a plain random run on a named world."""
-    return i % PLAIN_EVERY == PLAIN_EVERY - 1
+    return is_long(i) and (i // PLAIN_EVERY) % LONG_CYCLE == 0
+
+
+def is_preempt(i: int) -> bool:
+    """Whether sweep schedule ``i`` is a preemption-arm run on a named world."""
+    return is_long(i) and (i // PLAIN_EVERY) % LONG_CYCLE != 0
+
+
+def arm_name(i: int) -> str:
+    """``swarm``, ``plain`` or ``preempt``: the arm sweep schedule ``i`` runs."""
+    return "plain" if is_plain(i) else "preempt" if is_preempt(i) else "swarm"
 
 
 def sweep_arm(i: int, seed: int, steps: int):
     """Sweep schedule ``i``'s config and scheduler: a swarm schedule whose world, config, weights
     and features off are all drawn from ``seed`` (:func:`swarm.swarm_arm`), or (every
-    :data:`PLAIN_EVERY`-th) the plain :class:`RandomScheduler` on a named world."""
+    :data:`PLAIN_EVERY`-th) a long run on a named world: the plain :class:`RandomScheduler` one
+    time in :data:`LONG_CYCLE`, else the preemption arm (:func:`preempt.preempt_arm`)."""
     from dirtyproof.impl.scheduler import RandomScheduler
 
-    if is_plain(i):
-        from dirtyproof.impl.geometry import PRESETS, named
-        j = i // PLAIN_EVERY
-        geo = named(PRESETS[(j // len(KVM_MODES)) % len(PRESETS)])
-        return Config(geometry=geo, kvm_mode=KVM_MODES[j % len(KVM_MODES)]), RandomScheduler(seed, PLAIN_STEPS)
+    from .preempt import preempt_arm
+
+    if is_long(i):
+        q = i // PLAIN_EVERY
+        if is_plain(i):
+            from dirtyproof.impl.geometry import PRESETS, named
+            j = q // LONG_CYCLE
+            geo = named(PRESETS[(j // len(KVM_MODES)) % len(PRESETS)])
+            return Config(geometry=geo, kvm_mode=KVM_MODES[j % len(KVM_MODES)]), RandomScheduler(seed, PLAIN_STEPS)
+        return preempt_arm(q - q // LONG_CYCLE - 1, seed)
     return swarm_arm(seed, steps)

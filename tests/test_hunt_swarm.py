@@ -60,16 +60,21 @@ def test_draws_are_broad():
 
 
 def test_plain_arm_keeps_the_default_scheduler_on_named_worlds():
-    """Every fourth schedule is the plain random scheduler on a named world: the default world
-    (mixed) in each KVM mode first."""
+    """Every fourth schedule is a long run on a named world: one in three of them the plain random
+    scheduler, the default world (mixed) in each KVM mode first; the others the preemption arm."""
     from dirtyproof.impl.geometry import named
     from dirtyproof.impl.scheduler import RandomScheduler
+    from dirtyproof.hunt.preempt import PreemptScheduler
     from dirtyproof.hunt.swarm import SwarmScheduler
 
-    arms = [sweep_arm(i, sweep_seed(0, i), 300) for i in (3, 7, 11)]
-    assert all(is_plain(i) for i in (3, 7, 11)) and all(type(s) is RandomScheduler for _, s in arms)
+    plain = (3, 15, 27)
+    arms = [sweep_arm(i, sweep_seed(0, i), 300) for i in plain]
+    assert all(is_plain(i) for i in plain) and all(type(s) is RandomScheduler for _, s in arms)
     assert all(c.geometry == named("mixed") for c, _ in arms)
     assert {c.kvm_mode for c, _ in arms} == set(KVM_MODES)
+    pre = [sweep_arm(i, sweep_seed(0, i), 300) for i in (7, 11, 19)]
+    assert all(type(s) is PreemptScheduler for _, s in pre) and not any(is_plain(i) for i in (7, 11, 19))
+    assert all(c.geometry == named("mixed") for c, _ in pre) and {c.kvm_mode for c, _ in pre} == set(KVM_MODES)
     assert isinstance(sweep_arm(2, 2, 300)[1], SwarmScheduler)
 
 
@@ -78,7 +83,7 @@ def test_swarm_counterexample_replays_on_its_drawn_world(tmp_path):
     config, and ``dirtyproof replay`` reproduces the violation (exit 1)."""
     rep = hunt(MUTANTS["period-popcount"], examples=5, schedules=20, trace_dir=str(tmp_path))
     f = rep.found
-    assert rep.found_by == "sweep" and not is_plain(f.sweep_index)
+    assert rep.found_by == "sweep" and not is_plain(f.sweep_index) and f.sweep_arm == "swarm"
     tr = Trace.load(f.trace_path)
     assert tr.config == draw(sweep_seed(0, f.sweep_index)).config
     assert "word_bits=" in str(f) and "vcpus=" in str(f)
