@@ -113,7 +113,8 @@ def _origin(rep) -> str:
     """Which search found the counterexample, so it can be found again."""
     f = rep.found
     if rep.found_by == "sweep":
-        return f"swarm schedule {f.sweep_index}" + (f", sweep seed {f.sweep_seed}" if f.sweep_seed else "")
+        arm = {"swarm": "swarm", "plain": "plain-arm", "preempt": "preemption-arm"}.get(f.sweep_arm, "sweep")
+        return f"{arm} schedule {f.sweep_index}" + (f", sweep seed {f.sweep_seed}" if f.sweep_seed else "")
     return f"Hypothesis machine, example {rep.first_failure_examples}"
 
 

@@ -134,6 +134,11 @@ class HuntViolation(AssertionError):
         self.rule_violations: list = []     # rules broken on the way (spec.RuleViolation)
         self.lost_write = None              # after a coverage violation: the write lost at completion
         self.extension_steps = 0
+        # set by the sweep when one of its schedules found it (None from the Hypothesis machine):
+        # which schedule (index, sweep seed) and which arm ("swarm", "plain" or "preempt")
+        self.sweep_index: int | None = None
+        self.sweep_seed: int | None = None
+        self.sweep_arm: str | None = None
 
     @property
     def invariant(self) -> str:
