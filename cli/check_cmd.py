@@ -314,9 +314,25 @@ def print_table(rows: list[Row]) -> None:
             print(f"{design:{dw}s}  {name:8s} {config:22s} {r.expected:9s} {got:12s} {runs:34s} "
                   f"{r.seconds:6.1f}s  {'yes' if r.ok else 'NO'}")
             if r.detail and (not r.ok or name in ("counting", "explore")):
-                print("\n".join(f"{'':{dw}s}    {line}" for line in r.detail.splitlines()[:40]))
+                print("\n".join(f"{'':{dw}s}    {line}" for line in clip_lines(r.detail.splitlines())))
             if r.trace and (not r.ok or name == "explore"):
                 print(f"{'':{dw}s}    counterexample trace: {r.trace}")
+
+
+# A detail longer than DETAIL_HEAD + DETAIL_TAIL lines (a long counterexample's step list) is shown
+# by its head (the verdict, the world, the first steps) and its tail (the last steps, where a race
+# ends, then the lost write and the trace to replay): cutting the tail would hide what matters.
+DETAIL_HEAD = 14
+DETAIL_TAIL = 26
+
+
+def clip_lines(lines: list[str], head: int = DETAIL_HEAD, tail: int = DETAIL_TAIL) -> list[str]:
+    """``lines`` whole when short, else their first ``head`` and last ``tail`` with one line
+    saying how many were left out in between."""
+    if len(lines) <= head + tail + 1:
+        return lines
+    return [*lines[:head], f"  ... {len(lines) - head - tail} lines left out (the whole list: replay the trace) ...",
+            *lines[-tail:]]
 
 
 def run(args) -> int:

@@ -324,3 +324,17 @@ def test_a_step_that_never_yields_in_a_thread_is_stopped(monkeypatch):
     assert "ram_save_iterate" in message and "cli_user_designs.py" in message and seconds < 5
     kind, _, _ = _run_in_thread(resolve(f"{USER}:Reorder"), steps=2000)     # a sound design is not stopped
     assert kind == "completed"
+
+
+def test_check_shows_a_long_detail_by_its_head_and_its_tail():
+    """A long counterexample in check's table keeps its first steps and its last ones (where a race
+    ends, the lost write and the trace), with one line saying how many were left out."""
+    from dirtyproof.cli.check_cmd import DETAIL_HEAD, DETAIL_TAIL, clip_lines
+
+    short = [f"l{i}" for i in range(DETAIL_HEAD + DETAIL_TAIL + 1)]
+    assert clip_lines(short) == short
+    long = [f"l{i}" for i in range(1000)]
+    out = clip_lines(long)
+    assert out[:DETAIL_HEAD] == long[:DETAIL_HEAD] and out[-DETAIL_TAIL:] == long[-DETAIL_TAIL:]
+    assert len(out) == DETAIL_HEAD + DETAIL_TAIL + 1
+    assert f"{1000 - DETAIL_HEAD - DETAIL_TAIL} lines left out" in out[DETAIL_HEAD]
