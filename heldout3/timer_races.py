@@ -27,9 +27,9 @@ def on_timer(w) -> bool:
 class PeriodicTimerTickWithoutBQL(Periodic):
     """The timer's callback runs in a thread of its own and syncs without taking the BQL.
 
-    Mistake: the periodic sync is run from a dedicated thread (as an early form of the series
-    proposed before it became a main-loop timer) that calls ``migration_bitmap_sync_precopy``
-    without ``bql_lock()``. QEMU: the callback is a ``QEMU_CLOCK_VIRTUAL_RT`` timer of the main
+    Mistake: the periodic sync is run from a dedicated thread of its own that calls
+    ``migration_bitmap_sync_precopy`` without ``bql_lock()`` (the sync "only needs
+    ``bitmap_mutex``"). QEMU: the callback is a ``QEMU_CLOCK_VIRTUAL_RT`` timer of the main
     loop, so it runs with the BQL held, and ``cpu_throttle_dirty_sync_timer(false)`` (from
     ``cpu_throttle_stop`` in ``migration_iteration_finish``, BQL held) deletes it while no callback
     can be running. Here the cleanup's ``timer_del`` can come while the thread is inside a sync:
