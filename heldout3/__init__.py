@@ -3,7 +3,7 @@ or reductions) on these designs; they exist to measure. See README.md. Not insta
 nothing in the suite, not in mutants/manifest.json."""
 from .correct import (LegacyClearAlignedRange, LegacyReadBeforeTakeLocked, PeriodicPrevCountNotReset,
                       PeriodicSenderUnlocksForRead, PeriodicTimerDefersSyncToMigrationThread,
-                      Qemu101LastStageNotReset)
+                      PeriodicTimerSkipsSlowPathBlocks)
 from .counters import LegacyLastStageUncounted, LegacyPeriodCountedAfterRollover
 from .lifecycle import LegacyRestartSkipsLogStart, PeriodicTimerStoppedByFlag
 from .stop_copy import LegacyDrainBeforeLastSync, LegacyLastStageSkipsKvmSync
@@ -22,7 +22,7 @@ BROKEN = [
 # the safe designs that differ from the shipped ones (``breaks = None``): false-alarm measures
 CORRECT = [
     PeriodicSenderUnlocksForRead, LegacyReadBeforeTakeLocked, PeriodicPrevCountNotReset,
-    PeriodicTimerDefersSyncToMigrationThread, LegacyClearAlignedRange, Qemu101LastStageNotReset,
+    PeriodicTimerDefersSyncToMigrationThread, LegacyClearAlignedRange, PeriodicTimerSkipsSlowPathBlocks,
 ]
 HELD_OUT = BROKEN + CORRECT
 

@@ -3,7 +3,7 @@ false-alarm measures). HELD OUT: never tune a search on these (README.md).
 """
 from __future__ import annotations
 
-from dirtyproof.impl.designs import Legacy, Periodic, Qemu101
+from dirtyproof.impl.designs import Legacy, Periodic
 from dirtyproof.impl.steps import BMAP_TAKE, COMPLETE_DRAINED, DELIVER, ITERATE_DONE, KVM_CLEAR, READ
 from dirtyproof.impl.steps import Step as S
 
@@ -177,19 +177,23 @@ class LegacyClearAlignedRange(Legacy):
         yield S(KVM_CLEAR, slot=slot.index, start=lo, end=hi)
 
 
-class Qemu101LastStageNotReset(Qemu101):
-    """QEMU 10.1's ``last_stage`` is not reset by a new attempt after a cancel during completion.
+class PeriodicTimerSkipsSlowPathBlocks(Periodic):
+    """The timer's sync fetches KVM's log for every memslot but moves only the fast-path blocks'
+    L2 bits into ``bmap``; slow-path blocks wait in L2 for the migration thread's next sync.
 
-    Differs from ``ram_state_init`` (migration/ram.c), which gives each attempt a zeroed RAMState;
-    here ``last_stage`` stays true after an attempt cancelled inside ``ram_save_complete``, so the
-    restarted migration skips every owed chunk clear (fd0377150d5d's skip) while the VM runs.
-    Safe: a skipped CLEAR only leaves pages unprotected with their KVM dirty bit set; the next
-    GET fetches them again and they are resent (more work, no lost write)."""
+    Differs from ``migration_bitmap_sync`` (migration/ram.c), which syncs every RAMBlock
+    (``ramblock_sync_dirty_bitmap`` for each), whoever calls it; the idea is to keep the tick short
+    (the page-by-page slow path is the expensive one) while the throttle still sees the big,
+    aligned blocks' rate. Safe: the skipped pages stay marked in L2 (a layer the next sync
+    reads), the tick owes no clear for them, and the next sync's per-page clear uses the copy of
+    its own GET; nothing is taken out of any layer without being put into ``bmap``."""
 
-    name = "h3-safe-qemu-10.1-last-stage-not-reset"
-    summary = "qemu-10.1: last_stage survives into a restarted attempt (chunk clears skipped while running)"
+    name = "h3-safe-timer-skips-slow-path-blocks"
+    summary = "periodic: the timer's sync leaves slow-path blocks' bits in L2 for the next sync"
     breaks = None
 
-    def ram_save_setup(self, w):
-        """``ram_state_init`` without resetting ``last_stage``."""
-        yield from super(Qemu101, self).ram_save_setup(w)
+    def ramblock_sync_dirty_bitmap(self, w, rb):
+        """On the timer, slow-path blocks are skipped; otherwise as QEMU's."""
+        if not rb.fast_path and w.current is not None and w.current.name == "timer":
+            return
+        yield from super().ramblock_sync_dirty_bitmap(w, rb)
