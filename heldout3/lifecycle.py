@@ -38,8 +38,7 @@ class LegacyRestartSkipsLogStart(Legacy):
     ``ram_init_bitmaps``, skips ``memory_global_dirty_log_start`` when it did so before, reasoning
     that the cleanup's stop is postponed (``memory_global_dirty_log_stop`` defers while the VM is
     stopped, system/memory.c). QEMU: every attempt's ``ram_init_bitmaps`` starts logging
-    (``memory_global_dirty_log_start(GLOBAL_DIRTY_MIGRATION)``), and a postponed stop is cancelled
-    or undone there. Scenario: an attempt is cancelled while the VM runs (the cleanup stops
+    (``memory_global_dirty_log_start(GLOBAL_DIRTY_MIGRATION)``), whatever the last attempt did. Scenario: an attempt is cancelled while the VM runs (the cleanup stops
     logging at once), the migration is started again: no write is logged in the new attempt, and
     a page written after its first send never reaches the destination."""
 
