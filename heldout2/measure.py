@@ -148,9 +148,13 @@ def show(found, c: dict, correct: bool) -> str:
     return f"{'FALSE ALARM ' if correct else ''}{found} ({t})"
 
 
-def main(argv=None) -> int:
-    """Measure every held-out design (or those named) with every engine; print the table."""
-    p = argparse.ArgumentParser(description="every engine on every held-out design (heldout2)")
+def main(argv=None, held_out=None, label: str = "heldout2") -> int:
+    """Measure every held-out design (or those named) with every engine; print the table.
+
+    ``held_out`` (default: this package's ``HELD_OUT``) and ``label`` let another held-out
+    package (``heldout3.measure``) reuse the same engines and budgets."""
+    held_out = HELD_OUT if held_out is None else held_out
+    p = argparse.ArgumentParser(description=f"every engine on every held-out design ({label})")
     p.add_argument("--seeds", type=int, default=4, help="plain runs: seeds 0..N-1, each in every KVM mode")
     p.add_argument("--steps", type=int, default=2000, help="plain runs: free-running steps (dirtyproof run's default)")
     p.add_argument("--schedules", type=int, default=12, help="hunt: swarm schedules")
@@ -165,14 +169,14 @@ def main(argv=None) -> int:
     engines = a.engines.split(",")
     out = open(a.json, "w") if a.json else None
     t_all = time.perf_counter()
-    print(f"# heldout2 measure: {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
+    print(f"# {label} measure: {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; budgets: run {a.seeds} seeds x {len(KVM_MODES)} modes, "
           f"hunt {a.schedules} schedules + {a.examples} examples, explore {a.states} states, "
           f"check hunt {a.check_hunt} s; cells are property (wall s / CPU s)", flush=True)
     print("| design | expected | " + " | ".join(engines) + " |")
     print("|---|---|" + "---|" * len(engines), flush=True)
     with tempfile.TemporaryDirectory(dir="/tmp") as trace_dir:
-        for cls in HELD_OUT:
+        for cls in held_out:
             if a.names and cls.__name__ not in a.names and cls.name not in a.names:
                 continue
             correct = cls.breaks is None
