@@ -32,6 +32,17 @@ def fast_geometry() -> Geometry:
     return Geometry((BlockSpec("ram0", 0, 4, 1),), clear_bmap_shift=1, word_bits=4)
 
 
+def slow_geometry() -> Geometry:
+    """The world of the portfolio's entry with a preemption and two moves: the default world's
+    slow-path block alone, at its own pages (``odd0``, pages 5-6, one memslot, 4-bit words).
+
+    The fast-path entries leave out the slow path's per-page sync, which is the block where the
+    watcher's background sync keeps ``shadow_bmap`` page by page; one block keeps a preemption
+    with two moves affordable on every design (every write lands on 2 pages, paths are short),
+    and its pages keep their numbers in the default world, so counterexamples read alike."""
+    return Geometry((BlockSpec("odd0", 5, 2, 1),), clear_bmap_shift=1, word_bits=4)
+
+
 def default_config(kvm_mode: str = "manual") -> Config:
     """The explored config: one vCPU (vCPUs are interchangeable writers), bursts of 2 pages,
     auto-converge on with QEMU's periods (1 s rate period, 5 s timer, 1 s watcher poll, 5 s
@@ -106,4 +117,4 @@ def describe_bounds(b: Bounds) -> str:
             + ("" if b.preemptions is None else f", preemptions={b.preemptions}"))
 
 
-__all__ = ["Bounds", "default_config", "default_geometry", "fast_geometry", "describe_world", "describe_bounds", "KVM_MODES"]
+__all__ = ["Bounds", "default_config", "default_geometry", "fast_geometry", "slow_geometry", "describe_world", "describe_bounds", "KVM_MODES"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from dirtyproof.impl.config import KVM_MODES, Config
 
-from .bounds import Bounds, default_config, fast_geometry
+from .bounds import Bounds, default_config, fast_geometry, slow_geometry
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,11 @@ def default_portfolio() -> tuple[Entry, ...]:
     """The default bound (docs/explore.md, "The default bound"), in the order it is explored: every
     interleaving of the threads with no environment move, then with one move of any kind and at
     most one preemption, each in every KVM mode; then two moves of restricted kinds on the
-    fast-path block alone, without preemption, each in the one KVM mode its bugs need."""
+    fast-path block alone, without preemption, each in the one KVM mode its bugs need; last, a
+    write and a clock move with one preemption on the slow-path block alone, in legacy mode."""
     world = default_config("manual")
     fast = replace(world, geometry=fast_geometry())
+    slow = replace(world, geometry=slow_geometry())
     return (
         Entry("threads", world, Bounds(guest_writes=0, device_writes=0, clock_moves=0, cancels=0, moves=0),
               tuple(KVM_MODES), "every interleaving of the threads, time passing only when all of them sleep"),
@@ -61,6 +63,15 @@ def default_portfolio() -> tuple[Entry, ...]:
         Entry("write-clock", fast, Bounds(guest_writes=1, device_writes=0, clock_moves=1, cancels=0, moves=2,
                                           preemptions=0),
               ("legacy",), "a vCPU write and a clock move on the fast-path block, no preemption"),
+        # last (earlier entries keep finding what they find): the same two moves with one
+        # preemption, on the slow-path block alone, so that a second thread woken by the clock
+        # (the watcher past its idle time, the timer) may interrupt a sync the write made
+        # necessary, between its memslot GET and its block's sync (forget-iter-fold's flip of
+        # sync_mode). Legacy mode: what it looks for sits above KVM's GET and CLEAR (the series'
+        # fold of iter_bmap), and legacy's sync has no CLEAR steps to interleave with
+        Entry("write-clock-preempt", slow, Bounds(guest_writes=1, device_writes=0, clock_moves=1, cancels=0,
+                                                  moves=2, preemptions=1),
+              ("legacy",), "a vCPU write and a clock move on the slow-path block, a thread preempted at most once"),
     )
 
 

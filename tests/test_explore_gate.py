@@ -206,6 +206,20 @@ def test_the_two_move_entries_explore_the_fast_path_block_alone_without_preempti
     assert _entry("write-clock").bounds.guest_writes == 1 and _entry("write-clock").bounds.clock_moves == 1
 
 
+def test_the_preempting_entry_comes_last_on_the_slow_path_block_alone():
+    """The entry added after the two-move ones (docs/explore.md): the same write and clock move
+    with one preemption, on the default world's slow-path block alone, in legacy mode; last, so
+    that every earlier entry keeps finding what it finds."""
+    e = default_portfolio()[-1]
+    assert e.name == "write-clock-preempt" and e.modes == ("legacy",)
+    b = e.bounds
+    assert (b.guest_writes, b.device_writes, b.clock_moves, b.cancels, b.moves, b.preemptions) == (1, 0, 1, 0, 2, 1)
+    blocks = e.config.geometry.blocks
+    assert len(blocks) == 1 and not blocks[0].fast_path
+    slow = [blk for blk in default_config("manual").geometry.blocks if not blk.fast_path]
+    assert (blocks[0].name, blocks[0].offset, blocks[0].pages) == (slow[0].name, slow[0].offset, slow[0].pages)
+
+
 def _run(name, cls):
     e = _entry(name)
     return explore(cls, e.config_for(e.modes[0]), e.bounds)
@@ -213,9 +227,11 @@ def _run(name, cls):
 
 @pytest.mark.slow
 @OPT_IN
-@pytest.mark.parametrize("entry,mutant", [("two-writes", "clear-mask-range"), ("write-clock", "iterate-sync-in-mutex")])
+@pytest.mark.parametrize("entry,mutant", [("two-writes", "clear-mask-range"), ("write-clock", "iterate-sync-in-mutex"),
+                                          ("write-clock-preempt", "forget-iter-fold")])
 def test_a_two_move_entry_finds_what_one_move_misses(entry, mutant):
-    """Each entry finds the mutant it is there for (seconds each), with the manifest's length."""
+    """Each entry finds the mutant it is there for (seconds each; forget-iter-fold about 20 s of
+    CPU), with the manifest's length."""
     want = load_manifest()["mutants"][mutant]["explore"]
     res = _run(entry, MUTANTS[mutant])
     assert want["run"] == f"{entry}/{_entry(entry).modes[0]}"
@@ -225,9 +241,10 @@ def test_a_two_move_entry_finds_what_one_move_misses(entry, mutant):
 
 @pytest.mark.slow
 @OPT_IN
-@pytest.mark.parametrize("entry", ["two-writes", "write-clock"])
+@pytest.mark.parametrize("entry", ["two-writes", "write-clock", "write-clock-preempt"])
 @pytest.mark.parametrize("design", ["legacy", "periodic", "iterate-sync"])
 def test_the_two_move_entries_exhaust_on_the_safe_designs(design, entry):
-    """About 10 s each: a bound the gate runs must be exhausted on the designs expected safe."""
+    """About 10 s each (write-clock-preempt on periodic 30 s): a bound the gate runs must be
+    exhausted on the designs expected safe."""
     res = _run(entry, DESIGNS[design])
     assert res.ok and res.exhaustive
