@@ -64,7 +64,7 @@ def test_bad_jobs_is_bad_input(capsys):
 
 
 def test_ctrl_c_stops_the_workers_within_a_second(tmp_path, monkeypatch):
-    """As tests/test_cli_ctrlc.py does for every verb, on the default bound's eight runs over two
+    """As tests/test_cli_ctrlc.py does for every verb, on the default bound's nine runs over two
     processes (minutes of work: the suite's threads-only bound would end before the signal): exit
     130 within a second, "interrupted", no process of the group left."""
     from test_cli_ctrlc import _check
