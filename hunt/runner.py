@@ -263,7 +263,10 @@ BUDGET_FIRST_SHARE = 0.6
 RUNNERS_UP = 6
 # Failing schedules a sweep shrinks, keeping the shortest counterexample.
 SHRINK_CANDIDATES = 3
-# When only long named-world runs failed, the one shrunk gets 1/LONG_SHRINK_SHARE of the time.
+# When only long named-world runs failed, the re-search on smaller worlds gets 1/LONG_SHRINK_SHARE
+# of the shrink time as a guard (its find's shrink SMALL_SHRINK_SHARE times that); the long run,
+# shrunk only when the re-search finds nothing, gets what the re-search left of that share (at
+# least a quarter of it).
 LONG_SHRINK_SHARE = 10
 
 
@@ -366,8 +369,10 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop
     :data:`RUNNERS_UP` schedules after the first failing swarm schedule, keeping the failure with
     the fewest steps; a failing long run alone does not stop the sweep (its long schedule
-    shrinks poorly: a swarm failure is preferred, the shortest long one shrunk, with a tenth of
-    the shrink budget, only if none comes), nor
+    shrinks poorly: a swarm failure is preferred; if none comes, the shortest long one is
+    re-searched on smaller worlds by its own arm (:func:`_small_counterexample`,
+    :mod:`.resmall`) and that find shrunk, or else shrunk itself with what is left of a tenth of
+    the shrink budget), nor
     does anything once ``time.perf_counter()`` passes ``deadline``.
 
     Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
