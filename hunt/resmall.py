@@ -166,9 +166,10 @@ class ResearchResult:
 
 
 def research_small(design_cls, cfg: Config, arm: str, arm_steps: int, invariant: str,
-                   page: int | None, seed: int, index: int, seconds: float) -> ResearchResult:
+                   page: int | None, seed: int, index: int, seconds: float,
+                   rounds: int = ROUNDS) -> ResearchResult:
     """Run arm ``arm`` (``arm_steps`` free steps on ``cfg``) on :func:`small_worlds` of ``cfg``
-    with fresh seeds, a round of one run per world at a time, up to :data:`ROUNDS` rounds; after
+    with fresh seeds, a round of one run per world at a time, up to ``rounds`` rounds; after
     the first round with a run that violates ``invariant``, :data:`EXTRA_ROUNDS` more over the
     worlds smaller than its smallest failing one. ``seconds`` is a guard only."""
     from dirtyproof.checked import run
@@ -182,7 +183,7 @@ def research_small(design_cls, cfg: Config, arm: str, arm_steps: int, invariant:
     runs = steps = k = 0
     extra = None                    # rounds left once something failed
     best = None                     # (pages, steps) of the best find so far
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for sw in worlds:
             if time.perf_counter() - t0 > seconds:
                 break

@@ -51,22 +51,37 @@ def test_safe_design_gives_the_research_nothing():
     """A correct design breaks nothing on the smaller worlds either: the re-search reports no
     find (so the long run would be kept), and it ran what it says it ran."""
     cfg = Config(geometry=named("aligned"), kvm_mode="manual")
-    r = research_small(Legacy, cfg, "preempt", PREEMPT_STEPS, "coverage", 5, 0, 7, seconds=60)
-    assert r.finds == [] and r.runs > 0 and r.steps > r.runs * 100
+    r = research_small(Legacy, cfg, "preempt", PREEMPT_STEPS, "coverage", 5, 0, 7, seconds=60, rounds=2)
+    assert r.finds == [] and r.runs == 2 * len(small_worlds(cfg, 5)) and r.steps > r.runs * 100
 
 
-def test_long_find_gets_a_short_counterexample(tmp_path):
-    """EagerClearAfterUnlock's 1551-step preemption-arm find comes back, deterministically, as a
-    counterexample of the same property of at most SHORT steps on a smaller world, which the
-    saved trace records and ``dirtyproof replay`` reproduces (exit 1)."""
+def _eager_long_failure():
+    """EagerClearAfterUnlock's long preemption-arm failure at sweep schedule EAGER_SCHEDULE."""
     cfg, sched = sweep_arm(EAGER_SCHEDULE, sweep_seed(0, EAGER_SCHEDULE), SWEEP_STEPS)
     res = run(World(cfg, EagerClearAfterUnlock), sched, keep_log=False, max_steps=_step_limit(SWEEP_STEPS, sched))
     assert res.violation.invariant == "coverage" and res.violation_step > 1000
-    failure = (res.violation_step, EAGER_SCHEDULE, cfg, res)
-    found = [_small_counterexample(EagerClearAfterUnlock, failure, 0, 60.0, 20000, str(tmp_path)) for _ in range(2)]
-    f = found[0]
+    return cfg, res
+
+
+def test_research_is_deterministic():
+    """The same long failure gives the same re-search runs and finds twice (seeded from the sweep's
+    seed and the schedule's index), and a find breaks the same property on a smaller world."""
+    cfg, res = _eager_long_failure()
+    a, b = (research_small(EagerClearAfterUnlock, cfg, "preempt", PREEMPT_STEPS, "coverage", res.violation.page,
+                           0, EAGER_SCHEDULE, seconds=60) for _ in range(2))
+    assert a.finds and (a.runs, a.steps) == (b.runs, b.steps)
+    assert [(f.seed, f.choices, f.world.config) for f in a.finds] == [(f.seed, f.choices, f.world.config) for f in b.finds]
+    assert all(f.violation.invariant == "coverage" and f.world.pages < cfg.geometry.total_pages for f in a.finds)
+
+
+def test_long_find_gets_a_short_counterexample(tmp_path):
+    """EagerClearAfterUnlock's 1551-step preemption-arm find comes back as a counterexample of the
+    same property of at most SHORT steps on a smaller world, which the saved trace records and
+    ``dirtyproof replay`` reproduces (exit 1); the report says which long run it stands for."""
+    cfg, res = _eager_long_failure()
+    f = _small_counterexample(EagerClearAfterUnlock, (res.violation_step, EAGER_SCHEDULE, cfg, res), 0, 60.0,
+                              20000, str(tmp_path))
     assert f is not None and f.invariant == "coverage" and f.length <= SHORT, f.shrink.summary()
-    assert f.choices == found[1].choices and f.config == found[1].config
     assert f.config.geometry.total_pages < cfg.geometry.total_pages
     assert (f.sweep_index, f.sweep_arm, f.small_world.long_steps) == (EAGER_SCHEDULE, "preempt", res.violation_step + 1)
     assert "re-found on a smaller world" in str(f) and f.lost_write is not None
