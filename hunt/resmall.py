@@ -59,7 +59,7 @@ MIN_STEPS = 500
 # the first round with a failure, in which only worlds no larger than the smallest failing one
 # run, each cut at the best failure's length.
 ROUNDS = 10
-EXTRA_ROUNDS = 3
+EXTRA_ROUNDS = 6
 
 
 @dataclass(frozen=True)
