@@ -84,6 +84,7 @@ def test_long_find_gets_a_short_counterexample(tmp_path):
     assert f is not None and f.invariant == "coverage" and f.length <= SHORT, f.shrink.summary()
     assert f.config.geometry.total_pages < cfg.geometry.total_pages
     assert (f.sweep_index, f.sweep_arm, f.small_world.long_steps) == (EAGER_SCHEDULE, "preempt", res.violation_step + 1)
-    assert "re-found on a smaller world" in str(f) and f.lost_write is not None
+    # the report names the smaller world, its scaled periods included, and the long run it stands for
+    assert "re-found on a smaller world" in str(f) and "dirty_sync_timer_ms=" in str(f) and f.lost_write is not None
     assert Trace.load(f.trace_path).config == f.config
     assert main(["replay", str(f.trace_path)]) == 1
