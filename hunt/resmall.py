@@ -52,8 +52,9 @@ SMALL_WORD_BITS = (4, 8, 16)
 # Config fields that are lengths of logical time, scaled with the world (see the module doc).
 PERIODS = ("dirty_sync_timer_ms", "watcher_poll_ms", "watcher_idle_ms", "iterate_sync_ms",
            "failover_unplug_ms")
-# Free steps of a re-search run at least (a tiny world's scaled steps would end before its
-# second iteration).
+# Free steps of a re-search run at least: a race of a second actor needs a few iterations even
+# in a 4-page world (measured on the dev set's timer races: no failure before step 158; 200 free
+# steps 0 of 240 runs fail, 500 steps 11, 1000 steps 22 at twice the cost).
 MIN_STEPS = 500
 # Rounds of the re-search (one run per smaller world each): it stops early, EXTRA_ROUNDS after
 # the first round with a failure, in which only worlds no larger than the smallest failing one
@@ -171,7 +172,9 @@ def research_small(design_cls, cfg: Config, arm: str, arm_steps: int, invariant:
     """Run arm ``arm`` (``arm_steps`` free steps on ``cfg``) on :func:`small_worlds` of ``cfg``
     with fresh seeds, a round of one run per world at a time, up to ``rounds`` rounds; after
     the first round with a run that violates ``invariant``, :data:`EXTRA_ROUNDS` more over the
-    worlds smaller than its smallest failing one. ``seconds`` is a guard only."""
+    worlds no larger than the best find's, each run cut at the best find's length. ``seconds``
+    is a guard only (it cuts the re-search, and so its determinism, only on a machine loaded far
+    beyond the 2-core measurements)."""
     from dirtyproof.checked import run
     from dirtyproof.impl.scheduler import DesignCrash
 
