@@ -116,6 +116,15 @@ def _save_trace(tr: Trace, design_spec: str, what: str, length: int, trace_dir: 
     return tr.save(folder / f"{safe}-{what}-{length}steps-{digest}.json")
 
 
+def _periods(c) -> str:
+    """The world line's periods (ms) that differ from ``Config``'s defaults ("" if none do)."""
+    from dataclasses import fields
+
+    out = [f"{f.name}={getattr(c, f.name)}" for f in fields(c)
+           if f.name.endswith("_ms") and getattr(c, f.name) != f.default]
+    return "".join(", " + p for p in out)
+
+
 class HuntViolation(AssertionError):
     """A hunt found an invariant violation. On the final (shrunk) run it also carries the readable
     step list (:attr:`report`) and the saved trace (:attr:`trace_path`)."""
@@ -139,6 +148,9 @@ class HuntViolation(AssertionError):
         self.sweep_index: int | None = None
         self.sweep_seed: int | None = None
         self.sweep_arm: str | None = None
+        # set by the sweep when the counterexample was re-found on a smaller world than the long
+        # run that found it first (runner.SmallOrigin, hunt/resmall.py); None otherwise
+        self.small_world = None
 
     @property
     def invariant(self) -> str:
@@ -189,7 +201,9 @@ class HuntViolation(AssertionError):
                        + (", free page hinting on" if c.free_page_hinting else "")
                        + (f", dirty ring {c.dirty_ring_size} entries, vCPU buffer {c.dirty_ring_buffer}"
                           + (", backup bitmap" if c.dirty_ring_with_bitmap else "")
-                          if c.kvm_mode == DIRTY_RING else ""),
+                          if c.kvm_mode == DIRTY_RING else "")
+                       + _periods(c),
+                 *([self.small_world.describe()] if self.small_world is not None else []),
                  f"counterexample ({self.length} steps):", *self.report]
         for rv in self.rule_violations:
             lines.append(f"on the way: rule {rv.violation} at step {rv.step}")

@@ -263,8 +263,77 @@ BUDGET_FIRST_SHARE = 0.6
 RUNNERS_UP = 6
 # Failing schedules a sweep shrinks, keeping the shortest counterexample.
 SHRINK_CANDIDATES = 3
-# When only long named-world runs failed, the one shrunk gets 1/LONG_SHRINK_SHARE of the time.
+# When only long named-world runs failed, the re-search on smaller worlds gets 1/LONG_SHRINK_SHARE
+# of the shrink time as a guard (its find's shrink SMALL_SHRINK_SHARE times that); the long run,
+# shrunk only when the re-search finds nothing, gets what the re-search left of that share (at
+# least a quarter of it).
 LONG_SHRINK_SHARE = 10
+
+
+def _small_counterexample(design_cls, failure, seed: int, seconds: float, replays: int,
+                          trace_dir: str | None):
+    """For a long run's ``failure`` (``(step, index, cfg, res)`` of :func:`schedule_sweep`): the
+    finalised counterexample of the same property re-found by the same arm on a smaller world
+    and delta-debugged (:mod:`.resmall`), if it is shorter than the long run; else ``None`` (the
+    long run is then shrunk as before). ``seconds`` guards the re-search and, again, its shrink;
+    the shrink is bounded by :data:`SMALL_SHRINK_REPLAYS` replays (deterministic)."""
+    from .report import design_spec_of
+    from .resmall import research_small
+    from .strategies import PLAIN_STEPS, arm_name
+    from .preempt import PREEMPT_STEPS
+
+    step, i, cfg, res = failure
+    arm = arm_name(i)
+    inv = res.violation.invariant
+    if inv == "progress" or arm not in ("plain", "preempt"):
+        return None
+    t0 = time.perf_counter()
+    found = research_small(design_cls, cfg, arm, PLAIN_STEPS if arm == "plain" else PREEMPT_STEPS, inv,
+                           res.violation.page, seed, i, seconds)
+    if not found.finds:
+        return None
+    f = found.finds[0]
+    sh = shrink(design_cls, f.world.config, f.choices, inv, seconds * SMALL_SHRINK_SHARE,
+                min(replays, SMALL_SHRINK_REPLAYS))
+    if sh.length >= step + 1:
+        return None
+    exc = HuntViolation(design_cls, design_spec_of(design_cls), f.world.config, f.choices, [], f.violation,
+                        len(f.choices) - 1)
+    shrunk = finalise_shrunk(exc, sh, trace_dir)
+    shrunk.sweep_index, shrunk.sweep_seed, shrunk.sweep_arm = i, seed, arm
+    shrunk.small_world = SmallOrigin(step + 1, cfg, f.world.describe(), f.seed, f.steps, found.runs,
+                                     time.perf_counter() - t0)
+    return shrunk
+
+
+@dataclass(frozen=True)
+class SmallOrigin:
+    """Where a counterexample re-found on a smaller world comes from (:mod:`.resmall`): the long
+    run's length and world, how the smaller world was made, the re-search run's seed and free
+    steps, the re-search's runs and the seconds of the re-search and its shrink."""
+
+    long_steps: int
+    long_config: object
+    world: str
+    seed: int
+    steps: int
+    runs: int
+    seconds: float
+
+    def describe(self) -> str:
+        """One line for a report."""
+        return (f"re-found on a smaller world: the sweep's long run broke the same property in "
+                f"{self.long_steps} steps on a {self.long_config.geometry.total_pages}-page world; the same arm "
+                f"(seed {self.seed}, {self.steps} free steps) broke it on {self.world}, shrunk to "
+                f"this ({self.runs} re-search runs, {self.seconds:.1f} s)")
+
+
+# The re-search's best find (fewest pages, then fewest steps) is shrunk with at most
+# SMALL_SHRINK_REPLAYS replays (deterministic), guarded by SMALL_SHRINK_SHARE times the
+# re-search's seconds. Measured (benchmarks/README.md): a 250-step find in a 16-page world
+# shrinks to 120 steps in about 600 replays of 5 ms; a 180-step one in an 8-page world to 53 in 250.
+SMALL_SHRINK_REPLAYS = 1500
+SMALL_SHRINK_SHARE = 1.5
 
 
 def _at_full_width(cfg):
@@ -300,8 +369,10 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     come within :func:`sweep_step_limit` steps (``progress``, as in ``dirtyproof run``). Stop
     :data:`RUNNERS_UP` schedules after the first failing swarm schedule, keeping the failure with
     the fewest steps; a failing long run alone does not stop the sweep (its long schedule
-    shrinks poorly: a swarm failure is preferred, the shortest long one shrunk, with a tenth of
-    the shrink budget, only if none comes), nor
+    shrinks poorly: a swarm failure is preferred; if none comes, the shortest long one is
+    re-searched on smaller worlds by its own arm (:func:`_small_counterexample`,
+    :mod:`.resmall`) and that find shrunk, or else shrunk itself with what is left of a tenth of
+    the shrink budget), nor
     does anything once ``time.perf_counter()`` passes ``deadline``.
 
     Deep states (several syncs, background syncs after > 5 s idle) are cheap to reach this way and
@@ -384,6 +455,14 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         # budget would only make a user wait longer for the same counterexample
         ranked = ranked[:1]
         shrink_seconds = shrink_seconds / LONG_SHRINK_SHARE
+        # first the same arm on smaller worlds (hunt/resmall.py): a short counterexample of the
+        # same property there shrinks in seconds; the long run is shrunk (with what is left of
+        # its share) and kept only if none is found
+        t_small = time.perf_counter()
+        small = _small_counterexample(design_cls, ranked[0], seed, shrink_seconds, shrink_replays, trace_dir)
+        if small is not None:
+            return SweepResult(small, total, ran)
+        shrink_seconds = max(shrink_seconds - (time.perf_counter() - t_small), shrink_seconds / 4)
     best = None
     for _, i, cfg, res in ranked[:SHRINK_CANDIDATES]:
         exc = HuntViolation(design_cls, design_spec_of(design_cls), cfg, res.choices, [],

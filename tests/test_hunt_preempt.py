@@ -79,4 +79,6 @@ def test_sweep_finds_the_timer_race_through_the_arm(tmp_path):
     f = rep.found
     assert rep.found_by == "sweep" and f.invariant == "coverage" and f.lost_write is not None
     assert (f.sweep_index, f.sweep_arm) == (EAGER_SCHEDULE, "preempt")
+    # the 1551-step long run comes back re-found on a smaller world and shrunk (hunt/resmall.py)
+    assert f.small_world is not None and f.length <= 100, f.shrink.summary()
     assert main(["replay", str(f.trace_path)]) == 1
