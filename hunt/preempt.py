@@ -59,9 +59,7 @@ import random
 from dirtyproof.impl import Config
 from dirtyproof.impl.config import KVM_MODES
 from dirtyproof.impl.geometry import PRESETS, named
-from dirtyproof.impl.scheduler import (CLOCK_STEPS_MS, HINT_WEIGHT, NO_LIFECYCLE_STEP, NOVCPU_WEIGHT,
-                                       RandomScheduler, lifecycle_choice)
-from dirtyproof.impl.world import NOVCPU
+from dirtyproof.impl.scheduler import RandomScheduler
 
 # Free steps of a preemption-arm run: the timer syncs only from the second iteration on (about
 # step 1000-1700 on the named worlds), so a run longer than the plain arm's 2000 holds more timer
@@ -103,59 +101,30 @@ class PreemptScheduler(RandomScheduler):
         return super()._page(w)
 
     def next_choice(self, w):
-        """The next choice for ``w``, or ``None`` when the migration is over."""
-        # the plain scheduler's body, with preempted threads left out of the draw (its own
-        # next_choice cannot be reused: a draw among all threads then a redraw would shift its
-        # RNG stream, and plain seeds must keep their meaning)
+        """The next choice for ``w``, or ``None`` when the migration is over: the plain
+        scheduler's, with preempted threads left out of its draw (:meth:`threads_to_draw`)."""
         for ev in w.events:             # what the previous step did
             if ev[0] == "read":
                 self.last_read = ev[1]
-        rng = self.rng
-        self.n += 1
-        free_run = self.n <= self.steps
-        lifecycle = lifecycle_choice(w, free_run)
-        if lifecycle is not NO_LIFECYCLE_STEP:
-            return lifecycle
+        return super().next_choice(w)
+
+    def threads_to_draw(self, w, free_run: bool) -> list[str]:
+        """The runnable threads but those preempted and not yet due back (none after the free run:
+        every thread may then finish)."""
         runnable = w.runnable_threads()
         if not free_run:
-            self.off_until.clear()      # the free run is over: every thread may finish
+            self.off_until.clear()
         elif self.off_until:
             runnable = [t for t in runnable if self.off_until.get(t, 0) <= self.n]
-        names: list[str] = []
-        weights: list[float] = []
-        for name in runnable:
-            names.append(name)
-            weights.append(3.0 if name != "migration" or free_run else 8.0)
-        if w.vm_running:
-            names.append(f"vcpu{rng.randrange(w.config.vcpus)}")
-            weights.append(2.0 * (100 - w.throttle_pct) / 100)
-            names.append("device")
-            weights.append(0.4)
-            if w.balloon is not None:
-                names.append("guest-hint")
-                weights.append(HINT_WEIGHT)
-            if w.kvm.with_bitmap:
-                names.append(NOVCPU)
-                weights.append(NOVCPU_WEIGHT)
-        names.append("clock")
-        weights.append(0.6 if free_run else 0.2)
-        if free_run and self.cancels_left and w.can_cancel() and rng.random() < 0.002:
-            self.cancels_left -= 1
-            return ["mgmt", "cancel"]
-        name = rng.choices(names, weights)[0]
-        if name in ("device", "guest-hint", NOVCPU) or name.startswith("vcpu"):
-            return [name, self._page(w)]
-        if name == "clock":
-            if not runnable:
-                wake = w.next_wakeup()
-                if wake is not None:
-                    return ["clock", wake - w.clock_ms]
-            return ["clock", rng.choice(CLOCK_STEPS_MS)]
+        return runnable
+
+    def thread_drawn(self, w, name: str, free_run: bool) -> None:
+        """A helper drawn while it holds a lock is preempted after this step with probability
+        :attr:`rate`: a change point inside its critical section, off the CPU for :attr:`hold`
+        schedule steps (drawn from the arm's own generator)."""
         if free_run and name != "migration" and w.actors[name].held and self.arm_rng.random() < self.rate:
-            # a change point inside the helper's critical section: off the CPU for a while
             self.off_until[name] = self.n + self.hold
             self.preemptions.append((self.n, name, tuple(w.actors[name].held)))
-        return [name, None]
 
 
 def preempt_arm(m: int, seed: int, steps: int = PREEMPT_STEPS) -> tuple[Config, PreemptScheduler]:

@@ -76,7 +76,7 @@ class RandomScheduler:
         # which choice a seed makes, so traces and seeds stay reproducible).
         names: list[str] = []
         weights: list[float] = []
-        runnable = w.runnable_threads()
+        runnable = self.threads_to_draw(w, free_run)
         for name in runnable:
             names.append(name)
             weights.append(3.0 if name != "migration" or free_run else 8.0)
@@ -112,7 +112,17 @@ class RandomScheduler:
                 if wake is not None:
                     return ["clock", wake - w.clock_ms]
             return ["clock", rng.choice(CLOCK_STEPS_MS)]
+        self.thread_drawn(w, name, free_run)
         return [name, None]
+
+    def threads_to_draw(self, w: World, free_run: bool) -> list[str]:
+        """The threads this step's draw is among: every runnable one (a subclass may hold some
+        back; it must draw nothing from :attr:`rng` here, so plain seeds keep their meaning)."""
+        return w.runnable_threads()
+
+    def thread_drawn(self, w: World, name: str, free_run: bool) -> None:
+        """Called when thread ``name`` was drawn to step next (nothing here; a subclass may note it,
+        drawing nothing from :attr:`rng`)."""
 
 
 __all__ = ["RandomScheduler", "BadChoice", "DesignCrash", "lifecycle_choice"]
