@@ -148,30 +148,34 @@ SCENARIOS = (sync_yields_mutex_per_word, timer_pre_clears_chunks)
 
 
 def spec_of(cls) -> str:
-    """How the CLI names a held-out class (``heldout2.module:Class``)."""
+    """How the CLI names a held-out class (``heldoutN.module:Class``)."""
     return f"{cls.__module__}:{cls.__name__}"
 
 
-def check(scenario, save: bool = False) -> tuple[str, object]:
+def check(scenario, save: bool = False, traces: Path = TRACES) -> tuple[str, object]:
     """Build ``scenario``'s schedule, run it from a fresh world with every check, optionally save
-    the trace; return the design's CLI name and the checked run's result."""
+    the trace (in ``traces``); return the design's CLI name and the checked run's result."""
     cls, cfg, choices, fname = scenario()
     res = run(World(cfg, cls), choices, extend=True)
     if save and not res.ok:
-        TRACES.mkdir(exist_ok=True)
-        Trace.from_result(spec_of(cls), cfg, res).save(TRACES / fname)
+        traces.mkdir(exist_ok=True)
+        Trace.from_result(spec_of(cls), cfg, res).save(traces / fname)
     return spec_of(cls), res
 
 
-def main(argv=None) -> int:
-    """Build every scenario, print its checked verdict; exit 1 if one shows no property violation."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--save", action="store_true", help="write the traces to heldout2/traces/")
+def main(argv=None, scenarios=None, traces: Path | None = None, label: str = "heldout2") -> int:
+    """Build every scenario (``scenarios``: this set's by default; another held-out set passes its
+    own, with its ``traces`` folder and ``label``), print its checked verdict; exit 1 if one shows
+    no property violation."""
+    scenarios = SCENARIOS if scenarios is None else scenarios
+    traces = TRACES if traces is None else traces
+    p = argparse.ArgumentParser(description=f"{label}: directed ground truth, built and checked")
+    p.add_argument("--save", action="store_true", help=f"write the traces to {label}/traces/")
     a = p.parse_args(argv)
     bad = 0
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         try:
-            name, res = check(scenario, a.save)
+            name, res = check(scenario, a.save, traces)
         except ScenarioError as exc:
             print(f"{scenario.__name__}: scenario broken: {exc}")
             bad += 1

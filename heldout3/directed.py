@@ -11,15 +11,12 @@ a search on them.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from dirtyproof.checked import run
 from dirtyproof.impl.config import Config
 from dirtyproof.impl.steps import DELIVER, ITERATE_DONE, KVM_CLEAR, SLEEP, SYNC_DONE, TIMER_RETURN
-from dirtyproof.impl.trace import Trace
-from dirtyproof.impl.world import World
+from heldout2 import directed as directed2
 from heldout2.directed import Driver, ScenarioError, _through_first_exact_sync
 
 from .timer_races import Qemu110BlockClearAfterMutex
@@ -56,43 +53,9 @@ def block_clear_after_mutex() -> tuple[type, Config, list, str]:
 SCENARIOS = (block_clear_after_mutex,)
 
 
-def spec_of(cls) -> str:
-    """How the CLI names a held-out class (``heldout3.module:Class``)."""
-    return f"{cls.__module__}:{cls.__name__}"
-
-
-def check(scenario, save: bool = False):
-    """Build ``scenario``'s schedule, run it from a fresh world with every check, optionally save
-    the trace; return the design's CLI name and the checked run's result."""
-    cls, cfg, choices, fname = scenario()
-    res = run(World(cfg, cls), choices, extend=True)
-    if save and not res.ok:
-        TRACES.mkdir(exist_ok=True)
-        Trace.from_result(spec_of(cls), cfg, res).save(TRACES / fname)
-    return spec_of(cls), res
-
-
 def main(argv=None) -> int:
-    """Build every scenario, print its checked verdict; exit 1 if one shows no property violation."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--save", action="store_true", help="write the traces to heldout3/traces/")
-    a = p.parse_args(argv)
-    bad = 0
-    for scenario in SCENARIOS:
-        try:
-            name, res = check(scenario, a.save)
-        except ScenarioError as exc:
-            print(f"{scenario.__name__}: scenario broken: {exc}")
-            bad += 1
-            continue
-        if res.ok:
-            print(f"{name}: no violation in {res.steps} steps")
-            bad += 1
-            continue
-        lost = f"; lost write: {res.lost_write}" if res.lost_write else ""
-        print(f"{name}: {res.violation.invariant} at step {res.violation_step} of {res.steps}: "
-              f"{res.violation}{lost}")
-    return 1 if bad else 0
+    """heldout2's directed-trace driver on this set's scenarios and trace folder."""
+    return directed2.main(argv, scenarios=SCENARIOS, traces=TRACES, label="heldout3")
 
 
 if __name__ == "__main__":
