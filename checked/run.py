@@ -37,7 +37,7 @@ class RunResult:
     violation: object = None
     violation_step: int | None = None
     checked: tuple = ()
-    completed: bool = False
+    completed: bool = False             # the run (not an extension after it) completed the migration
     syncs: int = 0
     pages_sent: int = 0
     rule_violations: list = field(default_factory=list)
@@ -139,6 +139,9 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
             if v is not None:
                 res.violation, res.violation_step = v, idx
                 if extend and v.invariant == "coverage":
+                    # the run itself stopped here: whether it completed is said of it, not of the
+                    # extension that drives it on to show the lost write
+                    stopped = (w.migration_done(), w.total_syncs, w.total_sent)
                     res.extension, res.lost_write = extend_to_completion(w)
                 break
         cycle = w.deadlock() if w.lock_waiters() else None
@@ -148,9 +151,10 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
             break
     res.rule_violations = list(checker.rule_violations)
     res.warnings = list(checker.warnings)
-    res.completed = w.migration_done()
-    res.syncs = w.total_syncs
-    res.pages_sent = w.total_sent
+    if res.extension is None:
+        res.completed, res.syncs, res.pages_sent = w.migration_done(), w.total_syncs, w.total_sent
+    else:
+        res.completed, res.syncs, res.pages_sent = stopped
     return res
 
 

@@ -135,7 +135,9 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
         verdict = ("VIOLATED" if res.violation is not None and res.violation.invariant == inv_id else
                    "broken (a rule)" if inv_id in broken else "warned" if inv_id in warned else "ok")
         inv = BY_ID.get(inv_id)
-        if verdict == "ok" and inv is not None and inv.when == "completion" and not res.completed:
+        if verdict == "ok" and res.lost_write is not None and res.lost_write.invariant == inv_id:
+            verdict = "VIOLATED (shown by driving the run on to completion: the lost write below)"
+        elif verdict == "ok" and inv is not None and inv.when == "completion" and not res.completed:
             verdict = "not checked (the run did not complete)"
         print(f"  {inv_id:24s} {verdict}")
     if res.violation is not None and res.violation.invariant not in res.checked:
