@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dirtyproof.cli.common import design_class, names_a_configuration, positive_int
+from dirtyproof.cli.common import canonical_spec, design_class, names_a_configuration, positive_int
 from dirtyproof.cli.errors import UserError
 from dirtyproof.cli.failure import Reported
 from dirtyproof.impl.config import ALL_KVM_MODES, KVM_MODES
@@ -153,11 +153,13 @@ def run(args) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {jobs}")
+    # a design loaded from a file is named by its absolute path, so its trace replays anywhere
+    spec = canonical_spec(args.design, cls)
     del cls          # resolved above to reject a bad --design at once; each run resolves it again
     status = 0
     procs = min(jobs, len(runs))
-    sys.stderr.write(f"explore: {args.design}: {len(runs)} run(s) on {procs} process(es) ...\n")
-    work = [RunJob(args.design, label, cfg, b, red.por, args.order, args.trace_dir, not args.quiet)
+    sys.stderr.write(f"explore: {spec}: {len(runs)} run(s) on {procs} process(es) ...\n")
+    work = [RunJob(spec, label, cfg, b, red.por, args.order, args.trace_dir, not args.quiet)
             for label, cfg, b in runs]
     for r in ordered_outcomes(work, procs):
         if r["error"] is not None:

@@ -23,6 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from dirtyproof.impl.crash import design_label
 from dirtyproof.impl.scheduler import DesignCrash
 from dirtyproof.impl.watchdog import TIMEOUT_ENV
 from dirtyproof.impl.world import ModelError, World
@@ -118,7 +119,7 @@ class Explorer:
         self.sample_duplicates = 0
         self.duplicates: list = []
         self.cache: dict[int, World] = {}
-        self.res = Result(getattr(design_cls, "name", design_cls.__qualname__), config, self.bounds, self.red)
+        self.res = Result(design_label(design_cls), config, self.bounds, self.red)
 
     # -- paths ----------------------------------------------------------------------------------
     def path(self, i: int) -> list:
