@@ -53,13 +53,34 @@ def install(w, design) -> None:
         method = getattr(design, name, None)
         if method is None or not callable(method):
             continue
-        setattr(design, name, _wrapped(w, name, method))
+        setattr(design, name, _wrapped(w, name, method, _shipped_step(type(design), name)))
 
 
-def _wrapped(w, name: str, method):
+def _shipped_step(cls, name: str) -> bool:
+    """Whether the shipped design ``cls`` derives from defines ``name`` as a step generator (a
+    method that yields its atomic steps): an override of it must return one too."""
+    for k in cls.__mro__:
+        if k.__module__.startswith("dirtyproof.impl.designs") and name in vars(k):
+            return inspect.isgeneratorfunction(vars(k)[name])
+    return False
+
+
+def _where(method) -> str:
+    """``file:line`` of a method's definition, for a message to its author."""
+    code = getattr(getattr(method, "__func__", method), "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else "?"
+
+
+def _wrapped(w, name: str, method, step: bool = False):
     def entered(*args, **kw):
         out = method(*args, **kw)
         if not inspect.isgenerator(out):
+            if step:
+                # the base's method yields its steps; an override that returns a value instead
+                # would fail later with "'bool' object is not iterable" in the base's code
+                raise TypeError(f"{name} (defined at {_where(method)}) returned {type(out).__name__}, not a "
+                                f"generator of steps: an override of a step method must yield (use "
+                                f"'yield from' for the base's steps, 'return' for its value)")
             return out
         rest = args[1:] if args and args[0] is w else args
         return _inside(w, Region(name, tuple(rest), tuple(kw.items())), out)

@@ -597,3 +597,22 @@ def test_send_integrity_rejects_a_delivery_nobody_read():
     res = run(world(FakesTheDelivery), [["mgmt", "start"]] + [["migration", None]] * 40)
     assert res.violation is not None and res.violation.invariant == "send-integrity", res.violation
     assert "but the reads in flight of it are [0]" in res.violation.message
+
+
+class _ForgetsTheYield(Legacy):
+    """An override of a step method written as a plain function (no ``yield``)."""
+
+    def migration_bitmap_clear_dirty(self, w, rb, page):
+        return rb.bmap.test_and_clear(page)
+
+
+def test_a_step_override_without_yield_is_named_with_its_file_and_line():
+    """A step method overridden without ``yield`` fails at its first call with a message naming the
+    method and where it is defined, not "'bool' object is not iterable" inside the base's code."""
+    from dirtyproof.impl.scheduler import DesignCrash, RandomScheduler
+
+    with pytest.raises(DesignCrash) as exc:
+        run(World(Config(), _ForgetsTheYield), RandomScheduler(0, 400))
+    msg = str(exc.value)
+    assert "migration_bitmap_clear_dirty (defined at " in msg and "test_model_ops.py:" in msg
+    assert "must yield" in msg
