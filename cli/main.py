@@ -112,13 +112,13 @@ def cmd_designs(args) -> int:
         from dirtyproof.mutants import HINTING_MUTANTS, MULTIFD_MUTANTS, MUTANTS, RING_MUTANTS
         if args.mutants:
             for name, cls in MUTANTS.items():
-                print(f"{name:28s} (mutant) {cls.summary}")
+                print(f"{name:28s} (corpus) {cls.summary}")
             for name, cls in HINTING_MUTANTS.items():
-                print(f"{name:28s} (mutant, with --free-page-hinting) {cls.summary}")
+                print(f"{name:28s} (corpus, with --free-page-hinting) {cls.summary}")
             for name, cls in MULTIFD_MUTANTS.items():
-                print(f"{name:28s} (mutant, with multifd_channels > 0) {cls.summary}")
+                print(f"{name:28s} (corpus, with multifd_channels > 0) {cls.summary}")
             for name, cls in RING_MUTANTS.items():
-                print(f"{name:28s} (mutant, with --kvm-mode dirty_ring) {cls.summary}")
+                print(f"{name:28s} (corpus, with --kvm-mode dirty_ring) {cls.summary}")
     except ImportError:
         pass
     return 0
