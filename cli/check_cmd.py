@@ -138,7 +138,8 @@ def _work_all(jobs: list, processes: int) -> dict:
             secs = sum(x["seconds"] for x in r["runs"].values()) + r["counting"]["seconds"] + r["hunt"]["seconds"]
             sys.stderr.write(f"check: [{done}/{total}] runs, counting lemmas and hunt {r['spec']}: runs "
                              f"{'ok' if not bad else bad[0]}, counting {r['counting']['verdict']}, hunt "
-                             f"{r['hunt']['verdict']} ({secs:.1f} s)\n")
+                             f"{r['hunt']['verdict']} after {r['hunt']['schedules']} schedules + {r['hunt']['examples']} examples "
+                             f"({secs:.1f} s)\n")
 
     if processes == 1:
         for j in jobs:

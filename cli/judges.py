@@ -51,14 +51,15 @@ def counting_verdict(cls) -> tuple[str, str]:
 # check's default hunt: a fixed amount of work from fixed seeds, so that its verdict, property and
 # counterexample do not depend on the machine's load (the old default, 4 s of wall time, could miss
 # the two timer races of tests/user_designs/threads.py above a load of about 3). Measured on 2
-# cores: the 4 s hunts of the shipped designs ran 50-75 sweep schedules and 56-118 machine examples
-# at load 1.6-2.0 (legacy and iterate-sync 75 + 118): a first sweep of 50, a machine round of 50
-# examples, 25 more schedules, another round. Rounded: 75 schedules, then 100 examples (4-5.5 s a
-# safe design at load 1.1-1.4). The sweep runs first and whole: it finds every dev-set design it
-# finds at all sooner than the machine (the timer races at its schedules 31 and 35).
-CHECK_SCHEDULES = 75
-CHECK_EXAMPLES = 100
-
+# cores (benchmarks/README.md, "check's hunt"): inside `dirtyproof check` (the hunt shares the
+# cores with the proofs and the explorer) the old 4 s hunts of the shipped designs got through
+# 32-40 sweep schedules and 55-77 machine examples at load 2.7-3.1; alone, 50-75 schedules and
+# 56-118 examples at load 1.6-2.0. A 4 s hunt inside check at load ~1: its first sweep (capped at
+# 50 schedules) and one machine round of 50 examples. Rounded: 50 schedules, then 50 examples.
+# The sweep runs first: it finds every dev-set design it finds at all sooner than the machine
+# (the timer races at its schedules 31 and 35).
+CHECK_SCHEDULES = 50
+CHECK_EXAMPLES = 50
 
 @dataclass(frozen=True)
 class HuntBudget:

@@ -72,7 +72,7 @@ def test_check_is_deterministic(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "Traceback" not in err
         assert rc == 1, err[-2000:]
-        assert "a hunt of 75 schedules + 100 examples" in err
+        assert "a hunt of 50 schedules + 50 examples" in err
         row = _hunt_row(out)
         assert row["got"] == "unsafe" and row["trace"], row
         detail = row["detail"].replace(str(tmp_path / f"traces{k}"), "TRACES")
