@@ -51,7 +51,7 @@ def counting_verdict(cls) -> tuple[str, str]:
 # check's default hunt: a fixed amount of work from fixed seeds, so that its verdict, property and
 # counterexample do not depend on the machine's load (the old default, 4 s of wall time, could miss
 # the two timer races of tests/user_designs/threads.py above a load of about 3). Measured on 2
-# cores (benchmarks/README.md, "check's hunt"): inside `dirtyproof check` (the hunt shares the
+# cores on 2026-12-02: inside `dirtyproof check` (the hunt shares the
 # cores with the proofs and the explorer) the old 4 s hunts of the shipped designs got through
 # 32-40 sweep schedules and 55-77 machine examples at load 2.7-3.1; alone, 50-75 schedules and
 # 56-118 examples at load 1.6-2.0. A 4 s hunt inside check at load ~1: its first sweep (capped at

@@ -46,6 +46,9 @@ def test_check_gives_the_design_its_verdict(cls, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert rc == (0 if cls.expected == "safe" else 1), err[-2000:]
+    said = {(): "a hunt of 50 schedules + 50 examples each", tuple(SAFE_WORK): "a hunt of 30 schedules + 50 examples each",
+            ("--hunt-budget", "2"): "a 2 s hunt (wall clock: load-dependent) each"}[tuple(budget)]
+    assert said in err, err[:500]
     data = json.loads(out.read_text())
     assert data, "check wrote no results"
 
