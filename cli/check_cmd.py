@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from .common import design_class, design_specs
 from .errors import UserError
 from .interrupt import worker_ignores_sigint
-from .judges import RUN_SEEDS, RUN_STEPS, explore_job, tail_job
+from .judges import CHECK_EXAMPLES, CHECK_SCHEDULES, RUN_SEEDS, RUN_STEPS, HuntBudget, explore_job, tail_job
 from .paths import add_trace_dir_argument, output_file, trace_dir
 from .reports import Row, write_json, write_junit
 
@@ -26,7 +26,10 @@ LEGEND = f"""legend:
             not conform to the design: nothing proved)
   runs      {RUN_SEEDS} seeded random runs of {RUN_STEPS} steps in that configuration, every invariant after every step
   counting  the counting lemmas against the design's counters (all sizes)
-  hunt      swarm schedules, then the Hypothesis machine, over all configurations (--hunt-budget)
+  hunt      swarm schedules, then the Hypothesis machine, over all configurations, from seed 0: a
+            fixed amount of work (--hunt-schedules, default {CHECK_SCHEDULES}; --hunt-examples, default
+            {CHECK_EXAMPLES}), so the same verdict and counterexample every run; or --hunt-budget
+            seconds of wall time instead (how far it gets depends on the machine's load)
   explore   every interleaving within the explorer's bound (--explore-bound: threads by default, or
             the whole default bound; explore/portfolio.py: each run's
             world, bounds and KVM mode in docs/explore.md), stopped at the first violation: safe
@@ -43,7 +46,14 @@ def add_arguments(p) -> None:
     p.add_argument("--design", help="design name, module:Class or path/to/file.py:Class (default: every shipped design)")
     p.add_argument("--jobs", type=int, default=2, help="processes for the proofs (default 2)")
     add_trace_dir_argument(p)
-    p.add_argument("--hunt-budget", type=float, default=4.0, help="seconds of hunting per design (> 0)")
+    p.add_argument("--hunt-schedules", metavar="N",
+                   help=f"sweep schedules of each design's hunt (a whole number >= 1; default {CHECK_SCHEDULES})")
+    p.add_argument("--hunt-examples", metavar="M",
+                   help=f"Hypothesis machine examples of each design's hunt (a whole number >= 1; default "
+                        f"{CHECK_EXAMPLES})")
+    p.add_argument("--hunt-budget", type=float, metavar="S",
+                   help="instead of the work flags: S seconds of wall-clock hunting per design (> 0); how far "
+                        "the hunt gets, and so its verdict, depends on the machine's load")
     p.add_argument("--explore-bound", choices=("threads", "default"),
                    help="the explorer's bound: threads (every interleaving of the threads, no write, "
                         "clock move or cancel; the default) or default (the explorer's whole default "
@@ -128,7 +138,8 @@ def _work_all(jobs: list, processes: int) -> dict:
             secs = sum(x["seconds"] for x in r["runs"].values()) + r["counting"]["seconds"] + r["hunt"]["seconds"]
             sys.stderr.write(f"check: [{done}/{total}] runs, counting lemmas and hunt {r['spec']}: runs "
                              f"{'ok' if not bad else bad[0]}, counting {r['counting']['verdict']}, hunt "
-                             f"{r['hunt']['verdict']} ({secs:.1f} s)\n")
+                             f"{r['hunt']['verdict']} after {r['hunt']['schedules']} schedules + {r['hunt']['examples']} examples "
+                             f"({secs:.1f} s)\n")
 
     if processes == 1:
         for j in jobs:
@@ -335,15 +346,48 @@ def clip_lines(lines: list[str], head: int = DETAIL_HEAD, tail: int = DETAIL_TAI
             *lines[-tail:]]
 
 
+def _work_count(text, flag: str, what: str) -> int | None:
+    """``text`` (a flag's value, or ``None`` when not given) as a whole number >= 1; a
+    :class:`UserError` otherwise (0 is refused: a hunt without that work would check less than it
+    says, and 0 of both would pass vacuously)."""
+    if text is None:
+        return None
+    try:
+        n = int(text.strip())
+    except ValueError:
+        raise UserError(f"{flag} must be a whole number of {what} >= 1, not {text!r}") from None
+    if n < 1:
+        raise UserError(f"{flag} must be a whole number of {what} >= 1, not {n} "
+                        f"(a hunt without {what} checks less than it says; none of either would pass vacuously)")
+    return n
+
+
+def hunt_budget(args) -> HuntBudget:
+    """The hunt's budget from the flags: the work (``--hunt-schedules``, ``--hunt-examples``; the
+    defaults :data:`.judges.CHECK_SCHEDULES` and :data:`.judges.CHECK_EXAMPLES`), or the wall clock
+    (``--hunt-budget``, only alone: with a work flag the budget would have two meanings, bad input)."""
+    schedules = _work_count(getattr(args, "hunt_schedules", None), "--hunt-schedules", "schedules")
+    examples = _work_count(getattr(args, "hunt_examples", None), "--hunt-examples", "examples")
+    seconds = getattr(args, "hunt_budget", None)
+    if seconds is not None:
+        if schedules is not None or examples is not None:
+            raise UserError("--hunt-budget (seconds) cannot be given with --hunt-schedules or --hunt-examples "
+                            "(work): choose one budget")
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise UserError(f"--hunt-budget must be a positive number of seconds, not {seconds:g} "
+                            "(a hunt of no time would pass vacuously)")
+        return HuntBudget(seconds=seconds)
+    return HuntBudget(schedules=CHECK_SCHEDULES if schedules is None else schedules,
+                      examples=CHECK_EXAMPLES if examples is None else examples)
+
+
 def run(args) -> int:
     """The table; exit 0 iff every engine's verdict matches its expectation."""
     from dirtyproof.proofs.runner import CONFIGS, expected_verdicts
 
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
-    if not (math.isfinite(args.hunt_budget) and args.hunt_budget > 0):
-        raise UserError(f"--hunt-budget must be a positive number of seconds, not {args.hunt_budget:g} "
-                        "(a hunt of no time would pass vacuously)")
+    budget = hunt_budget(args)
     specs = design_specs(args.design)
     classes = {s: design_class(s) for s in specs}
     traces = trace_dir(args)
@@ -357,7 +401,7 @@ def run(args) -> int:
         raise UserError(str(exc)) from None
     t0 = time.perf_counter()
     sys.stderr.write(f"check: {len(specs)} design(s) x {len(CONFIGS)} configurations: proving, random runs, "
-                     f"counting lemmas and a {args.hunt_budget:g} s hunt each on {args.jobs} process(es); the explorer's "
+                     f"counting lemmas and {budget.describe()} each on {args.jobs} process(es); the explorer's "
                      f"{chosen_bound()} bound on {args.jobs} more process(es) meanwhile\n")
     # longest first: the proofs that search for counterexamples, then every design's runs and
     # hunt (seconds each), then the proofs expected safe (about a second each), so that the last
@@ -365,7 +409,7 @@ def run(args) -> int:
     proofs = [("prove", s, c, str(traces)) for s in specs for c in CONFIGS]
     proofs.sort(key=lambda j: expected.get(j[1], {}).get(j[2], "safe") != "unsafe")
     unsafe = [j for j in proofs if expected.get(j[1], {}).get(j[2], "safe") == "unsafe"]
-    jobs = unsafe + [("tail", s, args.hunt_budget, str(traces)) for s in specs] + proofs[len(unsafe):]
+    jobs = unsafe + [("tail", s, budget, str(traces)) for s in specs] + proofs[len(unsafe):]
     explorations = _Explorations(specs, traces, args.jobs)
     try:
         by = _work_all(jobs, args.jobs)
@@ -380,6 +424,7 @@ def run(args) -> int:
         if by[("prove", spec, CONFIGS[0])]["verdict"] == "n/a":
             print(f"{spec}: no per-page encoding: judged by the random runs, the counting lemmas, the hunt and the explorer")
     print_table(rows)
+    print(f"hunt budget: {budget.describe()} each, from seed 0")
     print(LEGEND)
     ok = all(r.ok for r in rows)
     secs = time.perf_counter() - t0

@@ -5,6 +5,7 @@ per-page encoding."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 RUN_SEEDS = 3
 RUN_STEPS = 400
@@ -47,25 +48,67 @@ def counting_verdict(cls) -> tuple[str, str]:
         return "unknown", f"the design's sync cannot be run alone: {describe(exc)}"
 
 
-def hunt_verdict(cls, budget: float, label: str, trace_dir=None, progress: bool = True) -> tuple[str, object]:
-    """The hunter's verdict for ``cls`` after ``budget`` seconds (progress on stderr each second
-    unless ``progress`` is false: a worker's caller shows its own) and its report."""
+# check's default hunt: a fixed amount of work from fixed seeds, so that its verdict, property and
+# counterexample do not depend on the machine's load (the old default, 4 s of wall time, could miss
+# the two timer races of tests/user_designs/threads.py above a load of about 3). Measured on 2
+# cores on 2026-12-02: alone, the old 4 s hunts of the shipped designs got through 50-75 sweep
+# schedules and 56-118 machine examples at load 1.6-2.0 (the first sweep is capped at 50, then a
+# machine round of 50 examples); inside `dirtyproof check`, sharing the cores with the proofs and
+# the explorer, 28-40 schedules and 55-77 examples at load 1.7-3.1 (check's own four processes
+# included), too few for the races' schedule 35 on a busier machine. Rounded to the first sweep
+# and one machine round: 50 schedules, then 50 examples (every shipped design, corpus mutant and
+# user design gets its expected verdict; check of the six shipped designs: 27.3 s at load 1.7-1.8,
+# against 45 s with --hunt-budget 4 at load 1.7-2.9).
+# The sweep runs first: it finds every dev-set design it finds at all sooner than the machine
+# (the timer races at its schedules 31 and 35).
+CHECK_SCHEDULES = 50
+CHECK_EXAMPLES = 50
+
+@dataclass(frozen=True)
+class HuntBudget:
+    """How much a check's hunt does: ``schedules`` sweep schedules and ``examples`` Hypothesis
+    machine examples from seed 0 (deterministic: the default), or ``seconds`` of wall time
+    (``--hunt-budget``: how far it gets depends on the machine's load)."""
+
+    schedules: int | None = None
+    examples: int | None = None
+    seconds: float | None = None
+
+    def describe(self) -> str:
+        """The budget in words, for check's progress line and table."""
+        if self.seconds is not None:
+            return f"a {self.seconds:g} s hunt (wall clock: load-dependent)"
+        return f"a hunt of {self.schedules} schedules + {self.examples} examples"
+
+
+def hunt_verdict(cls, budget, label: str, trace_dir=None, progress: bool = True) -> tuple[str, object]:
+    """The hunter's verdict for ``cls`` within ``budget`` (a :class:`HuntBudget`, or a number of
+    seconds) and its report; progress on stderr each second unless ``progress`` is false (a
+    worker's caller shows its own). A work budget runs its sweep schedules, then its machine
+    examples, both from seed 0: the same verdict, property and counterexample every run."""
     from dirtyproof.hunt.runner import hunt
 
+    if not isinstance(budget, HuntBudget):
+        budget = HuntBudget(seconds=float(budget))
+    work = budget.seconds is None
+    limit = f"{budget.schedules} schedules + {budget.examples} examples" if work else f"{budget.seconds:g} s"
+
     def show(stats, elapsed):
-        sys.stderr.write(f"check: hunting {label}: {elapsed:4.1f}/{budget:g} s, {stats.get('schedules', 0)} "
-                         f"schedules, {stats.get('examples', 0)} examples\n")
-    rep = hunt(cls, budget=budget, seed=0, progress=show if progress else None,
-               trace_dir=None if trace_dir is None else str(trace_dir))
+        sys.stderr.write(f"check: hunting {label}: {elapsed:4.1f} s, {stats.get('schedules', 0)} "
+                         f"schedules, {stats.get('examples', 0)} examples (of {limit})\n")
+    kwargs = dict(schedules=budget.schedules, examples=budget.examples) if work else dict(budget=budget.seconds)
+    rep = hunt(cls, seed=0, progress=show if progress else None,
+               trace_dir=None if trace_dir is None else str(trace_dir), **kwargs)
     return rep.verdict, rep
 
 
 def tail_job(job) -> dict:
     """The engines of one design besides the prover and the explorer, in a worker process
-    (``job``: the design's spec, the hunt's budget in seconds, the trace folder): the seeded
+    (``job``: the design's spec, the hunt's :class:`HuntBudget`, the trace folder): the seeded
     random runs in every configuration, the counting lemmas and the hunt, each with its seconds,
     as plain data: ``{"kind": "tail", "spec", "runs": {config: {"verdict", "seconds"}},
-    "counting": {"verdict", "why", "seconds"}, "hunt": {"verdict", "detail", "trace", "seconds"},
+    "counting": {"verdict", "why", "seconds"}, "hunt": {"verdict", "detail", "trace", "seconds", "schedules", "examples", "invariant",
+    "length"},
     "error"}``. ``check`` runs these beside the proofs, so that no core waits for a serial tail."""
     import time
     spec, budget, traces = job
@@ -87,7 +130,10 @@ def tail_job(job) -> dict:
             detail = str(rep.found)
             trace = getattr(rep.found, "trace_path", None)
             trace = str(trace) if trace else None
-        out["hunt"] = {"verdict": verdict, "detail": detail, "trace": trace, "seconds": time.perf_counter() - t}
+        out["hunt"] = {"verdict": verdict, "detail": detail, "trace": trace, "seconds": time.perf_counter() - t,
+                       "schedules": rep.schedules, "examples": rep.examples,
+                       "invariant": None if rep.found is None else rep.found.invariant,
+                       "length": None if rep.found is None else rep.found.length}
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - classified here, reported by the parent
@@ -118,4 +164,4 @@ def explore_job(job) -> dict:
     return out
 
 
-__all__ = ["RUN_SEEDS", "RUN_STEPS", "counting_verdict", "explore_job", "hunt_verdict", "random_runs", "tail_job"]
+__all__ = ["CHECK_EXAMPLES", "CHECK_SCHEDULES", "HuntBudget", "RUN_SEEDS", "RUN_STEPS", "counting_verdict", "explore_job", "hunt_verdict", "random_runs", "tail_job"]

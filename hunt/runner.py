@@ -132,7 +132,8 @@ def hunt(design_cls, examples: int | None = None, budget: float | None = None, p
                 # the first round is the sweep's larger share (see BUDGET_FIRST_SWEEP)
                 count, until = first_sweep, min(deadline, t0 + budget * BUDGET_FIRST_SHARE)
             sweep = schedule_sweep(design_cls, count, trace_dir, seed=seed or 0, start=next_schedule,
-                                   deadline=until, stats=stats, config_overrides=config_overrides)
+                                   deadline=until, stats=stats, config_overrides=config_overrides,
+                                   research_guard=1.0 if budget is not None else WORK_RESEARCH_GUARD)
             next_schedule += sweep.schedules
             if sweep.found is not None:
                 found, found_by = sweep.found, "sweep"
@@ -328,6 +329,14 @@ class SmallOrigin:
                 f"this ({self.runs} re-search runs, {self.seconds:.1f} s)")
 
 
+# A hunt with a work budget (counts, no ``budget``; check's default) promises the same result every
+# run, so its re-search on smaller worlds is bounded by its rounds (deterministic) and its time
+# guard widened this many times (2 s -> 10 s, its shrink's 3 s -> 15 s): measured on 2 cores, the
+# timer race user-slots-lock-dropped-get-or's re-search and shrink took 2.6 s at load 2.7, and a
+# hunt of 75 schedules gave a 108-step counterexample at load 1.4 but a 402-step one at load 2.7
+# with the 2 s guard. A budgeted hunt keeps the plain guard: its result depends on the load anyway.
+WORK_RESEARCH_GUARD = 5.0
+
 # The re-search's best find (fewest pages, then fewest steps) is shrunk with at most
 # SMALL_SHRINK_REPLAYS replays (deterministic), guarded by SMALL_SHRINK_SHARE times the
 # re-search's seconds. Measured (benchmarks/README.md): a 250-step find in a 16-page world
@@ -360,7 +369,8 @@ def sweep_seed(seed: int, index: int) -> int:
 def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: int = SWEEP_STEPS,
                    shrink_seconds: float = SHRINK_SECONDS, shrink_replays: int = SHRINK_REPLAYS,
                    seed: int = 0, start: int = 0, deadline: float | None = None,
-                   stats: dict | None = None, config_overrides: dict | None = None) -> SweepResult:
+                   stats: dict | None = None, config_overrides: dict | None = None,
+                   research_guard: float = 1.0) -> SweepResult:
     """Run swarm schedules ``start .. start+count-1`` of the sweep seeded ``seed``: schedule ``i``
     is a swarm schedule seeded :func:`sweep_seed` (:mod:`.swarm`: its world, config, weights and
     features off all drawn from that seed), ``steps`` free steps then completion, or every fourth
@@ -381,7 +391,9 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
     is the shrunk one, its step list and trace saved; its ``shrink`` attribute says how far the
     shrink got, ``sweep_index``/``sweep_seed`` which schedule found it and ``sweep_arm`` its arm. ``stats`` (a hunt's)
     gets the schedules and steps run, the time of the first failure, and its ``progress`` call.
-    ``config_overrides`` replaces ``Config`` fields of every schedule's world (free-page hinting)."""
+    ``config_overrides`` replaces ``Config`` fields of every schedule's world (free-page hinting).
+    ``research_guard`` multiplies the time guard of the re-search on smaller worlds and its shrink
+    (a work-budgeted hunt's :data:`WORK_RESEARCH_GUARD`)."""
     from dirtyproof.impl import World
     from dirtyproof.checked import run
 
@@ -459,7 +471,8 @@ def schedule_sweep(design_cls, count: int, trace_dir: str | None = None, steps: 
         # same property there shrinks in seconds; the long run is shrunk (with what is left of
         # its share) and kept only if none is found
         t_small = time.perf_counter()
-        small = _small_counterexample(design_cls, ranked[0], seed, shrink_seconds, shrink_replays, trace_dir)
+        small = _small_counterexample(design_cls, ranked[0], seed, shrink_seconds * research_guard, shrink_replays,
+                                      trace_dir)
         if small is not None:
             return SweepResult(small, total, ran)
         shrink_seconds = max(shrink_seconds - (time.perf_counter() - t_small), shrink_seconds / 4)

@@ -52,7 +52,8 @@ FLAGS = {
     "hunt": ["--design", "--mutants", "--budget", "--examples", "--profile", "--seed", "--schedules",
              "--trace-dir", "--tail"],
     "prove": ["--design", "--config", "--smt2", "--trace-dir", "--traces", "--timeout-ms", "--tail"],
-    "check": ["--design", "--jobs", "--trace-dir", "--traces", "--junit", "--json"],
+    "check": ["--design", "--jobs", "--trace-dir", "--traces", "--junit", "--json", "--hunt-schedules",
+              "--hunt-examples", "--hunt-budget"],
     "explore": ["--design", "--kvm-mode", "--config", "--guest-writes", "--device-writes", "--clock-moves",
                 "--cancels", "--moves", "--max-depth", "--max-states", "--no-por", "--order", "--jobs", "--trace-dir",
                 "--quiet"],
@@ -72,7 +73,9 @@ READS = {"--samples": RECORDS + PATHS + ["/dev/null", "nope", ""],
          "--qemu-version": ["7.2.0", "10.0.2", "x", "1..2", ""]}
 NEVER_RUNS = ["/nope/qemu", "{file}", "{dir}", "/dev/null"]
 WRITE_TARGETS = PATHS + ["/proc/nope/x", "/dev/null", "", "legacy", "ü", "a" * 300, "x:y", " "]
-SMALL = {"--steps": ["0", "1", "30", "abc", "-1"], "--examples": ["0", "1", "2", "-1", "x"],
+SMALL = {"--hunt-schedules": ["0", "1", "-1", "x", "1.5"], "--hunt-examples": ["0", "2", "-1", "x", ""],
+         "--hunt-budget": ["0", "-1", "nan", "x", "2"],
+         "--steps": ["0", "1", "30", "abc", "-1"], "--examples": ["0", "1", "2", "-1", "x"],
          "--budget": ["0", "-1", "x"], "--schedules": ["0", "1", "-1"], "--cancels": ["0", "1", "-2"],
          "--timeout-ms": ["0", "-5", "100", "x"], "--jobs": ["0", "1", "-1", "x"],
          "--max-states": ["0", "1", "20", "x", "-3"], "--max-depth": ["0", "1", "6", "x"],
@@ -107,8 +110,10 @@ def invocations(draw):
     if verb == "prove":     # one design, one configuration at most
         argv += ["--design", "legacy"] if "--design" not in argv else []
         argv += ["--config", "legacy/aligned"] if "--config" not in argv else []
-    if verb == "check":     # always bad input before any work (a full check takes a minute)
-        argv += ["--hunt-budget", draw(st.sampled_from(["0", "-1", "nan", "x"]))]
+    if verb == "check":     # always bad input before any work (a full check takes a minute): a bad
+        # --hunt-budget (the last one counts), or a good one beside a work flag (two budgets)
+        bad = draw(st.sampled_from(["0", "-1", "nan", "x", "2"]))
+        argv += ["--hunt-budget", bad] + (["--hunt-schedules", "5"] if bad == "2" else [])
     if verb == "run":
         argv += ["--steps", "30"] if "--steps" not in argv else []
     if verb == "explore":   # one mode, a few states
