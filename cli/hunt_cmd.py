@@ -157,7 +157,11 @@ def run(args) -> int:
         f = rep.found
         if f is not None and (not ok or args.design):
             text = str(f).splitlines()
-            head, steps, tail = text[:3], [t for t in text[3:] if t.startswith("  #")], text[-1:]
+            # the step list is cut to --tail; every other line (rules on the way, the lost write
+            # shown by driving on to completion, where the counterexample comes from, the trace) stays
+            head = text[:3]
+            steps = [t for t in text[3:] if t.startswith("  #")]
+            tail = [t for t in text[3:] if not t.startswith("  #")]
             print("\n".join(head))
             if len(steps) > args.tail:
                 print(f"  ... {len(steps) - args.tail} earlier steps (all in the trace)")
