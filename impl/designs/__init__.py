@@ -81,13 +81,17 @@ def resolve(spec: str, extra=None) -> type[Design]:
         except DesignError:
             raise
         except Exception as exc:  # any import failure is the user's input problem
-            raise DesignError(f"cannot import module {module!r}: {type(exc).__name__}: {exc}") from None
+            hint = (" (a module is found on PYTHONPATH: run with PYTHONPATH=<its folder>, or name the file "
+                    "as path/to/file.py:Class)" if isinstance(exc, ModuleNotFoundError) else "")
+            raise DesignError(f"cannot import module {module!r}: {type(exc).__name__}: {exc}{hint}") from None
         obj = getattr(mod, attr, None)
         if obj is None:
             raise DesignError(f"module {module!r} has no attribute {attr!r}")
         return check_interface(obj)
     if spec in extra:
         return extra[spec]
+    if spec.endswith(".py"):
+        raise DesignError(f"{spec!r} names a file but no class in it: name a design as {spec}:ClassName")
     raise DesignError(f"unknown design {spec!r} (shipped: {', '.join(DESIGNS)}; or module:Class, or path/to/file.py:Class)")
 
 
