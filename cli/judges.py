@@ -64,6 +64,7 @@ def counting_verdict(cls) -> tuple[str, str]:
 CHECK_SCHEDULES = 50
 CHECK_EXAMPLES = 50
 
+
 @dataclass(frozen=True)
 class HuntBudget:
     """How much a check's hunt does: ``schedules`` sweep schedules and ``examples`` Hypothesis
