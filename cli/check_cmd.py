@@ -429,9 +429,10 @@ def run(args) -> int:
     ok = all(r.ok for r in rows)
     secs = time.perf_counter() - t0
     if junit is not None:
-        write_junit(rows, junit, secs)
+        write_junit(rows, junit, secs, f"{budget.describe()} each, from seed 0")
     if json_out is not None:
-        write_json(rows, json_out, secs, ok)
+        write_json(rows, json_out, secs, ok, {"schedules": budget.schedules, "examples": budget.examples,
+                                              "seconds": budget.seconds})
     print(f"check: {'all verdicts as expected' if ok else 'MISMATCH'} in {secs:.1f} s"
           + (f"; JUnit XML in {junit}" if junit else "") + (f"; JSON in {json_out}" if json_out else ""))
     return 0 if ok else 1

@@ -28,11 +28,15 @@ def _xml_text(text: str) -> str:
     return "".join(c for c in text if c in "\t\n\r" or ord(c) >= 0x20)
 
 
-def write_junit(rows: list[Row], path: Path, seconds: float) -> Path:
+def write_junit(rows: list[Row], path: Path, seconds: float, hunt_budget: str | None = None) -> Path:
     """Write ``rows`` as a JUnit XML report: a ``testsuite`` per design, a ``testcase`` per engine
-    and configuration; a mismatch is a ``failure`` whose text holds the counterexample."""
+    and configuration; a mismatch is a ``failure`` whose text holds the counterexample. The hunt's
+    budget, in words, is a property of the report."""
     suites = ET.Element("testsuites", name="dirtyproof check", tests=str(len(rows)),
                         failures=str(sum(not r.ok for r in rows)), time=f"{seconds:.3f}")
+    if hunt_budget:
+        props = ET.SubElement(suites, "properties")
+        ET.SubElement(props, "property", name="hunt_budget", value=_xml_text(hunt_budget))
     for design in dict.fromkeys(r.design for r in rows):
         mine = [r for r in rows if r.design == design]
         suite = ET.SubElement(suites, "testsuite", name=design, tests=str(len(mine)),
@@ -55,11 +59,13 @@ def write_junit(rows: list[Row], path: Path, seconds: float) -> Path:
     return path
 
 
-def write_json(rows: list[Row], path: Path, seconds: float, ok: bool) -> Path:
-    """Write ``rows`` as JSON: ``{"dirtyproof_check": 1, "ok": ..., "seconds": ..., "results": [...]}``."""
+def write_json(rows: list[Row], path: Path, seconds: float, ok: bool, hunt_budget: dict | None = None) -> Path:
+    """Write ``rows`` as JSON: ``{"dirtyproof_check": 1, "ok": ..., "seconds": ..., "hunt_budget":
+    {"schedules", "examples", "seconds"}, "results": [...]}`` (the budget each design's hunt had,
+    so a reader can tell a work-budgeted, reproducible hunt from a wall-clock one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"dirtyproof_check": 1, "ok": ok, "seconds": round(seconds, 3),
-                                "results": [asdict(r) for r in rows]}, indent=1) + "\n")
+                                "hunt_budget": hunt_budget, "results": [asdict(r) for r in rows]}, indent=1) + "\n")
     return path
 
 

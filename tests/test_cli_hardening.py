@@ -206,6 +206,10 @@ def test_check_a_user_design_in_process_table_legend_junit_json(capsys, tmp_path
     assert {"prover", "runs", "counting", "hunt", "verdict"} <= engines
     data = json.loads(js.read_text())
     assert data["ok"] is True and len(data["results"]) == len(cases)
+    # the reports say which hunt budget was used (here the wall-clock one asked for)
+    assert data["hunt_budget"] == {"schedules": None, "examples": None, "seconds": 0.5}
+    prop = ET.parse(junit).getroot().find("./properties/property[@name='hunt_budget']")
+    assert prop is not None and "0.5 s hunt" in prop.get("value")
 
 
 def test_check_worn_encoding_reports_the_mismatch_as_failures(capsys, tmp_path):
