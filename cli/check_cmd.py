@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import asdict
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from .common import design_class, design_specs
@@ -424,15 +425,15 @@ def run(args) -> int:
         if by[("prove", spec, CONFIGS[0])]["verdict"] == "n/a":
             print(f"{spec}: no per-page encoding: judged by the random runs, the counting lemmas, the hunt and the explorer")
     print_table(rows)
-    print(f"hunt budget: {budget.describe()} each, from seed 0")
+    said = f"{budget.describe()} each, from seed 0"
+    print(f"hunt budget: {said}")
     print(LEGEND)
     ok = all(r.ok for r in rows)
     secs = time.perf_counter() - t0
     if junit is not None:
-        write_junit(rows, junit, secs, f"{budget.describe()} each, from seed 0")
+        write_junit(rows, junit, secs, said)
     if json_out is not None:
-        write_json(rows, json_out, secs, ok, {"schedules": budget.schedules, "examples": budget.examples,
-                                              "seconds": budget.seconds})
+        write_json(rows, json_out, secs, ok, asdict(budget))
     print(f"check: {'all verdicts as expected' if ok else 'MISMATCH'} in {secs:.1f} s"
           + (f"; JUnit XML in {junit}" if junit else "") + (f"; JSON in {json_out}" if json_out else ""))
     return 0 if ok else 1

@@ -79,20 +79,23 @@ class HuntBudget:
         """The budget in words, for check's progress line and table."""
         if self.seconds is not None:
             return f"a {self.seconds:g} s hunt (wall clock: load-dependent)"
-        return f"a hunt of {self.schedules} schedules + {self.examples} examples"
+        return f"a hunt of {self.limit()}"
+
+    def limit(self) -> str:
+        """The budget's amount alone (``50 schedules + 50 examples``, ``4 s``), for progress lines."""
+        if self.seconds is not None:
+            return f"{self.seconds:g} s"
+        return f"{self.schedules} schedules + {self.examples} examples"
 
 
-def hunt_verdict(cls, budget, label: str, trace_dir=None, progress: bool = True) -> tuple[str, object]:
-    """The hunter's verdict for ``cls`` within ``budget`` (a :class:`HuntBudget`, or a number of
-    seconds) and its report; progress on stderr each second unless ``progress`` is false (a
+def hunt_verdict(cls, budget: HuntBudget, label: str, trace_dir=None, progress: bool = True) -> tuple[str, object]:
+    """The hunter's verdict for ``cls`` within ``budget`` and its report; progress on stderr each second unless ``progress`` is false (a
     worker's caller shows its own). A work budget runs its sweep schedules, then its machine
     examples, both from seed 0: the same verdict, property and counterexample every run."""
     from dirtyproof.hunt.runner import hunt
 
-    if not isinstance(budget, HuntBudget):
-        budget = HuntBudget(seconds=float(budget))
     work = budget.seconds is None
-    limit = f"{budget.schedules} schedules + {budget.examples} examples" if work else f"{budget.seconds:g} s"
+    limit = budget.limit()
 
     def show(stats, elapsed):
         sys.stderr.write(f"check: hunting {label}: {elapsed:4.1f} s, {stats.get('schedules', 0)} "

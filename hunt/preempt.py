@@ -57,8 +57,6 @@ from __future__ import annotations
 import random
 
 from dirtyproof.impl import Config
-from dirtyproof.impl.config import KVM_MODES
-from dirtyproof.impl.geometry import PRESETS, named
 from dirtyproof.impl.scheduler import RandomScheduler
 
 # Free steps of a preemption-arm run: the timer syncs only from the second iteration on (about
@@ -131,5 +129,5 @@ def preempt_arm(m: int, seed: int, steps: int = PREEMPT_STEPS) -> tuple[Config, 
     """The ``m``-th preemption-arm run of a sweep: a named world (the default world, mixed, in
     each KVM mode first, then the next named world) and a :class:`PreemptScheduler` seeded
     ``seed`` with ``steps`` free steps."""
-    geo = named(PRESETS[(m // len(KVM_MODES)) % len(PRESETS)])
-    return Config(geometry=geo, kvm_mode=KVM_MODES[m % len(KVM_MODES)]), PreemptScheduler(seed, steps)
+    from .strategies import named_world
+    return named_world(m), PreemptScheduler(seed, steps)

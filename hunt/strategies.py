@@ -106,6 +106,13 @@ def arm_name(i: int) -> str:
     return "plain" if is_plain(i) else "preempt" if is_preempt(i) else "swarm"
 
 
+def named_world(j: int) -> Config:
+    """The ``j``-th world of the long runs: each KVM mode on one named world (the default
+    world first), then the next named world."""
+    from dirtyproof.impl.geometry import PRESETS, named
+    return Config(geometry=named(PRESETS[(j // len(KVM_MODES)) % len(PRESETS)]), kvm_mode=KVM_MODES[j % len(KVM_MODES)])
+
+
 def sweep_arm(i: int, seed: int, steps: int):
     """Sweep schedule ``i``'s config and scheduler: a swarm schedule whose world, config, weights
     and features off are all drawn from ``seed`` (:func:`swarm.swarm_arm`), or (every
@@ -118,9 +125,6 @@ def sweep_arm(i: int, seed: int, steps: int):
     if is_long(i):
         q = i // PLAIN_EVERY
         if is_plain(i):
-            from dirtyproof.impl.geometry import PRESETS, named
-            j = q // LONG_CYCLE
-            geo = named(PRESETS[(j // len(KVM_MODES)) % len(PRESETS)])
-            return Config(geometry=geo, kvm_mode=KVM_MODES[j % len(KVM_MODES)]), RandomScheduler(seed, PLAIN_STEPS)
+            return named_world(q // LONG_CYCLE), RandomScheduler(seed, PLAIN_STEPS)
         return preempt_arm(q - q // LONG_CYCLE - 1, seed)
     return swarm_arm(seed, steps)
