@@ -17,6 +17,7 @@ world steps are deterministic given the choices). Two things make that affordabl
 """
 from __future__ import annotations
 
+import gc
 import heapq
 import os
 import time
@@ -308,7 +309,8 @@ class Explorer:
         """Explore breadth-first until the bounded space is exhausted or a check fails."""
         t0 = time.perf_counter()
         try:
-            return self._run()
+            with _young_gc():
+                return self._run()
         finally:
             self.res.seconds = time.perf_counter() - t0
             self.res.distinct = len(self.parent)
@@ -460,6 +462,28 @@ class Explorer:
     def _edge_choice(self, a: int, b: int):
         """A choice leading from node ``a`` to node ``b`` (recorded with each edge)."""
         return self.edge_choice[(a, b)]
+
+
+# The youngest generation's collection threshold while exploring. Every world is a reference
+# cycle (its design, the region wrappers and the threads' frames refer back to it), so each
+# replayed world is freed by the cycle collector, not by reference counting; with the default
+# threshold (700 allocations) the worlds kept for later expansion were promoted to the oldest
+# generation and died there, and full collections (each walking every kept world) were about a
+# third of the CPU time of a two-thread exploration. Collecting young objects less often lets
+# most worlds die young. Memory only: the collector decides nothing the exploration computes.
+YOUNG_GC_THRESHOLD = 20_000
+
+
+@contextmanager
+def _young_gc():
+    """The cycle collector's youngest threshold raised to :data:`YOUNG_GC_THRESHOLD` inside (never
+    lowered); the caller's thresholds are put back after."""
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], YOUNG_GC_THRESHOLD), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 @contextmanager
