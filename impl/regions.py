@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from inspect import CO_GENERATOR
+from types import FunctionType
 
 # The step methods of the design interface (impl/designs/base.py) whose extent is a region.
 REGION_METHODS = (
@@ -61,7 +63,13 @@ def _shipped_step(cls, name: str) -> bool:
     method that yields its atomic steps): an override of it must return one too."""
     for k in cls.__mro__:
         if k.__module__.startswith("dirtyproof.impl.designs") and name in vars(k):
-            return inspect.isgeneratorfunction(vars(k)[name])
+            f = vars(k)[name]
+            if type(f) is FunctionType:
+                # what inspect.isgeneratorfunction answers for a plain function, without its
+                # unwrapping (it ran for every region method of every world the explorer
+                # replays: a third of making a world)
+                return bool(f.__code__.co_flags & CO_GENERATOR)
+            return inspect.isgeneratorfunction(f)
     return False
 
 
