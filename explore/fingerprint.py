@@ -86,9 +86,9 @@ class Encoder:
         self.keep.append(o)
         t = type(o)
         plan = _PLANS.get(t)
-        if plan is None:
+        if plan is None or plan[4] is not getattr(t, "STATISTICS", None) or plan[5] is not IGNORED.get(plan[0]):
             plan = _plan(t)
-        name, skip, stats, slots = plan
+        name, skip, stats, slots = plan[:4]
         if stats:
             self.stats.append(tuple([getattr(o, f) for f in stats]))
             self.stat_objects.append(o)
@@ -138,11 +138,11 @@ class Encoder:
 _EMPTY_SET = ("s", ())
 
 # Per class: how its instances are encoded (qualname, attributes left out, statistics, slots or
-# None), worked out once per class from IGNORED and the class's STATISTICS and __slots__. These are
-# fixed per class (IGNORED is a constant of this module, STATISTICS and __slots__ class
-# constants), so a plan cannot go stale; the values are read afresh on every walk. Working them
-# out on every object (IGNORED by name, a set union for MigrationState and Ghost) was a tenth of
-# a fingerprint.
+# None), worked out from IGNORED and the class's STATISTICS and __slots__; only the plan is
+# cached, the values are read afresh on every walk. A plan is used only while the STATISTICS and
+# IGNORED entry it was made from are still the very objects the class and IGNORED hold (a test
+# declares no statistics by replacing them), so it cannot be stale. Working it out on every
+# object (IGNORED by name, a set union for MigrationState and Ghost) was a tenth of a fingerprint.
 _PLANS: dict[type, tuple] = {}
 
 
@@ -154,7 +154,7 @@ def _plan(t) -> tuple:
     slots = None
     if not t.__dictoffset__:          # instances without a __dict__: their slots, as before
         slots = tuple([s for c in t.__mro__ for s in getattr(c, "__slots__", ()) if s not in skip])
-    plan = _PLANS[t] = (name, skip, tuple(stats), slots)
+    plan = _PLANS[t] = (name, skip, tuple(stats), slots, getattr(t, "STATISTICS", None), IGNORED.get(name))
     return plan
 
 
