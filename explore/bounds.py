@@ -62,7 +62,11 @@ class Bounds:
     ``moves``: all of these together on one path; ``max_depth``: paths are cut there (then the
     result is not exhaustive); ``max_states``: the search stops there (likewise);
     ``preemptions``: how many times a path may switch away from a thread that could go on
-    (``None``: any number). Switching when the running thread blocks, sleeps or exits is free."""
+    (``None``: any number). Switching when the running thread blocks, sleeps or exits is free;
+    with ``wakeup_preemption``, so is a switch to a thread that has not stepped since it was made
+    runnable (started, woken by a clock move, unblocked by a lock's release): it may take over
+    at once or later, as a woken thread starts on another CPU (docs/explore.md, "The preemption
+    bound")."""
 
     guest_writes: int = 2
     device_writes: int = 1
@@ -72,11 +76,16 @@ class Bounds:
     max_depth: int = 200
     max_states: int = 2_000_000
     preemptions: int | None = None
+    wakeup_preemption: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
             if v is None and f.name == "preemptions":
+                continue
+            if f.name == "wakeup_preemption":
+                if not isinstance(v, bool):
+                    raise ValueError(f"bound wakeup_preemption must be true or false, not {v!r}")
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"bound {f.name} must be a non-negative integer, not {v!r}")
@@ -84,9 +93,11 @@ class Bounds:
     def budgets(self) -> tuple:
         """The starting budgets a path spends: (guest, device, clock, cancels, all moves,
         preemptions left (-1: unbounded), the thread that took the last step (kept only when
-        preemptions are bounded: it decides whether the next switch is a preemption))."""
+        preemptions are bounded: it decides whether the next switch is a preemption), and with
+        wake-up preemption the threads runnable when that step was taken (``None`` without))."""
+        wake = ((), ()) if self.wakeup_preemption and self.preemptions is not None else None
         return (self.guest_writes, self.device_writes, self.clock_moves, self.cancels, self.moves,
-                -1 if self.preemptions is None else self.preemptions, None)
+                -1 if self.preemptions is None else self.preemptions, None, wake)
 
     def to_json(self) -> dict:
         """A JSON-able form."""
@@ -114,7 +125,9 @@ def describe_bounds(b: Bounds) -> str:
     """One line naming the bounds."""
     return (f"guest_writes={b.guest_writes}, device_writes={b.device_writes}, clock_moves={b.clock_moves}, "
             f"cancels={b.cancels}, moves={b.moves} in all, max_depth={b.max_depth}"
-            + ("" if b.preemptions is None else f", preemptions={b.preemptions}"))
+            + ("" if b.preemptions is None else f", preemptions={b.preemptions}")
+            + (" (a switch to a thread that has not stepped since it was made runnable free)"
+               if b.wakeup_preemption and b.preemptions is not None else ""))
 
 
 __all__ = ["Bounds", "default_config", "default_geometry", "fast_geometry", "slow_geometry", "describe_world", "describe_bounds", "KVM_MODES"]

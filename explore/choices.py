@@ -7,7 +7,7 @@ from __future__ import annotations
 from dirtyproof.impl.world import NOVCPU
 
 # Budget slots of a path (see Bounds.budgets).
-GUEST, DEVICE, CLOCK, CANCEL, MOVES, PREEMPT, LAST = range(7)
+GUEST, DEVICE, CLOCK, CANCEL, MOVES, PREEMPT, LAST, READY = range(8)
 
 # Config fields holding a period some design compares the clock with; the base design's rate
 # period (``time_last_bitmap_sync + 1000`` in ``migration_bitmap_sync``) is a QEMU constant.
@@ -52,9 +52,7 @@ def enabled(w, budgets, pers, pages) -> tuple[list, list]:
         return [], [(["mgmt", "start"], None)]
     if terminal(w):
         return [], []
-    threads = [[n, None] for n in w.runnable_threads()]
-    if preempted(budgets, [t[0] for t in threads]):
-        threads = [[budgets[LAST], None]]      # no preemption left: the last thread goes on
+    threads = [[n, None] for n in allowed(budgets, w.runnable_threads())]
     env = []
     if not budgets[MOVES]:
         budgets = (0, 0, 0, 0, 0) + tuple(budgets[PREEMPT:])
@@ -85,10 +83,33 @@ def enabled(w, budgets, pers, pages) -> tuple[list, list]:
     return threads, env
 
 
+def _fresh(ready, runnable) -> frozenset:
+    """The threads of ``runnable`` that have not stepped since they were made runnable, from the
+    ``(fresh, runnable)`` pair recorded at the last thread step: those fresh then, and those not
+    runnable then (started, woken by a clock move or unblocked since)."""
+    fresh, before = ready
+    now = frozenset(runnable)
+    return (frozenset(fresh) | (now - frozenset(before))) & now
+
+
+def allowed(budgets, runnable) -> list:
+    """The threads of ``runnable`` the preemption bound lets step: all of them while preemptions
+    are left (or unbounded) or the last thread cannot go on; else the last thread, and, with
+    wake-up preemption on (``budgets[READY]`` not ``None``), every thread that has not stepped
+    since it was made runnable."""
+    last = budgets[LAST]
+    if budgets[PREEMPT] != 0 or last not in runnable or len(runnable) < 2:
+        return list(runnable)
+    ready = budgets[READY]
+    if ready is None:
+        return [last]
+    fresh = _fresh(ready, runnable)
+    return [n for n in runnable if n == last or n in fresh]
+
+
 def preempted(budgets, runnable) -> bool:
-    """Whether the preemption bound forbids every thread of ``runnable`` but the last one to step
-    (none left, and the last thread can go on)."""
-    return budgets[PREEMPT] == 0 and budgets[LAST] in runnable and len(runnable) > 1
+    """Whether the preemption bound forbids some thread of ``runnable`` to step."""
+    return len(allowed(budgets, runnable)) < len(runnable)
 
 
 def after_thread(budgets, runnable, name: str) -> tuple:
@@ -96,9 +117,16 @@ def after_thread(budgets, runnable, name: str) -> tuple:
     away from the last thread while it could go on spends a preemption (bounded ones only)."""
     if budgets[PREEMPT] < 0:
         return budgets
-    last = budgets[LAST]
+    last, ready = budgets[LAST], budgets[READY]
     cost = 1 if last is not None and last != name and last in runnable else 0
-    return tuple(budgets[:PREEMPT]) + (budgets[PREEMPT] - cost, name)
+    if ready is not None:
+        # wake-up preemption: a thread that has not stepped since it was made runnable takes
+        # over for free, at once or later, as a woken thread starts on another CPU
+        fresh = _fresh(ready, runnable)
+        if name in fresh:
+            cost = 0
+        ready = (tuple(sorted(fresh - {name})), tuple(sorted(runnable)))
+    return tuple(budgets[:PREEMPT]) + (budgets[PREEMPT] - cost, name, ready)
 
 
-__all__ = ["after_thread", "preempted", "enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES", "PREEMPT", "LAST"]
+__all__ = ["after_thread", "allowed", "preempted", "enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES", "PREEMPT", "LAST", "READY"]

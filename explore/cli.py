@@ -46,6 +46,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-states", type=positive_int, default=None, help=f"stop after this many distinct states (default {d.max_states})")
     p.add_argument("--preemptions", type=positive_int, default=None,
                    help="switches away from a thread that could go on, per path (default: any number)")
+    p.add_argument("--wakeup-preemption", action="store_true", default=None,
+                   help="with --preemptions: a switch to a thread that has not stepped since it was made "
+                        "runnable (started, woken, unblocked) is free")
     p.add_argument("--no-por", action="store_true", help="turn the partial-order reduction off")
     p.add_argument("--order", choices=ORDERS, default="moves",
                    help="expansion order: by moves spent then depth (default), or plain breadth-first")
@@ -67,7 +70,7 @@ def default_jobs() -> int:
 
 
 BOUND_FLAGS = ("guest_writes", "device_writes", "clock_moves", "cancels", "moves", "max_depth", "max_states",
-               "preemptions")
+               "preemptions", "wakeup_preemption")
 
 
 def single_world(args) -> bool:
@@ -83,6 +86,9 @@ def bounds_from_args(args) -> Bounds:
     given = {f: getattr(args, f) for f in BOUND_FLAGS}
     vals = {f: (getattr(d, f) if v is None else v) for f, v in given.items()}
     vals["preemptions"] = given["preemptions"]
+    vals["wakeup_preemption"] = bool(given["wakeup_preemption"])
+    if vals["wakeup_preemption"] and vals["preemptions"] is None:
+        raise UserError("--wakeup-preemption needs --preemptions N (without a bound every switch is free already)")
     for flag in ("max_depth", "max_states"):
         if vals[flag] < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1 (a bound of {vals[flag]} explores nothing)")
