@@ -149,25 +149,15 @@ _PLANS: dict[type, tuple] = {}
 def _plan(t) -> tuple:
     name = t.__qualname__
     ignored = IGNORED.get(name, _NONE)
-    stats = _statistics(t)
+    # the fields the class declares as statistics (its STATISTICS: explicit data of the model,
+    # impl/world.py's MigrationState and impl/ghost.py's Ghost)
+    stats = frozenset(getattr(t, "STATISTICS", ()))
     skip = ignored | stats if stats else ignored
     slots = None
     if not t.__dictoffset__:          # instances without a __dict__: their slots, as before
         slots = tuple([s for c in t.__mro__ for s in getattr(c, "__slots__", ()) if s not in skip])
     plan = _PLANS[t] = (name, skip, tuple(stats), slots, getattr(t, "STATISTICS", None), IGNORED.get(name))
     return plan
-
-
-_STATS: dict[type, frozenset] = {}
-
-
-def _statistics(t) -> frozenset:
-    """The fields type ``t`` declares as statistics (its ``STATISTICS``: explicit data of the
-    model, ``impl/world.py``'s MigrationState and ``impl/ghost.py``'s Ghost), cached per type."""
-    hit = _STATS.get(t)
-    if hit is None:
-        hit = _STATS[t] = frozenset(getattr(t, "STATISTICS", ()))
-    return hit
 
 
 def _callable(enc, v):
@@ -191,7 +181,6 @@ def _classify(t):
         return lambda enc, v: v.item()
     if issubclass(t, (types.FunctionType, types.BuiltinFunctionType, type, types.ModuleType)):
         return _callable
-
     if issubclass(t, types.MethodType):
         return lambda enc, v: ("m", v.__func__.__qualname__, enc.encode(v.__self__))
     if t is Region:

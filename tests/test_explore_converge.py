@@ -60,7 +60,7 @@ def test_without_the_statistics_declared_the_search_is_only_cut(monkeypatch):
     monkeypatch.setattr(MigrationState, "STATISTICS", ())
     monkeypatch.setattr(Ghost, "STATISTICS", ())
     import importlib
-    monkeypatch.setattr(importlib.import_module("dirtyproof.explore.fingerprint"), "_STATS", {})
+    monkeypatch.setattr(importlib.import_module("dirtyproof.explore.fingerprint"), "_PLANS", {})
     res = explore(CPC, FAST, ONE_WRITE_CUT)
     assert res.violation is None and res.truncated and not res.exhaustive
 
