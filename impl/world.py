@@ -64,6 +64,7 @@ class Actor:
     locked: bool = False                  # whether it ever took a lock (did any work)
     until: object = None                  # a condition it waits for (multifd's channel waits)
     held: list[str] = field(default_factory=list)
+    released: bool = False                # whether it released a lock in the step it is taking
     done: bool = False
     label: str = ""                       # the last step's label, rendered from ``step``
     step: StepRecord | None = None        # the last step's record
@@ -215,7 +216,11 @@ class World:
                                  f"(order is {order})")
         if self.lock_owner[lock] == actor.name:
             raise ModelError("lock-order", f"{actor.name} takes {lock} twice (self-deadlock)")
-        if self.lock_owner[lock] is not None:
+        if actor.released:
+            # a release then an acquire are never one atomic step: between them another thread
+            # may take both locks (a release moves only left, an acquire only right, Lipton 1975)
+            yield StepRecord(WAIT, lock=lock)
+        while self.lock_owner[lock] is not None:
             actor.blocked_on = lock
             yield StepRecord(WAIT, lock=lock)
             actor.blocked_on = None
@@ -237,6 +242,7 @@ class World:
             raise ModelError("lock-order", f"{actor.name} releases {lock} it does not hold")
         self.lock_owner[lock] = None
         actor.held.remove(lock)
+        actor.released = True
         if lock == "bitmap_mutex" and self.mig is not None:
             self._note_sync_mutex(actor, False)
             # Truth for the period counter: bits that appeared in bmap while the mutex was held.
@@ -761,6 +767,7 @@ class World:
         if actor is None or not self.runnable(actor):
             raise BadChoice(f"thread {name!r} cannot step now")
         self.current = actor
+        actor.released = False
         held_before = _may_hold_marks(actor)
         marks = self._mark_layers()
         self._in_design = True
@@ -775,6 +782,7 @@ class World:
         finally:
             self._in_design = False
             self.current = None
+            actor.released = False      # per step only: between steps it is no state
         self._track_hands(actor, held_before, marks)
         actor.step = rec
         actor.label = label = rec.render(self)

@@ -616,3 +616,46 @@ def test_a_step_override_without_yield_is_named_with_its_file_and_line():
     msg = str(exc.value)
     assert "migration_bitmap_clear_dirty (defined at " in msg and "test_model_ops.py:" in msg
     assert "must yield" in msg
+
+
+def test_a_release_then_an_acquire_are_two_steps_so_another_thread_takes_both_locks_between():
+    """``bql_unlock()`` then ``qemu_mutex_lock(&bitmap_mutex)`` with no ``yield`` between (the
+    migration thread's exact sync, then ``ram_save_iterate``) is two steps: the world ends the
+    step at the acquire, holding nothing, and a second thread may take the BQL and the mutex
+    there. Folded into one step, the watcher's background sync could never run in that window
+    (background-v1's loss needs it: test_explore_gate.py)."""
+    w = world()
+    order = []
+
+    def first():
+        """Under the BQL, then straight on to the mutex."""
+        yield from w.acquire("BQL")
+        yield "under BQL"
+        w.release("BQL")
+        yield from w.acquire("bitmap_mutex")
+        order.append("first")
+        w.release("bitmap_mutex")
+        yield "under bitmap_mutex"
+
+    def second(w=w):
+        """Both locks, as a sync does."""
+        yield from w.acquire("BQL")
+        yield from w.acquire("bitmap_mutex")
+        order.append("second")
+        w.release("bitmap_mutex")
+        w.release("BQL")
+        yield "synced"
+
+    w.spawn("first", first())
+    w.spawn("second", second())
+    assert w.step(["first", None]).endswith("under BQL")
+    label = w.step(["first", None])
+    assert "wait for bitmap_mutex" in label and w.actors["first"].held == []
+    assert w.lock_owner == {k: None for k in w.lock_owner}
+    assert w.step(["second", None]).endswith("synced")          # both locks, between the two
+    assert w.step(["first", None]).endswith("under bitmap_mutex")
+    assert order == ["second", "first"]
+    # an acquire with no release before it in the step is no step of its own
+    w2 = world()
+    w2.spawn("plain", second(w2))
+    assert w2.step(["plain", None]).endswith("synced")
