@@ -176,8 +176,10 @@ class BaseEncoding:
         R.append(Rule("migration", "exact_sync", False, (), lambda s, f: (
             AND(s["mpc"] == M_TOP, NOT(s["creq"]), self.bql_free(s)),
             dict(mpc=M_SYNC, mk=MK_EXACT, sy=Y_BEGIN, syo=O_MIG))))
+        # no cancel test: the thread may have passed the loop's check already (it waits for the
+        # mutex after the exact sync's bql_unlock, a step of its own) when the cancel comes
         R.append(Rule("migration", "iterate", False, (), lambda s, f: (
-            AND(s["mpc"] == M_TOP, NOT(s["creq"]), NOT(self.sync_mutex(s))),
+            AND(s["mpc"] == M_TOP, NOT(self.sync_mutex(s))),
             dict(mpc=M_SEND, mk=MK_EXACT, ss=S_ENTER))))
         R.append(Rule("migration", "after_exact_complete", False, (), lambda s, f: (
             AND(s["mpc"] == M_POSTSYNC, s["mk"] == MK_EXACT), {**self.quit_threads(s), "mpc": M_CSTART})))

@@ -92,3 +92,69 @@ def test_the_encoding_has_the_cancel_window_after_the_completion_dropped_the_bql
             return out
     bad = _window_schedule_conforms(NoWindow())
     assert bad and all(c == ["mgmt", "cancel"] for c, _ in bad), bad
+
+
+def _iterate_window_schedule_conforms(enc) -> list:
+    """Legacy, one block: start, a write so that the exact sync does not complete, the migration
+    thread on to its step "wait for bitmap_mutex" after that sync's bql_unlock, cancel there, run
+    the attempt to its end; every step's projection of every page checked against ``enc``.
+    Returns the mismatches (choice, page)."""
+    from dirtyproof.impl import World
+    from dirtyproof.proofs.conformance import actor_of, step_successors
+    from dirtyproof.proofs.project import project
+
+    w = World(Config(geometry=geometry_named("aligned", 2), switchover_pages=0), DESIGNS["legacy"])
+    rules, bad = enc.rules(), []
+
+    def step(choice):
+        before = {q: project(w, q) for q in w.guest_pages[:3]}
+        w.step(choice)
+        for q, b in before.items():
+            succ = step_successors(rules, b, actor_of(choice), choice[1] if choice[0] == "mgmt" else None)
+            if tuple(sorted(project(w, q).items())) not in succ:
+                bad.append((choice, q))
+
+    step(["mgmt", "start"])
+    a = w.actors["migration"]
+    exact = False
+    for _ in range(3000):
+        if exact and a.step is not None and a.step.kind == "wait" and a.step.lock == "bitmap_mutex" \
+                and a.blocked_on is None:
+            break
+        if a.step is not None and a.step.kind == "iterate_done":
+            step(["vcpu0", 1])          # the next exact sync finds a page: the iteration goes on
+        step(["migration", None] if w.runnable(a) else [next(n for n in w.runnable_threads()), None])
+        exact = exact or "ram_state_pending_exact" in [r.name for r in a.regions]
+    else:
+        raise AssertionError("the migration thread never waited for bitmap_mutex after an exact sync")
+    assert w.can_cancel() and a.held == []
+    step(["mgmt", "cancel"])
+    while not a.done:
+        step(["migration", None] if w.runnable(a) else [next(n for n in w.runnable_threads()), None])
+    assert w.mig.phase == "cancelled"
+    return bad
+
+
+def test_the_encoding_lets_a_cancel_come_while_the_thread_waits_to_iterate():
+    """A cancel that comes while the migration thread waits for bitmap_mutex between the exact
+    sync and ram_save_iterate (a step of its own) does not stop the send round it has started:
+    the encoding's ``iterate`` is enabled with a cancel requested; an encoding that tests the
+    cancel there rejects the thread's next step."""
+    from dirtyproof.proofs.dual import AND, NOT
+    from dirtyproof.proofs.encoding import Rule
+    from dirtyproof.proofs.state import M_SEND, M_TOP, MK_EXACT, S_ENTER
+
+    assert _iterate_window_schedule_conforms(BaseEncoding()) == []
+
+    class CancelStopsIterate(BaseEncoding):
+        def rules(self):
+            out = []
+            for r in super().rules():
+                if (r.actor, r.name) == ("migration", "iterate"):
+                    r = Rule("migration", "iterate", False, (), lambda s, f, enc=self: (
+                        AND(s["mpc"] == M_TOP, NOT(s["creq"]), NOT(enc.sync_mutex(s))),
+                        dict(mpc=M_SEND, mk=MK_EXACT, ss=S_ENTER)))
+                out.append(r)
+            return out
+    bad = _iterate_window_schedule_conforms(CancelStopsIterate())
+    assert bad and all(c == ["migration", None] for c, _ in bad), bad
