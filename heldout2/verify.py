@@ -34,13 +34,13 @@ GROUND_TRUTH = {
     second_actor.PeriodicTimerRecountsDirtyPages: ("seed", "manual", 0),
     lock_scope.PeriodicSlowPathPerPageMutex: ("seed", "manual", 0),
     lock_scope.PeriodicSyncYieldsMutexPerWord: ("trace", "sync-yields-mutex-per-word-loss.json"),
-    counters.PeriodicTimerZeroesIdlePeriod: ("seed", "manual", 10),   # was 5: see README, "Ground truth re-established"
+    counters.PeriodicTimerZeroesIdlePeriod: ("seed", "manual", 8),    # was 5, then 10: see README, "Ground truth re-established"
     counters.LegacyPeriodCountsFetchedBits: ("seed", "manual", 0),
     cancel_restart.LegacyRestartResumesOldBitmap: ("seed", "manual", 0),
     cancel_restart.PeriodicRestartKeepsRateHistory: ("seed", "manual", 10),
     stop_copy.LegacyLogStopAtVmStop: ("seed", "manual", 1),
-    stop_copy.LegacyLogSyncBeforeVmStop: ("seed", "manual", 3),        # was 0
-    ported.LegacyChunkClearAfterSend: ("seed", "manual", 3),           # was 0
+    stop_copy.LegacyLogSyncBeforeVmStop: ("seed", "manual", 14),       # was 0, then 3
+    ported.LegacyChunkClearAfterSend: ("seed", "manual", 7),           # was 0, then 3
     ported.PeriodicClearWholeChunkMask: ("seed", "manual", 0),
 }
 
