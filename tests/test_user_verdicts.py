@@ -21,8 +21,9 @@ pytestmark = pytest.mark.quality
 # reach in 0-4 % of runs: strict xfails here until the sweep's preemption arm (hunt/preempt.py)
 # found them. check's default hunt, a fixed amount of work (cli/judges.py CHECK_SCHEDULES and
 # CHECK_EXAMPLES), finds them whatever the load (issue 8's criterion): the arm's first finds are
-# its 5th and 6th runs, sweep schedules 31 and 35. Every broken design gets the default work (a
-# find ends the hunt); a correct one, which runs its whole budget, a smaller one to keep the tier
+# its 5th and 6th runs, sweep schedules 31 and 35 (since a release then an acquire are two
+# steps: 31 for user-eager-clear-after-unlock, 91 for user-slots-lock-dropped-get-or, see
+# MISSED). Every broken design gets the default work (a find ends the hunt); a correct one, which runs its whole budget, a smaller one to keep the tier
 # fast (about 2 s), and one of them the wall-clock --hunt-budget, so that both budgets are run.
 SAFE_WORK = ["--hunt-schedules", "30", "--hunt-examples", "50"]
 WALL_CLOCK = {"user-sync-twice-at-completion": ["--hunt-budget", "2"]}
@@ -31,9 +32,17 @@ WALL_CLOCK = {"user-sync-twice-at-completion": ["--hunt-budget", "2"]}
 # split, watcher started in SETUP) it is schedule 0 again (109 steps shrunk), so the check finds it.
 
 
+# user-slots-lock-dropped-get-or is a strict xfail again: since a release then an acquire are two
+# steps (impl/world.py, World.acquire), the seed-0 sweep's first find is schedule 91 (it was 35:
+# none of the first 90 breaks it, measured with tests/test_hunt_resmall.py's sweep_arm), beyond
+# check's 50; plain seeded runs break it in 4 of 60 (initially_set, aligned), and the explorer's
+# default bound does not reach it (exhaustive, safe). Measured before any retuning, left as found.
+MISSED = {"user-slots-lock-dropped-get-or": "the sweep's first find is schedule 91, beyond check's 50"}
+
 # user-eager-clear-after-unlock is judged by test_check_is_deterministic (twice, compared)
 REPEATED = "user-eager-clear-after-unlock"
-CASES = [pytest.param(c, id=c.name) for c in ALL if c.name != REPEATED]
+CASES = [pytest.param(c, id=c.name, marks=[pytest.mark.xfail(strict=True, reason=MISSED[c.name])]
+                      if c.name in MISSED else []) for c in ALL if c.name != REPEATED]
 
 
 @pytest.mark.parametrize("cls", CASES)

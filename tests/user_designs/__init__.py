@@ -47,11 +47,11 @@ WITNESSES = {
     "user-clear-at-next-sync": ("manual", "mixed", 0, 3000, "prop"),
     "user-l2-block-relative-index": ("manual", "aligned", 0, 3000, "prop"),
     "user-bmap-word-overwrite": ("manual", "mixed", 0, 3000, "prop"),
-    "user-multifd-no-flush-at-sync": ("legacy", "unaligned", 0, 3000, "prop"),
+    "user-multifd-no-flush-at-sync": ("legacy", "unaligned", 1, 3000, "prop"),
     "user-init-counts-last-ram-page": ("manual", "mixed", 0, 3000, "prop"),
     "user-timer-joined-under-bql": ("manual", "mixed", 0, 300, "prop"),
     "user-stale-cleanup-after-restart": ("manual", "mixed", 0, 3000, "prop"),
-    "user-slots-lock-dropped-get-or": ("initially_set", "aligned", 2, 3000, "prop"),
+    "user-slots-lock-dropped-get-or": ("initially_set", "aligned", 8, 3000, "prop"),
     "user-eager-clear-after-unlock": ("manual", "aligned", 75, 3000, "extend"),
 }
 
