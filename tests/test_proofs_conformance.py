@@ -37,15 +37,12 @@ def test_conformance_catches_a_wrong_design_delta():
     assert not rep.ok
 
 
-def _window_schedule_conforms(enc) -> list:
-    """Legacy, one block: start, switch over, run the completion to its BQL release, cancel
-    there, run the attempt to its end; every step's projection of every page checked against
-    ``enc``. Returns the mismatches (choice, page)."""
-    from dirtyproof.impl import World
+def _checked_stepper(w, enc):
+    """``(step, bad)``: ``step(choice)`` takes one choice on ``w`` and checks the projection of
+    its first three pages against ``enc``'s rules; ``bad`` collects the mismatches (choice, page)."""
     from dirtyproof.proofs.conformance import actor_of, step_successors
     from dirtyproof.proofs.project import project
 
-    w = World(Config(geometry=geometry_named("aligned", 2)), DESIGNS["legacy"])
     rules, bad = enc.rules(), []
 
     def step(choice):
@@ -55,6 +52,17 @@ def _window_schedule_conforms(enc) -> list:
             succ = step_successors(rules, b, actor_of(choice), choice[1] if choice[0] == "mgmt" else None)
             if tuple(sorted(project(w, q).items())) not in succ:
                 bad.append((choice, q))
+    return step, bad
+
+
+def _window_schedule_conforms(enc) -> list:
+    """Legacy, one block: start, switch over, run the completion to its BQL release, cancel
+    there, run the attempt to its end; every step's projection of every page checked against
+    ``enc``. Returns the mismatches (choice, page)."""
+    from dirtyproof.impl import World
+
+    w = World(Config(geometry=geometry_named("aligned", 2)), DESIGNS["legacy"])
+    step, bad = _checked_stepper(w, enc)
 
     step(["mgmt", "start"])
     step(["mgmt", "switchover"])
@@ -100,19 +108,9 @@ def _iterate_window_schedule_conforms(enc) -> list:
     the attempt to its end; every step's projection of every page checked against ``enc``.
     Returns the mismatches (choice, page)."""
     from dirtyproof.impl import World
-    from dirtyproof.proofs.conformance import actor_of, step_successors
-    from dirtyproof.proofs.project import project
 
     w = World(Config(geometry=geometry_named("aligned", 2), switchover_pages=0), DESIGNS["legacy"])
-    rules, bad = enc.rules(), []
-
-    def step(choice):
-        before = {q: project(w, q) for q in w.guest_pages[:3]}
-        w.step(choice)
-        for q, b in before.items():
-            succ = step_successors(rules, b, actor_of(choice), choice[1] if choice[0] == "mgmt" else None)
-            if tuple(sorted(project(w, q).items())) not in succ:
-                bad.append((choice, q))
+    step, bad = _checked_stepper(w, enc)
 
     step(["mgmt", "start"])
     a = w.actors["migration"]
