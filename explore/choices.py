@@ -92,6 +92,21 @@ def _fresh(ready, runnable) -> frozenset:
     return (frozenset(fresh) | (now - frozenset(before))) & now
 
 
+def canonical_ready(budgets, runnable) -> tuple:
+    """``budgets`` with its wake-up record in a canonical form for a state whose runnable threads
+    are ``runnable``: ``(fresh, runnable)`` with ``fresh`` the threads :func:`_fresh` finds now.
+    A node's record is read only through ``_fresh(record, runnable)`` with that node's runnable
+    set (:func:`allowed`, :func:`after_thread`), which gives the same for both forms; so two paths
+    that differ only in when a clock move woke a thread (before or after a step of another that
+    does not read the clock) reach one state, not two (docs/explore.md, "Wake-up preemption")."""
+    ready = budgets[READY]
+    if ready is None:
+        return budgets
+    now = tuple(sorted(runnable))
+    canon = (tuple(sorted(_fresh(ready, now))), now)
+    return budgets if canon == ready else tuple(budgets[:READY]) + (canon,) + tuple(budgets[READY + 1:])
+
+
 def allowed(budgets, runnable) -> list:
     """The threads of ``runnable`` the preemption bound lets step: all of them while preemptions
     are left (or unbounded) or the last thread cannot go on; else the last thread, and, with
@@ -129,4 +144,4 @@ def after_thread(budgets, runnable, name: str) -> tuple:
     return tuple(budgets[:PREEMPT]) + (budgets[PREEMPT] - cost, name, ready)
 
 
-__all__ = ["after_thread", "allowed", "preempted", "enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES", "PREEMPT", "LAST", "READY"]
+__all__ = ["after_thread", "allowed", "canonical_ready", "preempted", "enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES", "PREEMPT", "LAST", "READY"]

@@ -27,7 +27,7 @@ _INSIDE = _inside.__code__
 
 # Attributes that never decide a later step (or never change), per class name.
 IGNORED = {
-    "World": frozenset({"steps", "events", "current", "total_syncs", "total_sent", "config",
+    "World": frozenset({"steps", "events", "last_step", "current", "total_syncs", "total_sent", "config",
                         "geometry", "guest_pages", "page_block", "slots", "ram_pages", "design_spec"}),
     "KVM": frozenset({"slots", "mode", "slot_mask"}),
     "RAMBlock": frozenset({"spec", "idstr", "offset", "pages", "fast_path", "word_bits",

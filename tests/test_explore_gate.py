@@ -123,6 +123,32 @@ def test_wakeup_preemption_frees_a_switch_to_a_thread_that_has_not_stepped_since
     assert allowed(after_thread(plain, ["migration"], "migration"), ["migration", "timer"]) == ["migration"]
 
 
+def test_the_canonical_wakeup_record_decides_every_choice_as_the_recorded_one():
+    """A node's wake-up record is stored as ``(fresh now, runnable now)``: for every record, last
+    thread and runnable set over three threads, the allowed threads and the budgets after each
+    step are the same from both forms; and two records that differ only in when a thread was
+    woken become one."""
+    import itertools
+
+    from dirtyproof.explore.choices import READY, after_thread, allowed, canonical_ready
+    names = ("migration", "timer", "watcher")
+    subsets = [tuple(c) for k in range(4) for c in itertools.combinations(names, k)]
+    base = Bounds(preemptions=0, wakeup_preemption=True).budgets()
+    for fresh, before, runnable, last in itertools.product(subsets, subsets, subsets, (None,) + names):
+        b = tuple(base[:READY - 1]) + (last, (fresh, before))
+        c = canonical_ready(b, runnable)
+        assert canonical_ready(c, runnable) == c
+        assert allowed(c, list(runnable)) == allowed(b, list(runnable))
+        for n in runnable:
+            assert after_thread(c, list(runnable), n) == after_thread(b, list(runnable), n)
+    # the watcher woken before the migration thread's step, or after it: one record
+    early = after_thread(base, ["migration", "watcher"], "migration")
+    late = after_thread(base, ["migration"], "migration")
+    assert early != late
+    assert canonical_ready(early, ["migration", "watcher"]) == canonical_ready(late, ["migration", "watcher"])
+    assert canonical_ready(Bounds(preemptions=0).budgets(), names) == Bounds(preemptions=0).budgets()
+
+
 def test_the_preemption_bound_prunes_and_keeps_fingerprints_sound():
     zero = Bounds(guest_writes=0, device_writes=0, clock_moves=0, cancels=0, moves=0)
     cfg = default_config("manual")
