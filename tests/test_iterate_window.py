@@ -5,7 +5,7 @@ then an acquire are two steps (impl/world.py ``World.acquire``).
 The trace (tests/data/background-v1-watcher-in-the-iterate-window.json) is the explorer's shortest
 counterexample on the 1-page slow-path block, legacy KVM, two writes and two clock moves, no
 counted preemption but wake-up preemption (a woken watcher may take over): 43 steps. The default
-suite replays it; the opt-in slow tier finds it again by exhaustive search (430-690 s of CPU).
+suite replays it; the opt-in slow tier finds it again by exhaustive search (about 300 s of CPU).
 """
 from __future__ import annotations
 
@@ -76,8 +76,8 @@ def test_the_window_is_a_step_of_its_own_holding_no_lock():
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("DIRTYPROOF_SLOW") != "1", reason="slow tier: set DIRTYPROOF_SLOW=1")
 def test_the_explorer_finds_the_loss_with_two_writes_and_two_clock_moves():
-    """Exhaustive search finds the loss, shortest within the bound: 43 steps (296,941 distinct
-    states when measured, 430 s of CPU at load 2; beyond the default bound, docs/explore.md)."""
+    """Exhaustive search finds the loss, shortest within the bound: 43 steps (219,617 distinct
+    states when measured, 292 s of CPU at load 1; beyond the default bound, docs/explore.md)."""
     res = explore(BackgroundV1, one_page_world(), BOUNDS)
     assert res.violation is not None and res.violation.invariant == "coverage"
     assert len(res.path) == 43
