@@ -20,7 +20,7 @@ from dirtyproof.cli.main import main
 from dirtyproof.explore import Bounds, default_config, explore
 from dirtyproof.impl.designs import BackgroundV1
 from dirtyproof.impl.geometry import BlockSpec, Geometry
-from dirtyproof.impl.steps import WAIT
+from dirtyproof.impl.steps import BMAP_TAKE, SYNC_DONE, WAIT, WATCHER_DONE
 from dirtyproof.impl.trace import Trace
 from dirtyproof.impl.world import World
 
@@ -35,26 +35,38 @@ def one_page_world():
     return replace(default_config("legacy"), geometry=geo)
 
 
-def test_the_watcher_syncs_between_the_exact_sync_and_the_send_and_a_write_is_lost(tmp_path):
+def _steps(t):
+    """``(world, [(thread, step record)])``: the trace's choices on a fresh world, with the record
+    of each thread step (environment moves leave ``None``)."""
+    w = World(t.config, BackgroundV1)
+    out = []
+    for ch in t.steps:
+        w.step(list(ch))
+        out.append((ch[0], w.last_step))
+    return w, out
+
+
+def test_the_watcher_syncs_between_the_exact_sync_and_the_send_and_a_write_is_lost():
     """Replayed: the migration thread's exact sync does not complete (a write came), it drops the
-    BQL and ends its step waiting for bitmap_mutex; the woken watcher flips to background mode
-    and runs a background sync in that window (the page goes into shadow_bmap while bmap still
-    holds it); the page is sent and written again, a second background sync moves it into
-    iter_bmap, and the next ordinary sync's prologue drops it: coverage breaks, the write is lost."""
+    BQL and ends its step waiting for bitmap_mutex, holding no lock; the woken watcher flips to
+    background mode and runs a background sync in that window (the page goes into shadow_bmap
+    while bmap still holds it); the page is sent and written again, a second background sync
+    moves it into iter_bmap, and the next ordinary sync's prologue drops it: coverage breaks,
+    the write is lost."""
     t = Trace.load(TRACE)
     assert t.design == "background-v1" and t.config == one_page_world()
-    w, res = replay(t, extend=True)
+    _, res = replay(t, extend=True)
     v = res.violation
     assert v is not None and v.invariant == "coverage" and v.page == 5 and res.violation_step == 42
     assert res.lost_write is not None
-    labels = [r.label for r in res.log]
-    who = [r.choice[0] for r in res.log]
-    window = next(i for i, lab in enumerate(labels) if who[i] == "migration" and "wait for bitmap_mutex" in lab)
-    bg_done = next(i for i, lab in enumerate(labels) if "background sync done" in lab)
-    after = next(i for i in range(window + 1, len(labels)) if who[i] == "migration")
-    assert "migration_bitmap_sync done" in labels[window - 1]          # the exact sync ended just before
-    assert window < bg_done < after and "bmap test-and-clear" in labels[after]
-    assert "watcher" in who[window + 1:bg_done + 1]
+    _, steps = _steps(t)
+    kinds = [(who, rec.kind if rec is not None else None) for who, rec in steps]
+    window = next(i for i, (who, rec) in enumerate(steps)
+                  if who == "migration" and rec.kind == WAIT and rec.lock == "bitmap_mutex")
+    bg_done = kinds.index(("watcher", WATCHER_DONE))
+    after = next(i for i in range(window + 1, len(steps)) if steps[i][0] == "migration")
+    assert kinds[window - 1] == ("migration", SYNC_DONE)             # the exact sync ended just before
+    assert window < bg_done < after and kinds[after] == ("migration", BMAP_TAKE)
     assert main(["replay", str(TRACE)]) == 1
 
 

@@ -623,7 +623,7 @@ def test_a_release_then_an_acquire_are_two_steps_so_another_thread_takes_both_lo
     migration thread's exact sync, then ``ram_save_iterate``) is two steps: the world ends the
     step at the acquire, holding nothing, and a second thread may take the BQL and the mutex
     there. Folded into one step, the watcher's background sync could never run in that window
-    (background-v1's loss needs it: test_explore_gate.py)."""
+    (background-v1's loss needs it: tests/test_iterate_window.py)."""
     w = world()
     order = []
 

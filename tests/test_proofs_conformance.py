@@ -112,23 +112,25 @@ def _iterate_window_schedule_conforms(enc) -> list:
     w = World(Config(geometry=geometry_named("aligned", 2), switchover_pages=0), DESIGNS["legacy"])
     step, bad = _checked_stepper(w, enc)
 
+    from dirtyproof.impl.steps import ITERATE_DONE, WAIT
+
     step(["mgmt", "start"])
     a = w.actors["migration"]
     exact = False
     for _ in range(3000):
-        if exact and a.step is not None and a.step.kind == "wait" and a.step.lock == "bitmap_mutex" \
+        if exact and a.step is not None and a.step.kind == WAIT and a.step.lock == "bitmap_mutex" \
                 and a.blocked_on is None:
             break
-        if a.step is not None and a.step.kind == "iterate_done":
+        if a.step is not None and a.step.kind == ITERATE_DONE:
             step(["vcpu0", 1])          # the next exact sync finds a page: the iteration goes on
-        step(["migration", None] if w.runnable(a) else [next(n for n in w.runnable_threads()), None])
+        step(["migration" if w.runnable(a) else w.runnable_threads()[0], None])
         exact = exact or "ram_state_pending_exact" in [r.name for r in a.regions]
     else:
         raise AssertionError("the migration thread never waited for bitmap_mutex after an exact sync")
     assert w.can_cancel() and a.held == []
     step(["mgmt", "cancel"])
     while not a.done:
-        step(["migration", None] if w.runnable(a) else [next(n for n in w.runnable_threads()), None])
+        step(["migration" if w.runnable(a) else w.runnable_threads()[0], None])
     assert w.mig.phase == "cancelled"
     return bad
 
