@@ -107,6 +107,38 @@ def canonical_ready(budgets, runnable) -> tuple:
     return budgets if canon == ready else tuple(budgets[:READY]) + (canon,) + tuple(budgets[READY + 1:])
 
 
+def canonical_budgets(budgets, runnable) -> tuple:
+    """``budgets`` as stored for a state whose runnable threads are ``runnable``; every reader of
+    a node's budgets (:func:`enabled`, :func:`allowed`, :func:`after_thread`, :func:`preempted`)
+    reads this form. Two parts are a canonical form (the same futures either way, so two paths
+    that differ only there reach one state), one is what the preemption bound means:
+
+    - each kind's budget capped at the moves left (a path spends one of both per move, so a kind
+      cannot spend more than that; :func:`enabled` offers no paid move once none is left);
+    - with wake-up preemption, the last thread dropped (``None``) while every other runnable
+      thread has not stepped since it was made runnable: it decides only whether a switch to a
+      thread that has stepped since spends a preemption or is forbidden; there is none now, and
+      a thread made runnable before the next thread step (by an environment move) has not
+      stepped either (tests/test_explore_gate.py checks both parts exhaustively over three
+      threads);
+    - the last thread forgotten once it cannot go on (asleep, blocked or exited): it gave up its
+      CPU, so whichever thread runs next does not preempt it, even if a clock move wakes it
+      first. A preemption is a switch away from a thread that has been runnable since its last
+      step (docs/explore.md, "The preemption bound"). Until s13 such a thread, woken, counted as
+      preempted by the next switch, which kept interleavings out of a bound of 0 and split one
+      state in two by which thread had slept last.
+    """
+    b = canonical_ready(budgets, runnable)
+    moves = b[MOVES]
+    kinds = tuple([min(k, moves) for k in b[:MOVES]])
+    last = b[LAST]
+    if last is not None and (last not in runnable or (
+            b[READY] is not None and all(n == last or n in b[READY][0] for n in runnable))):
+        last = None
+    out = kinds + (moves, b[PREEMPT], last, b[READY])
+    return b if out == b else out
+
+
 def allowed(budgets, runnable) -> list:
     """The threads of ``runnable`` the preemption bound lets step: all of them while preemptions
     are left (or unbounded) or the last thread cannot go on; else the last thread, and, with
@@ -129,7 +161,9 @@ def preempted(budgets, runnable) -> bool:
 
 def after_thread(budgets, runnable, name: str) -> tuple:
     """The budgets after thread ``name`` steps, ``runnable`` being the threads that could: a switch
-    away from the last thread while it could go on spends a preemption (bounded ones only)."""
+    away from the last thread while it could go on spends a preemption (bounded ones only). The
+    budgets are canonical (:func:`canonical_budgets`), so a last thread that has slept, blocked or
+    exited since its step is ``None`` here."""
     if budgets[PREEMPT] < 0:
         return budgets
     last, ready = budgets[LAST], budgets[READY]
@@ -144,4 +178,4 @@ def after_thread(budgets, runnable, name: str) -> tuple:
     return tuple(budgets[:PREEMPT]) + (budgets[PREEMPT] - cost, name, ready)
 
 
-__all__ = ["after_thread", "allowed", "canonical_ready", "preempted", "enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES", "PREEMPT", "LAST", "READY"]
+__all__ = ["after_thread", "allowed", "canonical_budgets", "canonical_ready", "preempted", "enabled", "clock_targets", "periods", "terminal", "GUEST", "DEVICE", "CLOCK", "CANCEL", "MOVES", "PREEMPT", "LAST", "READY"]

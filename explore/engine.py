@@ -32,7 +32,7 @@ from dirtyproof.spec import Violation
 
 from . import checks as spec_checks
 from .bounds import Bounds
-from .choices import MOVES, READY, after_thread, canonical_ready, enabled, periods, preempted, terminal
+from .choices import MOVES, after_thread, canonical_budgets, enabled, periods, preempted, terminal
 from .fingerprint import fingerprints
 from .footprint import recording, track, track_mig, writes_of
 from dirtyproof.impl.config import DIRTY_RING
@@ -208,8 +208,7 @@ class Explorer:
         """Record the state ``w`` reached from node ``i`` by ``ch``; its node index if new. A node
         not yet expanded that is reached again by a shorter path takes that path."""
         self.res.generated += 1
-        if budgets[READY] is not None:        # wake-up preemption only: no extra work otherwise
-            budgets = canonical_ready(budgets, w.runnable_threads())
+        budgets = canonical_budgets(budgets, w.runnable_threads())
         fp, afp = fingerprints(w, budgets)
         j = self.seen.get(fp)
         if j is not None:

@@ -149,6 +149,66 @@ def test_the_canonical_wakeup_record_decides_every_choice_as_the_recorded_one():
     assert canonical_ready(Bounds(preemptions=0).budgets(), names) == Bounds(preemptions=0).budgets()
 
 
+def test_canonical_budgets_decide_every_choice_as_the_recorded_ones():
+    """A node's budgets are stored canonically (kinds capped at the moves left; with wake-up
+    preemption, the last thread dropped while every other runnable thread is fresh): for every
+    budget vector over small bounds, last thread still runnable and runnable set over three
+    threads, the allowed threads, whether a bound preempts, which move kinds are offered and the
+    canonical budgets after each thread step and each paid move (whatever it makes runnable) are
+    the same from both forms."""
+    import itertools
+
+    from dirtyproof.explore.choices import (CLOCK, GUEST, LAST, MOVES, READY, after_thread, allowed,
+                                            canonical_budgets, preempted)
+    from dirtyproof.explore.engine import _spend
+    names = ("migration", "timer", "watcher")
+    subsets = [tuple(c) for k in range(4) for c in itertools.combinations(names, k)]
+    for wake, preempt, guest, clock, moves in itertools.product((False, True), (-1, 0, 1), range(3), range(3),
+                                                              range(3)):
+        base = Bounds(guest_writes=guest, device_writes=0, clock_moves=clock, cancels=0, moves=moves,
+                      preemptions=None if preempt < 0 else preempt, wakeup_preemption=wake).budgets()
+        for runnable, fresh in itertools.product(subsets, subsets):
+            r = list(runnable)
+            for last in (None,) + (runnable if preempt >= 0 else ()):
+                ready = None if base[READY] is None else (tuple(n for n in fresh if n in runnable), runnable)
+                b = tuple(base[:LAST]) + (last, ready)
+                c = canonical_budgets(b, r)
+                assert canonical_budgets(c, r) == c
+                assert c[MOVES] == b[MOVES]            # the cost order reads the moves left
+                assert allowed(c, r) == allowed(b, r) and preempted(c, r) == preempted(b, r)
+                offered = lambda x: [bool(x[MOVES]) and bool(x[k]) for k in (GUEST, CLOCK)]
+                assert offered(c) == offered(b)
+                for r2 in subsets:
+                    for n in runnable:
+                        assert (canonical_budgets(after_thread(c, r, n), list(r2))
+                                == canonical_budgets(after_thread(b, r, n), list(r2)))
+                    for slot in (GUEST, CLOCK):
+                        if b[MOVES] and b[slot]:
+                            assert (canonical_budgets(_spend(c, slot), list(r2))
+                                    == canonical_budgets(_spend(b, slot), list(r2)))
+
+
+def test_a_thread_that_cannot_go_on_is_not_preempted_when_it_wakes():
+    """A last thread that sleeps, blocks or exits gave up its CPU: it is forgotten as the last
+    thread (explore/choices.py ``canonical_budgets``), so when a clock move wakes it again the
+    thread that was waiting may go on without spending a preemption (before s13 it could not
+    within a bound of 0 unless it had not stepped since it was made runnable)."""
+    from dirtyproof.explore.choices import LAST, after_thread, allowed, canonical_budgets
+    for wake in (False, True):
+        both = ["migration", "watcher"]
+        base = Bounds(preemptions=0, wakeup_preemption=wake).budgets()
+        # the watcher stepped last, both having stepped before (neither is fresh)
+        last = tuple(base[:LAST]) + ("watcher", None if base[-1] is None else ((), tuple(both)))
+        slept = canonical_budgets(last, ["migration"])      # its step put it to sleep
+        assert slept[LAST] is None
+        woken = canonical_budgets(slept, ["migration", "watcher"])      # a clock move wakes it
+        assert allowed(woken, ["migration", "watcher"]) == ["migration", "watcher"]
+        assert after_thread(woken, ["migration", "watcher"], "migration")[5] == 0   # no preemption spent
+        # while the watcher can go on, the migration thread taking over is a preemption
+        ran = canonical_budgets(last, both)
+        assert ran[LAST] == "watcher" and allowed(ran, ["migration", "watcher"]) == ["watcher"]
+
+
 def test_the_preemption_bound_prunes_and_keeps_fingerprints_sound():
     zero = Bounds(guest_writes=0, device_writes=0, clock_moves=0, cancels=0, moves=0)
     cfg = default_config("manual")
