@@ -22,5 +22,8 @@ def replay(trace: Trace, design_cls=None, keep_log: bool = True, extend: bool = 
         res = run(w, trace.steps if progress is None else progress(trace.steps), keep_log=keep_log,
                   extend=extend)
     except BadChoice as exc:
-        raise TraceError(f"trace does not replay: step {w.steps}: {exc}") from None
+        why = ("" if trace.model is not None else
+               " (the trace names no model version: it was recorded before 2026-12-03, by a model whose "
+               "atomic steps differ; record it again)")
+        raise TraceError(f"trace does not replay: step {w.steps}: {exc}{why}") from None
     return w, res

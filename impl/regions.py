@@ -51,11 +51,28 @@ class Region:
 
 def install(w, design) -> None:
     """Wrap ``design``'s region methods (the interface's and ``design.regions``) for world ``w``."""
-    for name in REGION_METHODS + tuple(getattr(type(design), "regions", ())):
+    for name, step in _plan(type(design)):
         method = getattr(design, name, None)
         if method is None or not callable(method):
             continue
-        setattr(design, name, _wrapped(w, name, method, _shipped_step(type(design), name)))
+        setattr(design, name, _wrapped(w, name, method, step))
+
+
+# Per design class, with the ``regions`` tuple it was worked out from: ``(name, whether the
+# shipped base defines it as a step generator)`` for every method to wrap. Worked out once, not
+# for every world (the explorer makes one per replay: a fifth of making a world); a class whose
+# ``regions`` change gets a new plan.
+_PLANS: dict[type, tuple] = {}
+
+
+def _plan(cls) -> tuple:
+    extra = tuple(getattr(cls, "regions", ()))
+    hit = _PLANS.get(cls)
+    if hit is not None and hit[0] == extra:
+        return hit[1]
+    plan = tuple((name, _shipped_step(cls, name)) for name in REGION_METHODS + extra)
+    _PLANS[cls] = (extra, plan)
+    return plan
 
 
 def _shipped_step(cls, name: str) -> bool:

@@ -6,7 +6,13 @@ Format (version 1)::
      "config": {...Config.to_json()...}, "seed": 7 | null,
      "steps": [["mgmt", "start"], ["vcpu0", 70], ["migration", null], ...],
      "labels": ["migrate (attempt 1)", ...],            # optional, informative
-     "violation": {"invariant": "coverage", "step": 41, "page": 70, "message": "..."} | null}
+     "violation": {"invariant": "coverage", "step": 41, "page": 70, "message": "..."} | null,
+     "model": 2}                                        # optional: the model's step structure
+
+``model`` is :data:`MODEL_VERSION` of the dirtyproof that recorded the trace. A choice names an
+actor, not a step, so the same choices drive a different run on a model whose atomic steps are
+cut differently; a trace of another model version is refused with one line, and one without the
+field (recorded before it was written) is replayed, its failure to replay naming the likely cause.
 """
 from __future__ import annotations
 
@@ -17,6 +23,10 @@ from pathlib import Path
 from .config import Config
 
 TRACE_VERSION = 1
+# The model's step structure: bumped whenever the same choices would drive another run (where the
+# world ends a step). 1: before 2026-12-03; 2: a release then an acquire are two steps
+# (impl/world.py ``World.acquire``).
+MODEL_VERSION = 2
 
 
 class TraceError(ValueError):
@@ -33,11 +43,13 @@ class Trace:
     seed: int | None = None
     labels: list | None = None
     violation: dict | None = None
+    model: int | None = MODEL_VERSION    # None: a trace recorded before the field was written
 
     def to_json(self) -> dict:
         """The JSON object written to a trace file."""
         return {"dirtyproof_trace": TRACE_VERSION, "design": self.design, "config": self.config.to_json(),
-                "seed": self.seed, "steps": self.steps, "labels": self.labels, "violation": self.violation}
+                "seed": self.seed, "steps": self.steps, "labels": self.labels, "violation": self.violation,
+                "model": MODEL_VERSION if self.model is None else self.model}
 
     def save(self, path: str | Path) -> Path:
         """Write the trace as JSON to ``path`` (parents created) and return the path."""
@@ -93,7 +105,14 @@ class Trace:
             config = Config.from_json(data["config"])
         except (ValueError, TypeError) as exc:
             raise TraceError(f"{where}: bad config: {exc}") from None
+        model = data.get("model")
+        if model is not None and (not isinstance(model, int) or isinstance(model, bool)):
+            raise TraceError(f"{where}: 'model' must be an integer (the model version), not {model!r}")
+        if model is not None and model != MODEL_VERSION:
+            raise TraceError(f"{where} was recorded by model version {model}, and this dirtyproof's model is "
+                             f"version {MODEL_VERSION}: its atomic steps differ, so its choices drive another "
+                             f"run; record it again with this version")
         seed = data.get("seed")
         return cls(design, config, steps, seed if isinstance(seed, int) else None,
-                   data.get("labels"), data.get("violation"))
+                   data.get("labels"), data.get("violation"), model)
 

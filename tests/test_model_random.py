@@ -134,6 +134,8 @@ GOOD = {"dirtyproof_trace": 1, "design": "legacy", "config": {}, "steps": [["mgm
     ({**GOOD, "config": {"bogus": 1}}, "bad config: unknown config key"),
     ({**GOOD, "config": {"geometry": {"blocks": [{"name": "a", "offset": 0, "pages": 0}]}}},
      "bad config: RAMBlock 'a' is empty"),
+    ({**GOOD, "model": 1}, "recorded by model version 1, and this dirtyproof's model is version 2"),
+    ({**GOOD, "model": "2"}, "'model' must be an integer"),
 ])
 def test_malformed_trace_files_raise_trace_error(tmp_path, data, problem):
     with pytest.raises(TraceError, match=problem):
@@ -146,9 +148,21 @@ def test_missing_trace_file(tmp_path):
 
 
 def test_trace_whose_step_is_not_enabled_does_not_replay(tmp_path):
-    trace = Trace.load(write(tmp_path, {**GOOD, "steps": [["mgmt", "start"], ["timer", None]]}))
-    with pytest.raises(TraceError, match="does not replay: step 1"):
+    trace = Trace.load(write(tmp_path, {**GOOD, "steps": [["mgmt", "start"], ["timer", None]], "model": 2}))
+    with pytest.raises(TraceError, match="does not replay: step 1: thread 'timer' cannot step now$"):
         replay(trace)
+
+
+def test_a_trace_without_a_model_version_replays_and_its_failure_names_the_likely_cause(tmp_path):
+    """Traces recorded before the model version was written carry none: they are replayed (most
+    replay alike), and one that does not replay says it may come from the older model."""
+    from dirtyproof.impl.trace import MODEL_VERSION
+    ok = Trace.load(write(tmp_path, {**GOOD, "steps": [["mgmt", "start"], ["migration", None]]}))
+    assert ok.model is None and replay(ok)[0].steps == 2
+    assert Trace.from_json(ok.to_json()).model == MODEL_VERSION    # written with this version
+    old = Trace.load(write(tmp_path, {**GOOD, "steps": [["mgmt", "start"], ["timer", None]]}))
+    with pytest.raises(TraceError, match="names no model version: it was recorded before 2026-12-03"):
+        replay(old)
 
 
 # ---------------------------------------------------------------------------------------------
