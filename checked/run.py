@@ -42,6 +42,7 @@ class RunResult:
     pages_sent: int = 0
     rule_violations: list = field(default_factory=list)
     warnings: list = field(default_factory=list)      # warnings (spec kind "warning") with their step
+    rules_mattered: frozenset = frozenset()   # rules whose condition to matter held after some step
     extension: list | None = None       # choices that drove the run on after a coverage violation
     lost_write: object = None           # the no-loss violation the extension showed, or None
 
@@ -151,6 +152,7 @@ def run(w: World, choices, check: bool = True, invariants=None, max_steps: int |
             break
     res.rule_violations = list(checker.rule_violations)
     res.warnings = list(checker.warnings)
+    res.rules_mattered = frozenset(checker.mattered)
     if res.extension is None:
         res.completed, res.syncs, res.pages_sent = w.migration_done(), w.total_syncs, w.total_sent
     else:

@@ -128,7 +128,7 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
     """The summary of a run: counts, a verdict per invariant, the violation with its last steps."""
     print(f"design {design_name}: {res.steps} steps, {res.syncs} syncs, {res.pages_sent} pages sent, "
           f"{'completed' if res.completed else 'not completed'}")
-    from dirtyproof.spec import BY_ID
+    from dirtyproof.spec import BY_ID, RULE
     broken = {rv.rule for rv in res.rule_violations}
     warned = {wv.rule for wv in getattr(res, "warnings", ())}
     for inv_id in res.checked:
@@ -139,6 +139,11 @@ def print_result(res, design_name: str, log_tail: int = 12) -> None:
             verdict = "VIOLATED (shown by driving the run on to completion: the lost write below)"
         elif verdict == "ok" and inv is not None and inv.when == "completion" and not res.completed:
             verdict = "not checked (the run did not complete)"
+        elif (verdict == "ok" and inv is not None and inv.kind == RULE
+              and inv_id not in getattr(res, "rules_mattered", {inv_id})):
+            # the condition's first clause: the rest is the reason, which `dirtyproof spec` prints
+            when = inv.matters_when.split(": ")[0].split(" (")[0]
+            verdict = f"never mattered (a rule, evaluated only {when})"
         print(f"  {inv_id:24s} {verdict}")
     if res.violation is not None and res.violation.invariant not in res.checked:
         print(f"  {res.violation.invariant:24s} VIOLATED")

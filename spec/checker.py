@@ -41,6 +41,9 @@ class Checker:
         self.rule_violations: list[RuleViolation] = []
         self.warnings: list[RuleViolation] = []     # warnings, once each, with their step
         self._broken: set[str] = set()
+        # rules that could matter after some step of the run (their ``matters`` held): a rule
+        # that never could is reported as such, not as kept (ring rules in a world without rings)
+        self.mattered: set[str] = set()
 
     @property
     def checked(self) -> tuple[str, ...]:
@@ -50,9 +53,10 @@ class Checker:
     def after_step(self, w, step: int) -> Violation | None:
         """Record rule violations of this step; return the first property violation, if any."""
         for inv in self.rules:
-            if inv.id in self._broken:
+            if inv.id in self._broken or not inv.matters(w):
                 continue
-            v = inv.evaluate(w)
+            self.mattered.add(inv.id)
+            v = inv.predicate(w)
             if v is not None:
                 self._broken.add(inv.id)
                 self.rule_violations.append(RuleViolation(v, step))

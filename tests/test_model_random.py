@@ -186,6 +186,19 @@ def test_cli_designs_lists_the_shipped_ones(capsys):
     assert all(len(ln.split()) > 3 for ln in lines[:n])
 
 
+def test_a_rule_that_never_mattered_in_a_run_is_reported_so_not_as_kept(capsys):
+    """QEMU's rules are evaluated only where they can matter: a run in a world where a rule never
+    could (the dirty ring's rules without rings, clear-before-read in legacy mode) says so,
+    while a rule that did matter and held says ``ok``."""
+    code, out, _ = cli(capsys, "run", "--design", "legacy", "--seed", "3", "--steps", "400", "--kvm-mode", "legacy")
+    assert code == 0
+    assert "  ring-reset-after-record  never mattered (a rule, evaluated only at a KVM_RESET_DIRTY_RINGS" in out
+    assert "  clear-before-read        never mattered (a rule, evaluated only while the VM runs" in out
+    assert "  dirty-pages-count        ok" in out and "  coverage                 ok" in out
+    code, out, _ = cli(capsys, "run", "--design", "legacy", "--seed", "3", "--steps", "400", "--kvm-mode", "manual")
+    assert code == 0 and "  clear-before-read        ok" in out
+
+
 def test_cli_run_clean_saves_a_trace_that_replays(capsys, tmp_path):
     trace = tmp_path / "run.json"
     code, out, err = cli(capsys, "run", "--design", "periodic", "--seed", "3", "--steps", "400",
