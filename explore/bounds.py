@@ -63,7 +63,8 @@ class Bounds:
     result is not exhaustive); ``max_states``: the search stops there (likewise);
     ``preemptions``: how many times a path may switch away from a thread that could go on
     (``None``: any number). Switching when the running thread blocks, sleeps or exits is free,
-    and so is every switch until it steps again, even once a clock move has woken it; with ``wakeup_preemption``, so is a switch to a thread that has not stepped since it was made
+    and so is every switch until it steps again, even once a clock move has woken it; with
+    ``wakeup_preemption``, so is a switch to a thread that has not stepped since it was made
     runnable (started, woken by a clock move, unblocked by a lock's release): it may take over
     at once or later, as a woken thread starts on another CPU (docs/explore.md, "The preemption
     bound")."""
