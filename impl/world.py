@@ -50,9 +50,22 @@ class BadChoice(ValueError):
     """A schedule asked for a step that is not enabled or not well-formed."""
 
 
+class ModelStateWrite(AttributeError):
+    """Design code assigned a field of a model object only the world writes (an :class:`Actor`'s
+    scheduling state): a bug in the design, reported as its crash, never as a verdict."""
+
+
 @dataclass
 class Actor:
-    """A thread of the model: a generator plus what it waits for (a lock or a time)."""
+    """A thread of the model: a generator plus what it waits for (a lock or a time).
+
+    Only the world writes its fields (:func:`_put`): a design that assigned ``blocked_on``,
+    ``wake_at_ms`` or ``released`` could unblock a thread, wake it or fold two atomic steps into
+    one, and so hide an interleaving the checks would see. An assignment to a field once it is
+    set raises :class:`ModelStateWrite` (design code asks the model instead: ``w.wake``,
+    ``w.sleep_until``, ``w.acquire``, ``w.release``, ``w.join``); ``held`` is a tuple, so it
+    cannot be changed in place either. (``regions``, the stack of design methods the thread is
+    in, is a list the region wrappers push and pop: impl/regions.py.)"""
 
     name: str
     gen: Iterator[StepRecord]
@@ -63,12 +76,24 @@ class Actor:
     attempt: int = 0                      # the migration attempt that spawned it (0: none)
     locked: bool = False                  # whether it ever took a lock (did any work)
     until: object = None                  # a condition it waits for (multifd's channel waits)
-    held: list[str] = field(default_factory=list)
+    held: tuple[str, ...] = ()
     released: bool = False                # whether it released a lock in the step it is taking
     done: bool = False
     label: str = ""                       # the last step's label, rendered from ``step``
     step: StepRecord | None = None        # the last step's record
     regions: list = field(default_factory=list)   # design methods it is inside (impl/regions.py)
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__:
+            raise ModelStateWrite(
+                f"design code assigned Actor.{name} of thread {self.name!r}: a thread's state is the "
+                f"model's; use the model's operations (w.wake, w.sleep_until, w.acquire, w.release, w.join)")
+        object.__setattr__(self, name, value)
+
+
+def _put(actor: Actor, **fields) -> None:
+    """The world's own writes of ``actor``'s fields (past :meth:`Actor.__setattr__`'s guard)."""
+    actor.__dict__.update(fields)
 
 
 @dataclass
@@ -221,12 +246,11 @@ class World:
             # may take both locks (a release moves only left, an acquire only right, Lipton 1975)
             yield StepRecord(WAIT, lock=lock)
         while self.lock_owner[lock] is not None:
-            actor.blocked_on = lock
+            _put(actor, blocked_on=lock)
             yield StepRecord(WAIT, lock=lock)
-            actor.blocked_on = None
+            _put(actor, blocked_on=None)
         self.lock_owner[lock] = actor.name
-        actor.held.append(lock)
-        actor.locked = True
+        _put(actor, held=actor.held + (lock,), locked=True)
         if lock == "bitmap_mutex":
             if is_freed(self.mig):
                 # bitmap_mutex lives in RAMState: ram_state_cleanup destroyed it with the rest
@@ -241,8 +265,9 @@ class World:
         if self.lock_owner[lock] != actor.name:
             raise ModelError("lock-order", f"{actor.name} releases {lock} it does not hold")
         self.lock_owner[lock] = None
-        actor.held.remove(lock)
-        actor.released = True
+        held = list(actor.held)
+        held.remove(lock)
+        _put(actor, held=tuple(held), released=True)
         if lock == "bitmap_mutex" and self.mig is not None:
             self._note_sync_mutex(actor, False)
             # Truth for the period counter: bits that appeared in bmap while the mutex was held.
@@ -261,25 +286,24 @@ class World:
         on other threads' progress (multifd's ``channels_ready`` and ``sem_sync``), not a lock."""
         if condition():
             return
-        self.current.until = condition
+        _put(self.current, until=condition)
         yield StepRecord(MULTIFD_WAIT, value=what)
-        self.current.until = None
+        _put(self.current, until=None)
 
     def join(self, name: str) -> Step:
         """Wait until thread ``name`` has exited (``qemu_thread_join``); no step if it already has."""
         target = self.actors.get(name)
         if target is None or target.done:
             return
-        self.current.joining = name
+        _put(self.current, joining=name)
         yield StepRecord(JOIN, thread=name)
-        self.current.joining = None
+        _put(self.current, joining=None)
 
     def sleep_until(self, ms: int, clock: str = QEMU_CLOCK_REALTIME) -> Step:
         """End the step; the actor is not runnable before QEMU clock ``clock`` (impl/clocks.py;
         the realtime clock by default) reaches ``ms``. A deadline on a virtual clock is not
         reached while the VM is stopped."""
-        self.current.wake_clock = clock
-        self.current.wake_at_ms = ms
+        _put(self.current, wake_clock=clock, wake_at_ms=ms)
         yield StepRecord(SLEEP, value=ms)
 
     def clock_get_ms(self, clock: str = QEMU_CLOCK_REALTIME) -> int:
@@ -679,8 +703,7 @@ class World:
         """``qemu_sem_post`` to thread ``name`` sleeping in a timed wait: its wait ends now."""
         t = self.actors.get(name)
         if t is not None and not t.done:
-            t.wake_clock = QEMU_CLOCK_REALTIME
-            t.wake_at_ms = 0
+            _put(t, wake_clock=QEMU_CLOCK_REALTIME, wake_at_ms=0)
 
     def timer_del(self, name: str) -> bool:
         """``timer_del`` of the main-loop timer whose callbacks run as actor ``name`` (the caller
@@ -692,8 +715,7 @@ class World:
         if t.held:
             raise ModelError("lock-order", f"timer {name} deleted while its callback holds {', '.join(t.held)}")
         t.gen.close()
-        t.done = True
-        t.blocked_on = None
+        _put(t, done=True, blocked_on=None)
         self.events.append(("timer_del", name))
         return True
 
@@ -767,7 +789,7 @@ class World:
         if actor is None or not self.runnable(actor):
             raise BadChoice(f"thread {name!r} cannot step now")
         self.current = actor
-        actor.released = False
+        _put(actor, released=False)
         held_before = _may_hold_marks(actor)
         marks = self._mark_layers()
         self._in_design = True
@@ -775,17 +797,17 @@ class World:
             rec = as_step(next_step(actor))   # next(actor.gen), with a time limit and a type check
         except StopIteration:
             rec = StepRecord(EXIT)
-            actor.done = True
+            _put(actor, done=True)
             self.events.append(("exit", name))
             if actor.held:
                 raise ModelError("lock-order", f"{name} exits holding {', '.join(actor.held)}")
         finally:
             self._in_design = False
             self.current = None
-            actor.released = False      # per step only: between steps it is no state
+            _put(actor, released=False)     # per step only: between steps it is no state
         self._track_hands(actor, held_before, marks)
-        actor.step = rec
-        actor.label = label = rec.render(self)
+        label = rec.render(self)
+        _put(actor, step=rec, label=label)
         self.last_step = rec
         return label
 

@@ -79,7 +79,7 @@ def test_the_window_is_a_step_of_its_own_holding_no_lock():
         w.step(list(ch))
         a = w.actors.get("migration")
         if ch[0] == "migration" and a.step is not None and a.step.kind == WAIT and a.step.lock == "bitmap_mutex":
-            assert a.held == [] and a.blocked_on is None and w.lock_owner["bitmap_mutex"] is None
+            assert a.held == () and a.blocked_on is None and w.lock_owner["bitmap_mutex"] is None
             break
     else:
         raise AssertionError("no window step in the trace")

@@ -650,7 +650,7 @@ def test_a_release_then_an_acquire_are_two_steps_so_another_thread_takes_both_lo
     w.spawn("second", second())
     assert w.step(["first", None]).endswith("under BQL")
     label = w.step(["first", None])
-    assert "wait for bitmap_mutex" in label and w.actors["first"].held == []
+    assert "wait for bitmap_mutex" in label and w.actors["first"].held == ()
     assert w.lock_owner == {k: None for k in w.lock_owner}
     assert w.step(["second", None]).endswith("synced")          # both locks, between the two
     assert w.step(["first", None]).endswith("under bitmap_mutex")
@@ -659,3 +659,44 @@ def test_a_release_then_an_acquire_are_two_steps_so_another_thread_takes_both_lo
     w2 = world()
     w2.spawn("plain", second(w2))
     assert w2.step(["plain", None]).endswith("synced")
+
+
+class _FoldsTheWindow(Legacy):
+    """BROKEN (an invalid design): forgets, for the world, that its step released a lock, so that
+    the acquire after it would not end the step (the window the watcher needs would close)."""
+
+    name = "broken-folds-the-window"
+
+    def ram_save_iterate(self, w):
+        w.current.released = False
+        return (yield from super().ram_save_iterate(w))
+
+
+class _WakesByHand(Periodic):
+    """An invalid design: ends the timer's sleep by writing its deadline instead of ``w.wake``."""
+
+    name = "broken-wakes-by-hand"
+
+    def migration_completion(self, w):
+        t = w.actors.get("timer")
+        if t is not None:
+            t.wake_at_ms = 0
+        return (yield from super().migration_completion(w))
+
+
+@pytest.mark.parametrize("cls, field", [(_FoldsTheWindow, "released"), (_WakesByHand, "wake_at_ms")])
+def test_a_design_cannot_write_a_threads_state(cls, field):
+    """The world keeps each thread's scheduling state (what it holds, waits for, sleeps until,
+    whether its step released a lock): a design assigning a field of it crashes with a message
+    naming the field and the model's operation to use, and is never judged on it; ``held`` is a
+    tuple, so it cannot be changed in place."""
+    from dirtyproof.impl.scheduler import DesignCrash, RandomScheduler
+
+    with pytest.raises(DesignCrash) as exc:
+        run(World(Config(), cls), RandomScheduler(0, 3000))
+    assert f"design code assigned Actor.{field} of thread" in str(exc.value)
+    assert "w.wake, w.sleep_until, w.acquire" in str(exc.value)
+    w = World(Config(), Legacy)
+    w.step(["mgmt", "start"])
+    w.step(["migration", None])
+    assert isinstance(w.actors["migration"].held, tuple)

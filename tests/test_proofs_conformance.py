@@ -127,7 +127,7 @@ def _iterate_window_schedule_conforms(enc) -> list:
         exact = exact or "ram_state_pending_exact" in [r.name for r in a.regions]
     else:
         raise AssertionError("the migration thread never waited for bitmap_mutex after an exact sync")
-    assert w.can_cancel() and a.held == []
+    assert w.can_cancel() and a.held == ()
     step(["mgmt", "cancel"])
     while not a.done:
         step(["migration" if w.runnable(a) else w.runnable_threads()[0], None])
