@@ -250,7 +250,9 @@ class World:
             yield StepRecord(WAIT, lock=lock)
             _put(actor, blocked_on=None)
         self.lock_owner[lock] = actor.name
-        _put(actor, held=actor.held + (lock,), locked=True)
+        fields = actor.__dict__
+        fields["held"] = actor.held + (lock,)
+        fields["locked"] = True
         if lock == "bitmap_mutex":
             if is_freed(self.mig):
                 # bitmap_mutex lives in RAMState: ram_state_cleanup destroyed it with the rest
@@ -267,7 +269,9 @@ class World:
         self.lock_owner[lock] = None
         held = list(actor.held)
         held.remove(lock)
-        _put(actor, held=tuple(held), released=True)
+        fields = actor.__dict__
+        fields["held"] = tuple(held)
+        fields["released"] = True
         if lock == "bitmap_mutex" and self.mig is not None:
             self._note_sync_mutex(actor, False)
             # Truth for the period counter: bits that appeared in bmap while the mutex was held.
@@ -789,7 +793,8 @@ class World:
         if actor is None or not self.runnable(actor):
             raise BadChoice(f"thread {name!r} cannot step now")
         self.current = actor
-        _put(actor, released=False)
+        fields = actor.__dict__           # the world's own writes (Actor.__setattr__ guards design code's)
+        fields["released"] = False
         held_before = _may_hold_marks(actor)
         marks = self._mark_layers()
         self._in_design = True
@@ -804,10 +809,10 @@ class World:
         finally:
             self._in_design = False
             self.current = None
-            _put(actor, released=False)     # per step only: between steps it is no state
+            fields["released"] = False      # per step only: between steps it is no state
         self._track_hands(actor, held_before, marks)
-        label = rec.render(self)
-        _put(actor, step=rec, label=label)
+        fields["step"] = rec
+        fields["label"] = label = rec.render(self)
         self.last_step = rec
         return label
 
