@@ -4,7 +4,8 @@ of verdicts against the recorded expectations; exit 0 iff everything matches.
 Every design goes the same way, shipped, corpus mutant or a user's ``module:Class``: the prover
 in each configuration (when the design has a per-page encoding; a user's own encoding passes the
 conformance gate first), seeded random runs in each configuration, the counting lemmas, and a
-hunt, and the explorer (its ``threads`` bound unless ``--explore-bound default``; in worker processes alongside). The table says which engine judged what; ``--junit`` and ``--json`` write the same results
+hunt, and the explorer (its whole default bound for one design, its ``threads`` entry for several,
+unless ``--explore-bound`` says; in worker processes alongside). The table says which engine judged what; ``--junit`` and ``--json`` write the same results
 for CI systems (:mod:`.reports`)."""
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ LEGEND = f"""legend:
             fixed amount of work (--hunt-schedules, default {CHECK_SCHEDULES}; --hunt-examples, default
             {CHECK_EXAMPLES}), so the same verdict and counterexample every run; or --hunt-budget
             seconds of wall time instead (how far it gets depends on the machine's load)
-  explore   every interleaving within the explorer's bound (--explore-bound: threads by default, or
-            the whole default bound; explore/portfolio.py: each run's
+  explore   every interleaving within the explorer's bound (--explore-bound: by default the whole
+            default bound for one design, its threads entry for several; explore/portfolio.py: each run's
             world, bounds and KVM mode in docs/explore.md), stopped at the first violation: safe
             (exhaustive within those bounds, not for all sizes), unsafe (the cheapest
             counterexample, a trace) or cut; expected: the manifest's "explore" entry, else safe
@@ -57,8 +58,9 @@ def add_arguments(p) -> None:
                         "the hunt gets, and so its verdict, depends on the machine's load")
     p.add_argument("--explore-bound", choices=("threads", "default"),
                    help="the explorer's bound: threads (every interleaving of the threads, no write, "
-                        "clock move or cancel; the default) or default (the explorer's whole default "
-                        "bound, minutes per design; also $DIRTYPROOF_EXPLORE_BOUND)")
+                        "clock move or cancel; the default for several designs) or default (the "
+                        "explorer's whole default bound, 13-85 s of CPU per shipped design; the default "
+                        "for one design); also $DIRTYPROOF_EXPLORE_BOUND")
     p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
@@ -395,9 +397,10 @@ def run(args) -> int:
     junit = output_file(args.junit, "--junit")
     json_out = output_file(args.json, "--json")
     expected = expected_verdicts()
-    from dirtyproof.explore.portfolio import apply_bound_flag, chosen_bound
+    from dirtyproof.explore.portfolio import apply_bound_flag, chosen_bound, gate_default
     try:
-        apply_bound_flag(getattr(args, "explore_bound", None))   # before any work, workers inherit it
+        # before any work, workers inherit it; one design gets the whole default bound
+        apply_bound_flag(getattr(args, "explore_bound", None), gate_default(len(specs)))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     t0 = time.perf_counter()

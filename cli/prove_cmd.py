@@ -25,7 +25,8 @@ def add_arguments(p) -> None:
     p.add_argument("--tail", type=int, default=15, help="steps of a counterexample to print")
     p.add_argument("--explore-bound", choices=("threads", "default"),
                    help="for a design without a per-page encoding, the explorer's bound: threads (the "
-                        "default) or default (its whole default bound; also $DIRTYPROOF_EXPLORE_BOUND)")
+                        "default for several designs) or default (its whole default bound; the default "
+                        "for one design); also $DIRTYPROOF_EXPLORE_BOUND")
 
 
 # Why the prover claims nothing in dirty ring mode (docs/proofs.md, "The dirty ring").
@@ -167,9 +168,10 @@ def run(args) -> int:
         raise UserError("--tail must be >= 0")
     specs = design_specs(args.design)
     cfgs = selected_configs(args)
-    from dirtyproof.explore.portfolio import apply_bound_flag
+    from dirtyproof.explore.portfolio import apply_bound_flag, gate_default
     try:
-        apply_bound_flag(getattr(args, "explore_bound", None))   # before any work, workers inherit it
+        # before any work, workers inherit it; one design gets the whole default bound
+        apply_bound_flag(getattr(args, "explore_bound", None), gate_default(len(specs)))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     smt2 = output_dir(args.smt2, "--smt2")

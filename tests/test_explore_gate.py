@@ -243,6 +243,29 @@ def test_a_bad_explore_bound_is_bad_input(capsys, monkeypatch):
         assert len(err.strip().splitlines()) == 1 and "DIRTYPROOF_EXPLORE_BOUND='everything'" in err
 
 
+def test_one_design_gets_the_whole_default_bound_and_several_its_first_entry(capsys, monkeypatch, tmp_path):
+    """Without ``--explore-bound`` or the environment, ``check``/``prove`` on one named design (a
+    reviewer's own) explore the whole default bound, and on several (the six shipped: the gate)
+    its ``threads`` entry; the flag and the environment still decide when given, and the choice
+    is said before any work."""
+    from dirtyproof.explore.portfolio import BOUND_ENV, apply_bound_flag, chosen_bound, gate_default
+    assert gate_default(1) == "default" and gate_default(6) == "threads"
+    monkeypatch.delenv(BOUND_ENV, raising=False)
+    assert apply_bound_flag(None, gate_default(1)) == "default" and chosen_bound() == "default"
+    monkeypatch.delenv(BOUND_ENV, raising=False)
+    assert apply_bound_flag("threads", gate_default(1)) == "threads"
+    monkeypatch.setenv(BOUND_ENV, "threads")
+    assert apply_bound_flag(None, gate_default(1)) == "threads"
+    # the CLI: a mutant the threads entry finds, so the whole bound stops at its first run
+    monkeypatch.delenv(BOUND_ENV, raising=False)
+    rc = main(["check", "--design", "period-popcount", "--jobs", "1", "--hunt-schedules", "2",
+               "--hunt-examples", "2", "--trace-dir", str(tmp_path / "t")])
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
+    assert "the explorer's default bound on 1 more process(es)" in err
+    assert "default bound" in [ln for ln in out.splitlines() if " explore " in ln][0]
+
+
 def test_the_threads_bound_compares_only_what_its_runs_can_find(monkeypatch):
     from dirtyproof.explore.verdict import expected_within
     assert expected_within("legacy", DESIGNS["legacy"], "threads") == {"verdict": SAFE}
