@@ -203,14 +203,23 @@ class _Explorations:
     """The explorer's runs of every design, in worker processes started before the proofs (they
     fill the cores the serial runs and hunts leave idle); :meth:`row` waits for one design's."""
 
-    def __init__(self, specs: list, traces, processes: int) -> None:
+    def __init__(self, specs: list, traces, processes: int, start: bool = True) -> None:
         self.ex = ProcessPoolExecutor(max(1, processes), initializer=worker_ignores_sigint)
+        self.specs, self.traces = specs, traces
+        self.futures: dict = {}
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Submit every run of every design (once)."""
+        if self.futures:
+            return
         self.t0 = time.perf_counter()
         from dirtyproof.explore.run import portfolio_runs
         labels = [r[0] for r in portfolio_runs()]
         # every run of every design at once, the big designs' runs spreading over the processes
-        self.futures = {s: [self.ex.submit(explore_job, (s, str(traces), label)) for label in labels]
-                        for s in specs}
+        self.futures = {s: [self.ex.submit(explore_job, (s, str(self.traces), label)) for label in labels]
+                        for s in self.specs}
 
     def row(self, spec: str, cls) -> Row:
         """The ``explore`` row of ``spec``: its judgement against the manifest's expectation."""
@@ -404,9 +413,14 @@ def run(args) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     t0 = time.perf_counter()
+    # a hunt of S seconds of wall time gets what the cores give it: the explorer's processes would
+    # take half of them, so with --hunt-budget they start once the hunts are done (a work budget
+    # is the same work either way, so then they run alongside)
+    deferred = budget.seconds is not None
+    when = "after the hunts (a wall-clock hunt budget)" if deferred else "meanwhile"
     sys.stderr.write(f"check: {len(specs)} design(s) x {len(CONFIGS)} configurations: proving, random runs, "
                      f"counting lemmas and {budget.describe()} each on {args.jobs} process(es); the explorer's "
-                     f"{chosen_bound()} bound on {args.jobs} more process(es) meanwhile\n")
+                     f"{chosen_bound()} bound on {args.jobs} more process(es) {when}\n")
     # longest first: the proofs that search for counterexamples, then every design's runs and
     # hunt (seconds each), then the proofs expected safe (about a second each), so that the last
     # jobs are short and no process idles while another finishes a long one
@@ -414,9 +428,10 @@ def run(args) -> int:
     proofs.sort(key=lambda j: expected.get(j[1], {}).get(j[2], "safe") != "unsafe")
     unsafe = [j for j in proofs if expected.get(j[1], {}).get(j[2], "safe") == "unsafe"]
     jobs = unsafe + [("tail", s, budget, str(traces)) for s in specs] + proofs[len(unsafe):]
-    explorations = _Explorations(specs, traces, args.jobs)
+    explorations = _Explorations(specs, traces, args.jobs, start=not deferred)
     try:
         by = _work_all(jobs, args.jobs)
+        explorations.start()
         rows: list[Row] = []
         for spec in specs:
             rows += _judge(spec, classes[spec], by, expected, explorations)

@@ -227,8 +227,10 @@ def test_check_explore_row_fails_a_user_design_it_breaks(capsys, tmp_path):
     js = tmp_path / "r.json"
     rc = main(["check", "--design", f"{mod}:Mine", "--jobs", "1", "--hunt-budget", "0.5",
                "--trace-dir", str(tmp_path / "t"), "--json", str(js)])
-    capsys.readouterr()
+    err = capsys.readouterr().err
     assert rc == 1
+    # a wall-clock hunt budget: the explorer waits for the hunts, which keep the cores they are given
+    assert "more process(es) after the hunts (a wall-clock hunt budget)" in err
     row = [r for r in json.loads(js.read_text())["results"] if r["engine"] == "explore"][0]
     assert row["expected"] == SAFE and not row["ok"] and row["got"].startswith("unsafe (dirty-pages-count")
     assert row["trace"] and os.path.exists(row["trace"])
