@@ -201,7 +201,8 @@ def stop_pool(ex) -> None:
 
 class _Explorations:
     """The explorer's runs of every design, in worker processes started before the proofs (they
-    fill the cores the serial runs and hunts leave idle); :meth:`row` waits for one design's."""
+    fill the cores the serial runs and hunts leave idle) or, with ``start=False``, when
+    :meth:`start` is called (after wall-clock hunts); :meth:`row` waits for one design's."""
 
     def __init__(self, specs: list, traces, processes: int, start: bool = True) -> None:
         self.ex = ProcessPoolExecutor(max(1, processes), initializer=worker_ignores_sigint)
