@@ -50,6 +50,7 @@ def add_arguments(p) -> None:
                    help="with --preemptions: a switch to a thread that has not stepped since it was made "
                         "runnable (started, woken, unblocked) is free")
     p.add_argument("--no-por", action="store_true", help="turn the partial-order reduction off")
+    p.add_argument("--no-subsumption", action="store_true", help="turn budget subsumption off")
     p.add_argument("--order", choices=ORDERS, default="moves",
                    help="expansion order: by moves spent then depth (default), or plain breadth-first")
     p.add_argument("--trace-dir", metavar="DIR", help="where a counterexample trace goes "
@@ -132,7 +133,7 @@ def run(args) -> int:
     """Explore the design: the default portfolio, or one world within the bounds the flags give,
     in every KVM mode asked for; print TLC-style summaries."""
     cls = design_class(args.design)
-    red = Reductions(por=not args.no_por)
+    red = Reductions(por=not args.no_por, subsumption=not args.no_subsumption)
     if single_world(args):
         bounds = bounds_from_args(args)
         base = _config_file(args.config) if args.config else None
@@ -165,7 +166,7 @@ def run(args) -> int:
     status = 0
     procs = min(jobs, len(runs))
     sys.stderr.write(f"explore: {spec}: {len(runs)} run(s) on {procs} process(es) ...\n")
-    work = [RunJob(spec, label, cfg, b, red.por, args.order, args.trace_dir, not args.quiet)
+    work = [RunJob(spec, label, cfg, b, red, args.order, args.trace_dir, not args.quiet)
             for label, cfg, b in runs]
     for r in ordered_outcomes(work, procs):
         if r["error"] is not None:

@@ -22,7 +22,7 @@ import heapq
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dirtyproof.impl.crash import design_label
 from dirtyproof.impl.scheduler import DesignCrash
@@ -32,12 +32,11 @@ from dirtyproof.spec import Violation
 
 from . import checks as spec_checks
 from .bounds import Bounds
-from .choices import MOVES, after_thread, canonical_budgets, enabled, periods, preempted, terminal
+from .choices import MOVES, PREEMPT, after_thread, canonical_budgets, dominates, enabled, periods, preempted, terminal
 from .fingerprint import fingerprints
 from .footprint import recording, track, track_mig, writes_of
 from dirtyproof.impl.config import DIRTY_RING
 
-from .reductions import NONE as NO_REDUCTIONS
 from .reductions import Reductions
 from .undo import Snapshot
 
@@ -65,6 +64,9 @@ class Result:
     truncated: int = 0              # states at max_depth, not expanded
     capped: bool = False            # stopped at max_states
     replays: int = 0
+    subsumed: int = 0               # states not made: a node of the same world with larger budgets was
+    redone: int = 0                 # distinct states of a search with subsumption that found a stuck state,
+                                    # decided again without it (this result is the second search's)
     completed_paths: int = 0
     rules: dict = field(default_factory=dict)   # rule id -> (Violation, shortest path found) : rules, not verdicts
     pump: object = None             # a non-convergence lasso's evidence (explore/converge.Pumped), if the violation is one
@@ -95,7 +97,7 @@ class Explorer:
         if config.kvm_mode == DIRTY_RING:
             # the footprints (explore/footprint.py) do not record the rings and vCPU buffers, so
             # no move commutes with a step in a dirty ring world as far as they can tell
-            self.red = NO_REDUCTIONS
+            self.red = replace(self.red, por=False)
         self.progress = progress
         self.periods = periods(config)
         probe = World(config, design_cls)
@@ -114,6 +116,11 @@ class Explorer:
         self.heap: list = []
         self.seq = 0
         self.seen: dict[int, int] = {}
+        self.worlds: dict[int, list[int]] = {}   # world fingerprint (budgets left out) -> its nodes
+        self.subsumptions: list = []              # sampled (subsumer, parent, choice, budgets)
+        self.sample_subsumptions = 0
+        self._livelock_seen = False
+        self.weak: list = []      # (parent, subsumer, paid): subsumed by a node with more moves left
         self.edges: list[list[int]] = [[]]
         self.edge_choice: dict = {}
         self.finished: set[int] = set()   # completed end states, and states cut by a bound
@@ -209,8 +216,20 @@ class Explorer:
         not yet expanded that is reached again by a shorter path takes that path."""
         self.res.generated += 1
         budgets = canonical_budgets(budgets, w.runnable_threads())
-        fp, afp = fingerprints(w, budgets)
+        fp, afp, wfp = fingerprints(w, budgets)
         j = self.seen.get(fp)
+        if j is None and self.red.subsumption:
+            j = self._subsumer(wfp, budgets, self._cost_of(budgets, self.depth[i] + 1))
+            if j is not None:
+                self.res.subsumed += 1
+                if len(self.subsumptions) < self.sample_subsumptions:
+                    self.subsumptions.append((j, i, list(ch), budgets))     # for the simulation test
+                if self.budgets[j][:PREEMPT] != budgets[:PREEMPT]:
+                    # more moves left there: a way to completion from j may spend them, so for the
+                    # livelock check this transition leads to completion only where j completes
+                    # without a paid move (see _livelock)
+                    self.weak.append((i, j, self.budgets[i][MOVES] != budgets[MOVES]))
+                    return None
         if j is not None:
             self.edges[i].append(j)
             self.edge_choice.setdefault((i, j), list(ch))
@@ -222,6 +241,8 @@ class Explorer:
             return None
         j = len(self.parent)
         self.seen[fp] = j
+        if self.red.subsumption:
+            self.worlds.setdefault(wfp, []).append(j)
         self.parent.append(i)
         self.choice.append(list(ch))
         self.depth.append(self.depth[i] + 1)
@@ -234,6 +255,20 @@ class Explorer:
         self.edge_choice.setdefault((i, j), list(ch))
         self._push(self._cost(j), j)
         return j
+
+    def _cost_of(self, budgets, depth: int):
+        """The cost (:meth:`_cost`) of a node with ``budgets`` at ``depth``."""
+        return (0, depth) if self.order == "bfs" else (self.total - budgets[MOVES], depth)
+
+    def _subsumer(self, wfp: int, budgets, cost) -> int | None:
+        """A node of the same world whose budgets dominate ``budgets`` (:func:`dominates`) and
+        that costs no more than ``cost``: a new node with ``budgets`` there can do nothing it
+        cannot, no earlier in the search order, so it is not made (budget subsumption,
+        docs/explore.md "Reductions")."""
+        for k in self.worlds.get(wfp, ()):
+            if self._cost(k) <= cost and dominates(self.budgets[k], budgets):
+                return k
+        return None
 
     def _violation(self, i: int, ch, v: Violation, budgets) -> None:
         """Queue a violating transition at its cost: it is reported when no cheaper path is left."""
@@ -311,23 +346,39 @@ class Explorer:
         t0 = time.perf_counter()
         try:
             with _young_gc():
-                return self._run()
+                res = self._run()
         finally:
             self.res.seconds = time.perf_counter() - t0
             self.res.distinct = len(self.parent)
+        if self._livelock_seen and self.red.subsumption and self.res.subsumed:
+            # subsumption keeps every violation of a check, and a state that can complete is
+            # never taken for stuck through it the other way: a subsumed node with as many moves
+            # left stands for its subsumer (whatever completes from the subsumer completes from it,
+            # or reaches a switch its bound forbids, which counts as may-complete), and one with
+            # fewer moves left leads nowhere for this check. But a state may then look stuck whose
+            # only way to completion ran through a subsumed node: the same search without
+            # subsumption decides, and its result is the one reported
+            again = Explorer(self.design_cls, self.config, self.bounds, replace(self.red, subsumption=False),
+                             self.progress, self.order).run()
+            again.seconds += self.res.seconds
+            again.redone = self.res.distinct
+            return again
+        return res
 
     def _run(self) -> Result:
         b = self.bounds
         w0 = self.fresh()
-        fp0, self.afp[0] = fingerprints(w0, self.budgets[0])
+        fp0, self.afp[0], wfp0 = fingerprints(w0, self.budgets[0])
         self.seen[fp0] = 0
+        self.worlds[wfp0] = [0]
         self.cache[0] = w0
         self._push(self._cost(0), 0)
         last_report = time.perf_counter()
         reports = 0
         while self.heap:
-            if self.sample_duplicates and len(self.duplicates) >= self.sample_duplicates:
-                break                         # sampling for the soundness test only
+            if ((self.sample_duplicates and len(self.duplicates) >= self.sample_duplicates) or
+                    (self.sample_subsumptions and len(self.subsumptions) >= self.sample_subsumptions)):
+                break                         # sampling for the soundness tests only
             key, _, item = heapq.heappop(self.heap)
             if isinstance(item, tuple):
                 _, i, ch, v = item
@@ -393,7 +444,7 @@ class Explorer:
                 last_report = time.perf_counter()
                 reports += 1
                 self.progress(self.res, len(self.parent), len(self.heap), d)
-        if not (self.sample_duplicates and self.duplicates):
+        if not ((self.sample_duplicates and self.duplicates) or (self.sample_subsumptions and self.subsumptions)):
             if self.res.truncated:
                 self._nonconvergence()
             if self.res.violation is None:
@@ -410,25 +461,35 @@ class Explorer:
 
     def _livelock(self) -> None:
         """After an exhaustive search: a state from which no path reaches completion (or a state
-        cut by the depth bound) is a ``progress`` violation, reported at the cheapest such state."""
-        back: list[list[int]] = [[] for _ in self.parent]
+        cut by the depth bound) is a ``progress`` violation, reported at the cheapest such state.
+        With budget subsumption an edge to a subsumer stands for the subsumed node where it has as
+        many moves left; where it has fewer (:meth:`_add`), the subsumed node counts as completing
+        only if its subsumer completes without spending a move. A stuck state found is then decided
+        again without subsumption (:meth:`run`)."""
+        n = len(self.parent)
+        back: list[list[int]] = [[] for _ in range(n)]
+        free: list[list[int]] = [[] for _ in range(n)]     # the edges that spend no move
         for i, out in enumerate(self.edges):
+            left = self.budgets[i][MOVES]
             for j in out:
                 back[j].append(i)
-        ok = [False] * len(self.parent)
-        todo = list(self.finished)
-        for i in todo:
-            ok[i] = True
-        while todo:
-            j = todo.pop()
-            for i in back[j]:
-                if not ok[i]:
-                    ok[i] = True
-                    todo.append(i)
+                if self.budgets[j][MOVES] == left:
+                    free[j].append(i)
+        # a node subsumed by j with fewer moves left completes where j completes without spending
+        # a move (the same thread steps and free moves; where its preemption bound forbids a step
+        # it counts as may-complete, as every such node does)
+        for i, j, paid in self.weak:
+            if not paid:
+                free[j].append(i)
+        free_ok = _reach(self.finished, free, n)
+        ok = _reach(set(self.finished) | {i for i, j, _ in self.weak if free_ok[j]}, back, n)
         stuck = sorted((i for i in range(len(self.parent)) if not ok[i] and self.expanded[i]),
                        key=lambda k: (self._cost(k), k))
         if not stuck:
             return
+        self._livelock_seen = True
+        if self.red.subsumption and self.res.subsumed:
+            return                            # decided by a search without subsumption (run)
         bad = set(stuck)
         for i in stuck:                       # the cheapest state on a loop: report the lasso
             loop = self._loop(i, bad)
@@ -463,6 +524,22 @@ class Explorer:
     def _edge_choice(self, a: int, b: int):
         """A choice leading from node ``a`` to node ``b`` (recorded with each edge)."""
         return self.edge_choice[(a, b)]
+
+
+def _reach(seeds, back: list, n: int) -> list[bool]:
+    """Per node of ``n``: whether it reaches one of ``seeds`` along the edges ``back`` lists
+    backwards (``back[j]``: the nodes with an edge to ``j``)."""
+    ok = [False] * n
+    todo = list(seeds)
+    for i in todo:
+        ok[i] = True
+    while todo:
+        j = todo.pop()
+        for i in back[j]:
+            if not ok[i]:
+                ok[i] = True
+                todo.append(i)
+    return ok
 
 
 # The youngest generation's collection threshold while exploring. Every world is a reference

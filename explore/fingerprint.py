@@ -252,12 +252,17 @@ def abstract(w, extra=()) -> tuple:
     return canonical(w, extra)[0]
 
 
-def fingerprints(w, extra=()) -> tuple[int, int]:
-    """``(fingerprint, fingerprint modulo statistics)`` of ``w`` from one walk of its graph: the
-    first is :func:`fingerprint`, the second a hash of :func:`abstract`."""
-    form, stats = canonical(w, extra)
-    afp = hash(form)
-    return hash((afp, stats)), afp
+def fingerprints(w, extra=()) -> tuple[int, int, int]:
+    """``(fingerprint, fingerprint modulo statistics, world fingerprint)`` of ``w`` from one walk of
+    its graph: the first is :func:`fingerprint`, the second a hash of :func:`abstract`, the third
+    a hash of the world's form and statistics without ``extra`` (the explorer's budgets: two nodes
+    with one world fingerprint differ in their budgets only, which budget subsumption compares).
+    The world's form is hashed once (a tuple does not keep its hash) and each hash is built on it."""
+    enc = Encoder()
+    hw = hash(enc.encode(w))
+    stats = tuple(enc.stats)
+    afp = hash((hw, extra))
+    return hash((afp, stats)), afp, hash((hw, stats))
 
 
 def fingerprint(w, extra=()) -> int:

@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
+from .reductions import Reductions
+
 POLL_S = 0.2
 
 
@@ -32,7 +34,7 @@ class RunJob:
     label: str
     config: object
     bounds: object
-    por: bool
+    reductions: Reductions
     order: str
     trace_dir: str | None
     steps: bool
@@ -47,11 +49,10 @@ def run_job(job: RunJob, catch: bool = True) -> dict:
     try:
         from dirtyproof.cli.common import design_class
 
-        from .reductions import Reductions
         from .run import explore_runs
         cls = design_class(job.design_spec)
         (o,) = list(explore_runs(cls, job.design_spec, [(job.label, job.config, job.bounds)],
-                                 Reductions(por=job.por), order=job.order, trace_dir=job.trace_dir,
+                                 job.reductions, order=job.order, trace_dir=job.trace_dir,
                                  steps=job.steps, progress_for=progress_line, save=False))
         out.update(text=o.text, exhaustive=o.result.exhaustive, violated=o.result.violation is not None,
                    trace=o.trace, trace_path=None if o.trace_path is None else str(o.trace_path))

@@ -10,16 +10,22 @@ class Reductions:
 
     ``por``: partial-order reduction. An environment move (a write or a clock move) that
     commutes with every thread step enabled in a state is not taken there: it is taken later,
-    just before a step it does not commute with. Management commands are always taken."""
+    just before a step it does not commute with. Management commands are always taken.
+
+    ``subsumption``: budget subsumption. A state whose world is a known node's and whose budgets
+    that node's dominate (as many moves left, and more preemptions left, or as many with no
+    worse a last thread), at no greater cost, is not explored: every path from it is a path from
+    that node (explore/choices.py ``dominates``)."""
 
     por: bool = True
+    subsumption: bool = True
 
     def describe(self) -> str:
         """One line naming the reductions on."""
-        on = [n for n, v in (("partial-order", self.por),) if v]
+        on = [n for n, v in (("partial-order", self.por), ("budget subsumption", self.subsumption)) if v]
         return ", ".join(on) if on else "none"
 
 
-NONE = Reductions(por=False)
+NONE = Reductions(por=False, subsumption=False)
 
 __all__ = ["Reductions", "NONE"]

@@ -46,9 +46,12 @@ def summary(res: Result) -> list[str]:
     """TLC's summary: states generated, distinct states, depth, time, and the verdict."""
     rate = res.distinct / res.seconds if res.seconds > 0 else 0.0
     return [f"{res.design}: B = {bounds_line(res)}",
-            f"  {res.generated} states generated, {res.distinct} distinct states, depth {res.depth}, "
+            f"  {res.generated} states generated, {res.distinct} distinct states"
+            f"{f' ({res.subsumed} more subsumed)' if res.subsumed else ''}, depth {res.depth}, "
             f"{res.seconds:.2f} s ({rate:.0f} distinct/s), {res.completed_paths} completed end state(s)",
-            f"  {verdict_line(res)}"] + [f"  {line}" for line in rule_lines(res)]
+            f"  {verdict_line(res)}"] + [f"  {line}" for line in rule_lines(res)] + (
+        [f"  (a search with budget subsumption, {res.redone} distinct states, found a state from which no "
+         f"path seemed to complete: decided by this search without it, time included)"] if res.redone else [])
 
 
 def trace_of(res: Result, design_spec: str) -> Trace:

@@ -12,6 +12,7 @@ from dirtyproof.cli.main import main
 from dirtyproof.explore import Bounds, default_config
 from dirtyproof.explore.bounds import fast_geometry
 from dirtyproof.explore.parallel import RunJob, ordered_outcomes
+from dirtyproof.explore.reductions import Reductions
 
 ONE_WRITE = ["--guest-writes", "1", "--device-writes", "0", "--clock-moves", "0", "--cancels", "0",
              "--moves", "1", "--max-depth", "80"]
@@ -48,9 +49,9 @@ def test_an_earlier_violation_wins_over_a_faster_later_one(tmp_path):
     earlier one is what comes out, alone, as in the serial order."""
     one_write = Bounds(guest_writes=1, device_writes=0, clock_moves=0, cancels=0, moves=1, max_depth=80)
     zero = Bounds(guest_writes=0, device_writes=0, clock_moves=0, cancels=0, moves=0)
-    jobs = [RunJob("clear-previous-chunk", "slow", default_config("manual"), one_write, True, "moves",
+    jobs = [RunJob("clear-previous-chunk", "slow", default_config("manual"), one_write, Reductions(), "moves",
                    str(tmp_path), False),
-            RunJob("dirty-count-raw-bits", "fast", default_config("manual"), zero, True, "moves",
+            RunJob("dirty-count-raw-bits", "fast", default_config("manual"), zero, Reductions(), "moves",
                    str(tmp_path), False)]
     got = list(ordered_outcomes(jobs, 2))
     assert len(got) == 1 and got[0]["violated"] and got[0]["text"].startswith("[slow]")
