@@ -219,7 +219,7 @@ class Explorer:
         fp, afp, wfp = fingerprints(w, budgets)
         j = self.seen.get(fp)
         if j is None and self.red.subsumption:
-            j = self._subsumer(wfp, budgets, self._cost_of(budgets, self.depth[i] + 1))
+            j = self._subsumer(wfp, budgets, self.depth[i] + 1)
             if j is not None:
                 self.res.subsumed += 1
                 if len(self.subsumptions) < self.sample_subsumptions:
@@ -256,17 +256,14 @@ class Explorer:
         self._push(self._cost(j), j)
         return j
 
-    def _cost_of(self, budgets, depth: int):
-        """The cost (:meth:`_cost`) of a node with ``budgets`` at ``depth``."""
-        return (0, depth) if self.order == "bfs" else (self.total - budgets[MOVES], depth)
-
-    def _subsumer(self, wfp: int, budgets, cost) -> int | None:
+    def _subsumer(self, wfp: int, budgets, depth: int) -> int | None:
         """A node of the same world whose budgets dominate ``budgets`` (:func:`dominates`) and
-        that costs no more than ``cost``: a new node with ``budgets`` there can do nothing it
-        cannot, no earlier in the search order, so it is not made (budget subsumption,
-        docs/explore.md "Reductions")."""
+        that is no deeper than ``depth``: a new node with ``budgets`` there can do nothing it
+        cannot, no later in the search order (its moves spent are no more, :func:`dominates`)
+        and no nearer to ``max_depth``, so it is not made (budget subsumption, docs/explore.md
+        "Reductions")."""
         for k in self.worlds.get(wfp, ()):
-            if self._cost(k) <= cost and dominates(self.budgets[k], budgets):
+            if self.depth[k] <= depth and dominates(self.budgets[k], budgets):
                 return k
         return None
 
@@ -351,13 +348,10 @@ class Explorer:
             self.res.seconds = time.perf_counter() - t0
             self.res.distinct = len(self.parent)
         if self._livelock_seen and self.red.subsumption and self.res.subsumed:
-            # subsumption keeps every violation of a check, and a state that can complete is
-            # never taken for stuck through it the other way: a subsumed node with as many moves
-            # left stands for its subsumer (whatever completes from the subsumer completes from it,
-            # or reaches a switch its bound forbids, which counts as may-complete), and one with
-            # fewer moves left leads nowhere for this check. But a state may then look stuck whose
-            # only way to completion ran through a subsumed node: the same search without
-            # subsumption decides, and its result is the one reported
+            # subsumption keeps every violation of a check, and never passes a state the search
+            # without it would find stuck (see _livelock); but a state may look stuck whose only
+            # way to completion ran through a subsumed node: the same search without subsumption
+            # decides, and its result is the one reported
             again = Explorer(self.design_cls, self.config, self.bounds, replace(self.red, subsumption=False),
                              self.progress, self.order).run()
             again.seconds += self.res.seconds

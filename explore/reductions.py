@@ -12,10 +12,10 @@ class Reductions:
     commutes with every thread step enabled in a state is not taken there: it is taken later,
     just before a step it does not commute with. Management commands are always taken.
 
-    ``subsumption``: budget subsumption. A state whose world is a known node's and whose budgets
-    that node's dominate (as many moves left, and more preemptions left, or as many with no
-    worse a last thread), at no greater cost, is not explored: every path from it is a path from
-    that node (explore/choices.py ``dominates``)."""
+    ``subsumption``: budget subsumption. A state whose world is a known node's, no deeper, and
+    whose budgets that node's dominate (at least as many moves of each kind left, and more
+    preemptions left, or as many with no worse a last thread) is not explored: every path from
+    it is a path from that node (explore/choices.py ``dominates``)."""
 
     por: bool = True
     subsumption: bool = True
