@@ -3,9 +3,11 @@ exhaust each shipped design's default bound, run by run; per mutant, the explore
 length beside the bound on the hunt's (mutants/manifest.json).
 
     python benchmarks/bench_explore.py [--designs] [--mutants] [--mutant NAME ...] [--design NAME ...]
+                                       [--deep] [--no-subsumption]
 
 The default bound is the portfolio of explore/portfolio.py, each run in its order (moves spent,
-then depth), partial-order reduction on, stopped at the first violation (as ``check`` runs it).
+then depth), partial-order reduction and budget subsumption on (``--no-subsumption``: off),
+stopped at the first violation (as ``check`` runs it); ``--deep``: the deep bound's own runs.
 Every row records the load (``os.getloadavg``) beside its time: the state counts do not depend on
 it, the seconds do.
 """
@@ -17,6 +19,9 @@ import subprocess
 import time
 
 from dirtyproof.explore import Bounds, default_config, explore
+from dirtyproof.explore.portfolio import deep_entries
+from dirtyproof.explore.reductions import Reductions
+from dirtyproof.explore.run import portfolio_runs
 from dirtyproof.explore.verdict import judge
 from dirtyproof.impl.designs import DESIGNS
 from dirtyproof.mutants import MUTANTS, load_manifest
@@ -34,18 +39,18 @@ def rate() -> tuple[float, int, float]:
     return res.distinct / res.seconds, res.distinct, res.seconds
 
 
-def design_rows(names) -> None:
-    """States and time of every run of the default bound, per shipped design."""
-    print("| design | run | distinct | generated | depth | seconds | load | outcome |")
-    print("|---|---|---|---|---|---|---|---|")
+def design_rows(names, runs=None, reductions=None) -> None:
+    """States and time of every run of the default bound (or ``runs``), per shipped design."""
+    print("| design | run | distinct | subsumed | generated | depth | seconds | load | outcome |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
-        j = judge(DESIGNS[name], name, trace_dir="/tmp/bench_explore_traces")
+        j = judge(DESIGNS[name], name, trace_dir="/tmp/bench_explore_traces", runs=runs, reductions=reductions)
         for r in j.runs:
             out = r.outcome + (f" in {r.steps} steps" if r.steps is not None else "")
-            print(f"| {name} | {r.label} | {r.distinct} | {r.generated} | {r.depth} | {r.seconds:.1f} | {_load()} | "
-                  f"{out} |", flush=True)
-        print(f"| {name} | all | {sum(r.distinct for r in j.runs)} | {sum(r.generated for r in j.runs)} | | "
-              f"{j.seconds:.1f} | {_load()} | {j.verdict} |", flush=True)
+            print(f"| {name} | {r.label} | {r.distinct} | {r.subsumed} | {r.generated} | {r.depth} | {r.seconds:.1f} | "
+                  f"{_load()} | {out} |", flush=True)
+        print(f"| {name} | all | {sum(r.distinct for r in j.runs)} | {sum(r.subsumed for r in j.runs)} | "
+              f"{sum(r.generated for r in j.runs)} | | {j.seconds:.1f} | {_load()} | {j.verdict} |", flush=True)
 
 
 def mutant_rows(names) -> None:
@@ -74,13 +79,17 @@ def main() -> None:
     ap.add_argument("--mutants", action="store_true", help="only the mutant rows")
     ap.add_argument("--design", action="append", choices=list(DESIGNS), help="only these shipped designs")
     ap.add_argument("--mutant", action="append", help="only these mutants (or background-v1)")
+    ap.add_argument("--deep", action="store_true",
+                    help="the designs' rows over the deep bound's own runs (explore/portfolio.py deep_entries)")
+    ap.add_argument("--no-subsumption", action="store_true", help="the designs' rows without budget subsumption")
     args = ap.parse_args()
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"# bench_explore {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; uptime: {load}")
     r, n, s = rate()
     print(f"rate: {r:.0f} distinct states/s (periodic, manual, no move: {n} states in {s:.1f} s, load {_load()})\n")
     if not args.mutants and not args.mutant:
-        design_rows(args.design or list(DESIGNS))
+        design_rows(args.design or list(DESIGNS), portfolio_runs(deep_entries()) if args.deep else None,
+                    Reductions(subsumption=False) if args.no_subsumption else None)
         print()
     if not args.designs and not args.design:
         mutant_rows(args.mutant or [*MUTANTS, "background-v1"])

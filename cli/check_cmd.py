@@ -56,11 +56,13 @@ def add_arguments(p) -> None:
     p.add_argument("--hunt-budget", type=float, metavar="S",
                    help="instead of the work flags: S seconds of wall-clock hunting per design (> 0); how far "
                         "the hunt gets, and so its verdict, depends on the machine's load")
-    p.add_argument("--explore-bound", choices=("threads", "default"),
+    p.add_argument("--explore-bound", choices=("threads", "default", "deep"),
                    help="the explorer's bound: threads (every interleaving of the threads, no write, "
-                        "clock move or cancel; the default for several designs) or default (the "
-                        "explorer's whole default bound, 13-85 s of CPU per shipped design; the default "
-                        "for one design); also $DIRTYPROOF_EXPLORE_BOUND")
+                        "clock move or cancel; the default for several designs), default (the "
+                        "explorer's whole default bound, 12-73 s of CPU per shipped design; the default "
+                        "for one design) or deep (the default bound, then two writes and two clock moves "
+                        "on one page: background-v1's loss; up to 7 minutes more per design); also "
+                        "$DIRTYPROOF_EXPLORE_BOUND")
     p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 

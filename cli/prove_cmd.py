@@ -23,10 +23,11 @@ def add_arguments(p) -> None:
     add_trace_dir_argument(p)
     p.add_argument("--timeout-ms", type=int, default=5000, help="per-query Z3 time limit")
     p.add_argument("--tail", type=int, default=15, help="steps of a counterexample to print")
-    p.add_argument("--explore-bound", choices=("threads", "default"),
+    p.add_argument("--explore-bound", choices=("threads", "default", "deep"),
                    help="for a design without a per-page encoding, the explorer's bound: threads (the "
-                        "default for several designs) or default (its whole default bound; the default "
-                        "for one design); also $DIRTYPROOF_EXPLORE_BOUND")
+                        "default for several designs), default (its whole default bound; the default "
+                        "for one design) or deep (the default bound, then four moves on one page: "
+                        "minutes more); also $DIRTYPROOF_EXPLORE_BOUND")
 
 
 # Why the prover claims nothing in dirty ring mode (docs/proofs.md, "The dirty ring").

@@ -43,6 +43,16 @@ def slow_geometry() -> Geometry:
     return Geometry((BlockSpec("odd0", 5, 2, 1),), clear_bmap_shift=1, word_bits=4)
 
 
+def page_geometry() -> Geometry:
+    """The world of the ``deep`` bound's four-move entry: one page of the slow-path block
+    (``odd0``, page 5, one memslot, 4-bit words).
+
+    Four moves on the 2-page block cost more than a deep run can spend; one page keeps every
+    step of the slow path's per-page sync (where background-v1 ORs ``shadow_bmap`` and its
+    watcher's background sync runs page by page) with the fewest places for each write."""
+    return Geometry((BlockSpec("odd0", 5, 1, 1),), clear_bmap_shift=1, word_bits=4)
+
+
 def default_config(kvm_mode: str = "manual") -> Config:
     """The explored config: one vCPU (vCPUs are interchangeable writers), bursts of 2 pages,
     auto-converge on with QEMU's periods (1 s rate period, 5 s timer, 1 s watcher poll, 5 s

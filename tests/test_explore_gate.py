@@ -268,6 +268,31 @@ def test_one_design_gets_the_whole_default_bound_and_several_its_first_entry(cap
     assert "default bound" in [ln for ln in out.splitlines() if " explore " in ln][0]
 
 
+def test_the_deep_bound_is_the_default_bound_then_four_moves_on_one_page(monkeypatch):
+    """``deep`` explores the default bound's entries in their order, then the four-move entry;
+    under it a design the default bound finds unsafe is expected as there, and every design it
+    does not has a ``deep`` expectation of its own in the manifest (background-v1: its loss)."""
+    from dirtyproof.explore.portfolio import BOUND_ENV, deep_entries, gate_portfolio
+    from dirtyproof.explore.verdict import expected_within
+    monkeypatch.setenv(BOUND_ENV, "deep")
+    assert gate_portfolio() == default_portfolio() + deep_entries()
+    m = load_manifest()
+    for group in ("designs", "mutants"):
+        for name, entry in m[group].items():
+            cls = ALL[name]
+            want = expected_within(name, cls, "deep")
+            if entry["explore"]["verdict"] == UNSAFE:
+                assert want == entry["explore"], name
+            else:
+                assert "deep" in entry["explore"], name
+                assert want == entry["explore"]["deep"] and want["verdict"] in (SAFE, UNSAFE, CUT), name
+                if want["verdict"] == UNSAFE:
+                    assert want["run"] in {label for en in deep_entries() for label, _ in en.runs()}, name
+    bg = expected_within("background-v1", DESIGNS["background-v1"], "deep")
+    assert (bg["verdict"], bg["property"], bg["steps"], bg["run"]) == (UNSAFE, "coverage", 43, "four-moves/legacy")
+    assert expected_within("mine", object, "deep") == {"verdict": SAFE}
+
+
 def test_the_threads_bound_compares_only_what_its_runs_can_find(monkeypatch):
     from dirtyproof.explore.verdict import expected_within
     assert expected_within("legacy", DESIGNS["legacy"], "threads") == {"verdict": SAFE}
@@ -302,6 +327,24 @@ def test_default_bound_verdict_is_the_manifests(name, tmp_path, monkeypatch):
     monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "default")
     j = judge(ALL[name], name, trace_dir=str(tmp_path))
     assert matches(j, expected(name, ALL[name])) == (True, ""), j.detail()
+
+
+DEEP = [n for n in ALL if "deep" in expected(n, ALL[n])]
+
+
+@pytest.mark.slow
+@OPT_IN
+@pytest.mark.parametrize("name", DEEP)
+def test_deep_bound_verdict_is_the_manifests(name, tmp_path, monkeypatch):
+    """The deep bound's entry on every design the default bound does not find unsafe (up to 7
+    minutes of CPU each: periodic's exhaustion, background-v1's loss)."""
+    from dirtyproof.explore.portfolio import deep_entries
+    from dirtyproof.explore.run import portfolio_runs
+    from dirtyproof.explore.verdict import expected_within
+    monkeypatch.setenv("DIRTYPROOF_EXPLORE_BOUND", "deep")
+    # the default bound's runs are the test above's; only the deep entry is new
+    j = judge(ALL[name], name, runs=portfolio_runs(deep_entries()), trace_dir=str(tmp_path))
+    assert matches(j, expected_within(name, ALL[name], "deep")) == (True, ""), j.detail()
 
 
 def test_explore_config_names_a_world_as_run_and_prove_do(capsys):

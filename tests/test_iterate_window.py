@@ -5,19 +5,18 @@ then an acquire are two steps (impl/world.py ``World.acquire``).
 The trace (tests/data/background-v1-watcher-in-the-iterate-window.json) is the explorer's shortest
 counterexample on the 1-page slow-path block, legacy KVM, two writes and two clock moves, no
 counted preemption but wake-up preemption (a woken watcher may take over): 43 steps. The default
-suite replays it; the opt-in slow tier finds it again by exhaustive search (about 300 s of CPU).
+suite replays it; the opt-in slow tier finds it again by exhaustive search, as the deep bound's
+last run (tests/test_explore_gate.py ``test_deep_bound_verdict_is_the_manifests``, about 200 s of
+CPU).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from dirtyproof.checked import replay
 from dirtyproof.cli.main import main
-from dirtyproof.explore import Bounds, default_config, explore
+from dirtyproof.explore import Bounds, default_config
 from dirtyproof.impl.designs import BackgroundV1
 from dirtyproof.impl.geometry import BlockSpec, Geometry
 from dirtyproof.impl.steps import BMAP_TAKE, SYNC_DONE, WAIT, WATCHER_DONE
@@ -33,6 +32,14 @@ def one_page_world():
     """The explored world: the default config on one 1-page slow-path block, legacy KVM."""
     geo = Geometry((BlockSpec("odd0", 5, 1, 1),), clear_bmap_shift=1, word_bits=4)
     return replace(default_config("legacy"), geometry=geo)
+
+
+def test_the_deep_bound_is_this_world_and_bound():
+    """The ``deep`` bound's entry after the default bound (explore/portfolio.py) is the world and
+    bound this trace was found in, so ``check --explore-bound deep`` finds it."""
+    from dirtyproof.explore.portfolio import deep_entries
+    (e,) = deep_entries()
+    assert e.modes == ("legacy",) and e.config_for("legacy") == one_page_world() and e.bounds == BOUNDS
 
 
 def _steps(t):
@@ -83,13 +90,3 @@ def test_the_window_is_a_step_of_its_own_holding_no_lock():
             break
     else:
         raise AssertionError("no window step in the trace")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("DIRTYPROOF_SLOW") != "1", reason="slow tier: set DIRTYPROOF_SLOW=1")
-def test_the_explorer_finds_the_loss_with_two_writes_and_two_clock_moves():
-    """Exhaustive search finds the loss, shortest within the bound: 43 steps (219,617 distinct
-    states when measured, 292 s of CPU at load 1; beyond the default bound, docs/explore.md)."""
-    res = explore(BackgroundV1, one_page_world(), BOUNDS)
-    assert res.violation is not None and res.violation.invariant == "coverage"
-    assert len(res.path) == 43
