@@ -126,10 +126,14 @@ def engine_check(cls, a, trace_dir: str) -> dict:
         if rc is None or not js.exists():
             return cell(None, wall, cpu, capped=rc is None, rc=rc)
         rows = json.loads(js.read_text())["results"]
-    unsafe = [r for r in rows if r["got"] == "unsafe" and r["engine"] != "verdict"]
+    # the explore row says "unsafe (PROPERTY, N steps)", the seeded runs' "violation (PROPERTY,
+    # seed S)", the others "unsafe" with the property in their detail (until s14 only the last
+    # form was counted: the explorer's and the runs' finds went unreported)
+    unsafe = [r for r in rows if str(r["got"]).startswith(("unsafe", "violation")) and r["engine"] != "verdict"]
     props, found = [], None
     for r in unsafe:
-        m = re.search(r"(\S+) violated at step", r.get("detail") or "")
+        m = (re.match(r"(?:unsafe|violation) \((\S+), ", str(r["got"]))
+             or re.search(r"(\S+) violated at step", r.get("detail") or ""))
         props.append(f"{r['engine']}:{m.group(1) if m else 'unsafe'}")
         if m and found is None:
             found = m.group(1)
