@@ -22,15 +22,16 @@ def periods(cfg) -> tuple[int, ...]:
     return tuple(sorted({RATE_PERIOD_MS, *(getattr(cfg, f) for f in PERIOD_FIELDS)} - {0}))
 
 
-def clock_targets(w, pers: tuple[int, ...]) -> list[int]:
+def clock_targets(w, pers: tuple[int, ...], refs: tuple[str, ...] = TIME_FIELDS) -> list[int]:
     """Times the clock may move to: every sleeping thread's wake-up, and one millisecond past each
-    reference time plus each period (past it, both ``>`` and ``>=`` comparisons hold)."""
+    reference time of ``refs`` plus each period of ``pers`` (past it, both ``>`` and ``>=``
+    comparisons hold). The explorer passes the ones the run's code reads (explore/deadlines.py)."""
     now = w.clock_ms
     # a deadline on a virtual clock is reached at a realtime that depends on the VM's stops
     ts = {t for a in w.actors.values() if not a.done and (t := w.wake_time_ms(a)) is not None and t > now}
     mig = w.mig
     if mig is not None:
-        for f in TIME_FIELDS:
+        for f in refs:
             ref = getattr(mig, f, None)
             if isinstance(ref, int):
                 for p in pers:
@@ -44,9 +45,10 @@ def terminal(w) -> bool:
     return w.mig is not None and w.mig.phase == "completed" and not w.migration_active()
 
 
-def enabled(w, budgets, pers, pages) -> tuple[list, list]:
+def enabled(w, budgets, pers, pages, refs: tuple[str, ...] = TIME_FIELDS) -> tuple[list, list]:
     """``(threads, env)``: the thread steps, and the environment moves with the budget slot each
-    spends (``None`` for none). A missing or cancelled migration is (re)started first, alone."""
+    spends (``None`` for none); clock moves target :func:`clock_targets` of ``pers`` and
+    ``refs``. A missing or cancelled migration is (re)started first, alone."""
     mig = w.mig
     if mig is None or (not w.migration_active() and mig.phase == "cancelled"):
         return [], [(["mgmt", "start"], None)]
@@ -66,7 +68,7 @@ def enabled(w, budgets, pers, pages) -> tuple[list, list]:
             env.append((["clock", wake - w.clock_ms], None))
     if budgets[CLOCK]:
         free = env[-1][0][1] + w.clock_ms if env and env[-1][1] is None and env[-1][0][0] == "clock" else None
-        for t in clock_targets(w, pers):
+        for t in clock_targets(w, pers, refs):
             if t != free:
                 env.append((["clock", t - w.clock_ms], CLOCK))
     if w.vm_running:

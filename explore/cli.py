@@ -51,6 +51,9 @@ def add_arguments(p) -> None:
                         "runnable (started, woken, unblocked) is free")
     p.add_argument("--no-por", action="store_true", help="turn the partial-order reduction off")
     p.add_argument("--no-subsumption", action="store_true", help="turn budget subsumption off")
+    p.add_argument("--all-deadlines", action="store_true",
+                   help="clock moves to 1 ms past every reference time plus every period of the config, "
+                        "not only those the design's code reads")
     p.add_argument("--order", choices=ORDERS, default="moves",
                    help="expansion order: by moves spent then depth (default), or plain breadth-first")
     p.add_argument("--trace-dir", metavar="DIR", help="where a counterexample trace goes "
@@ -133,7 +136,7 @@ def run(args) -> int:
     """Explore the design: the default portfolio, or one world within the bounds the flags give,
     in every KVM mode asked for; print TLC-style summaries."""
     cls = design_class(args.design)
-    red = Reductions(por=not args.no_por, subsumption=not args.no_subsumption)
+    red = Reductions(por=not args.no_por, subsumption=not args.no_subsumption, deadlines=not args.all_deadlines)
     if single_world(args):
         bounds = bounds_from_args(args)
         base = _config_file(args.config) if args.config else None

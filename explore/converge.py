@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from dirtyproof.impl.scheduler import DesignCrash
 from dirtyproof.spec import Violation
 
-from .choices import after_thread, terminal
+from .choices import after_thread, periods, terminal
 from .fingerprint import abstract, statistics_of
 
 PUMP_TURNS = 20
@@ -199,7 +199,7 @@ def _time_passes(ex, w, length: int) -> bool:
     clock past every period of the config, then ``length`` steps of the runnable threads in turn
     (the clock moved to the next wake-up when every thread sleeps). ``False`` also when a step
     fails a check (the candidate is dropped, not reported)."""
-    leap = max(ex.periods) + 1
+    leap = max(periods(ex.given_config)) + 1      # every period of the config, read or not
     k = 0
     for _ in range(TIME_ROUNDS):
         if _try(ex, w, ["clock", leap]) is not None:

@@ -32,7 +32,8 @@ from dirtyproof.spec import Violation
 
 from . import checks as spec_checks
 from .bounds import Bounds
-from .choices import MOVES, PREEMPT, after_thread, canonical_budgets, dominates, enabled, periods, preempted, terminal
+from .choices import MOVES, PREEMPT, after_thread, canonical_budgets, dominates, enabled, preempted, terminal
+from . import deadlines as dl
 from .fingerprint import fingerprints
 from .footprint import recording, track, track_mig, writes_of
 from dirtyproof.impl.config import DIRTY_RING
@@ -69,6 +70,8 @@ class Result:
                                     # decided again without it (this result is the second search's)
     completed_paths: int = 0
     rules: dict = field(default_factory=dict)   # rule id -> (Violation, shortest path found) : rules, not verdicts
+    deadlines: object = None        # the clock targets' reference times and periods (explore/deadlines.Deadlines)
+    dropped: int = 0                # distinct states of the runs started again on a new read (deadlines)
     pump: object = None             # a non-convergence lasso's evidence (explore/converge.Pumped), if the violation is one
 
     @property
@@ -86,11 +89,14 @@ class Explorer:
     """One exploration of ``design_cls`` on ``config`` within ``bounds``."""
 
     def __init__(self, design_cls, config, bounds: Bounds | None = None,
-                 reductions: Reductions | None = None, progress=None, order: str = "moves"):
+                 reductions: Reductions | None = None, progress=None, order: str = "moves",
+                 known: frozenset = frozenset()):
+        """``known``: the reference times and periods to start with as read (explore/deadlines.py;
+        a run that reads another starts again with it)."""
         if order not in ORDERS:
             raise ValueError(f"order {order!r}: expected one of {', '.join(ORDERS)}")
         self.design_cls = design_cls
-        self.config = config
+        self.given_config = config
         self._broken: list = []          # rule violations of the transition being taken
         self.bounds = bounds or Bounds()
         self.red = reductions or Reductions()
@@ -98,11 +104,27 @@ class Explorer:
             # the footprints (explore/footprint.py) do not record the rings and vCPU buffers, so
             # no move commutes with a step in a dirty ring world as far as they can tell
             self.red = replace(self.red, por=False)
+        # the worlds' config records which periods the code reads (explore/deadlines.py)
+        self.config = dl.deadline_config(config) if self.red.deadlines else config
         self.progress = progress
-        self.periods = periods(config)
-        probe = World(config, design_cls)
+        self.known = frozenset(known)
+        self.restarts = 0
+        self._set_deadlines()
+        probe = World(self.config, design_cls)
         self.checks = spec_checks.checks_for(probe.design)
         self.pages = list(probe.guest_pages)
+        self.order = order
+        self.sample_duplicates = 0       # the soundness tests' sampling (set by them before run)
+        self.sample_subsumptions = 0
+        self._reset()
+
+    def _set_deadlines(self) -> None:
+        self.deadlines = (dl.deadlines_of(self.given_config, self.known, self.restarts) if self.red.deadlines
+                          else dl.all_deadlines(self.given_config))
+        self.periods, self.refs = self.deadlines.periods, self.deadlines.refs
+
+    def _reset(self) -> None:
+        """The search's own state, empty: a run starts (or starts again) from the initial world."""
         # per node: parent index, choice from the parent, depth, remaining budgets
         self.parent: list[int] = [-1]
         self.choice: list = [None]
@@ -112,22 +134,21 @@ class Explorer:
         self.afp: list[int] = [0]        # per node: its fingerprint modulo statistics (explore/converge.py)
         self.expanded: list[bool] = [False]
         self.total = self.bounds.moves
-        self.order = order
         self.heap: list = []
         self.seq = 0
         self.seen: dict[int, int] = {}
         self.worlds: dict[int, list[int]] = {}   # world fingerprint (budgets left out) -> its nodes
         self.subsumptions: list = []              # sampled (subsumer, parent, choice, budgets)
-        self.sample_subsumptions = 0
         self._livelock_seen = False
         self.weak: list = []      # (parent, subsumer, paid): subsumed by a node with more moves left
         self.edges: list[list[int]] = [[]]
         self.edge_choice: dict = {}
         self.finished: set[int] = set()   # completed end states, and states cut by a bound
-        self.sample_duplicates = 0
         self.duplicates: list = []
         self.cache: dict[int, World] = {}
-        self.res = Result(design_label(design_cls), config, self.bounds, self.red)
+        self.res = Result(design_label(self.design_cls), self.given_config, self.bounds, self.red,
+                          deadlines=self.deadlines)
+        dl.start()
 
     # -- paths ----------------------------------------------------------------------------------
     def path(self, i: int) -> list:
@@ -157,16 +178,24 @@ class Explorer:
         steps are deterministic given the choices."""
         self.res.replays += 1
         w = self.fresh()
-        por = self.red.por
         with _untimed():
             for ch in path:
                 w.step(ch)
-                if por:
-                    track_mig(w)
+                self._watch(w)
         return w
+
+    def _watch(self, w: World) -> None:
+        """After a step: switch a new attempt's ``MigrationState`` to the recording classes (the
+        footprint's first: it switches a plain ``MigrationState`` only)."""
+        if self.red.por:
+            track_mig(w)
+        if self.red.deadlines:
+            dl.watch_mig(w)
 
     # -- one transition ---------------------------------------------------------------------------
     def _step(self, w: World, ch, tags: set | None = None) -> Violation | None:
+        on = dl._ON
+        on[0] = self.red.deadlines
         try:
             if tags is None:
                 w.step(ch)
@@ -174,12 +203,17 @@ class Explorer:
                 with recording() as got:
                     w.step(ch)
                 tags |= got
-            if self.red.por:
-                track_mig(w)
+            on[0] = False
+            self._watch(w)
         except ModelError as exc:
             return Violation(exc.invariant, str(exc))
         except Exception as exc:  # a bug in design code, not a verdict
             raise DesignCrash(f"design {self.res.design!r} crashed at {ch}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            on[0] = False
+        if dl.READ and not dl.READ <= self.known:
+            # the step read a reference time or period the clock targets left out: start again
+            raise dl.NewDeadline(dl.READ - self.known)
         for rv in spec_checks.rules(w, self.checks):
             self._broken.append(rv)
         v = spec_checks.check(w, self.checks)
@@ -343,7 +377,19 @@ class Explorer:
         t0 = time.perf_counter()
         try:
             with _young_gc():
-                res = self._run()
+                while True:
+                    try:
+                        res = self._run()
+                        break
+                    except dl.NewDeadline as new:
+                        # a deadline the clock targets lacked: the search so far may have missed
+                        # paths, so it is dropped and the run starts again with the larger set
+                        dropped = self.res.dropped + len(self.parent)
+                        self.known |= new.read
+                        self.restarts += 1
+                        self._set_deadlines()
+                        self._reset()
+                        self.res.dropped = dropped
         finally:
             self.res.seconds = time.perf_counter() - t0
             self.res.distinct = len(self.parent)
@@ -352,8 +398,8 @@ class Explorer:
             # without it would find stuck (see _livelock); but a state may look stuck whose only
             # way to completion ran through a subsumed node: the same search without subsumption
             # decides, and its result is the one reported
-            again = Explorer(self.design_cls, self.config, self.bounds, replace(self.red, subsumption=False),
-                             self.progress, self.order).run()
+            again = Explorer(self.design_cls, self.given_config, self.bounds, replace(self.red, subsumption=False),
+                             self.progress, self.order, known=self.known).run()
             again.seconds += self.res.seconds
             again.redone = self.res.distinct
             return again
@@ -395,7 +441,7 @@ class Explorer:
             w = self.world(i)
             budgets = self.budgets[i]
             runnable = w.runnable_threads()
-            threads, env = enabled(w, budgets, self.periods, self.pages)
+            threads, env = enabled(w, budgets, self.periods, self.pages, self.refs)
             if preempted(budgets, runnable):
                 # a switch the preemption bound forbids: for the livelock check this state counts
                 # as one that may complete (as a state cut by max_depth), the bound being B's

@@ -17,7 +17,9 @@ DEFAULT_TRACE_DIR = ".dirtyproof/traces"
 
 def bounds_line(res: Result) -> str:
     """The bounds B of "exhaustive within bounds B": world, budgets and reductions."""
-    return f"world {describe_world(res.config)}; {describe_bounds(res.bounds)}; reductions {res.reductions.describe()}"
+    dl = f"; {res.deadlines.describe()}" if res.deadlines is not None else ""
+    return (f"world {describe_world(res.config)}; {describe_bounds(res.bounds)}{dl}; "
+            f"reductions {res.reductions.describe()}")
 
 
 def verdict_line(res: Result) -> str:
@@ -48,7 +50,9 @@ def summary(res: Result) -> list[str]:
     return [f"{res.design}: B = {bounds_line(res)}",
             f"  {res.generated} states generated, {res.distinct} distinct states"
             f"{f' ({res.subsumed} more subsumed)' if res.subsumed else ''}, depth {res.depth}, "
-            f"{res.seconds:.2f} s ({rate:.0f} distinct/s), {res.completed_paths} completed end state(s)",
+            f"{res.seconds:.2f} s ({rate:.0f} distinct/s), {res.completed_paths} completed end state(s)"
+            + (f"; time includes {res.dropped} distinct states of {res.deadlines.restarts} run(s) started "
+               f"again on a new read" if res.dropped else ""),
             f"  {verdict_line(res)}"] + [f"  {line}" for line in rule_lines(res)] + (
         [f"  (a search with budget subsumption, {res.redone} distinct states, found a state from which no "
          f"path seemed to complete: decided by this search without it, time included)"] if res.redone else [])

@@ -15,7 +15,7 @@ def successors(ex: Explorer, path, budgets) -> frozenset:
     """Every enabled choice after ``path`` with its verdict and successor fingerprint."""
     w = ex.replay(path)
     runnable = w.runnable_threads()
-    threads, env = enabled(w, budgets, ex.periods, ex.pages)
+    threads, env = enabled(w, budgets, ex.periods, ex.pages, ex.refs)
     out = set()
     for ch, slot, thread in [(t, None, True) for t in threads] + [(c, s, False) for c, s in env]:
         w2 = ex.replay(path)

@@ -55,13 +55,13 @@ FLAGS = {
     "check": ["--design", "--jobs", "--trace-dir", "--traces", "--junit", "--json", "--hunt-schedules",
               "--hunt-examples", "--hunt-budget"],
     "explore": ["--design", "--kvm-mode", "--config", "--guest-writes", "--device-writes", "--clock-moves",
-                "--cancels", "--moves", "--max-depth", "--max-states", "--no-por", "--order", "--jobs", "--trace-dir",
+                "--cancels", "--moves", "--max-depth", "--max-states", "--no-por", "--all-deadlines", "--order", "--jobs", "--trace-dir",
                 "--quiet"],
     "conform": ["--qemu-trace", "--samples", "--qemu-version", "--qemu", "--qemu-root", "--hot-mib", "--delay",
                 "--bandwidth", "--downtime", "--no-auto-converge", "--throttle-initial", "--linger",
                 "--time-limit", "--no-guest-check", "--save-qemu-trace", "--save-samples", "--quiet"],
 }
-NO_VALUE = {"--mutants", "--no-por", "--quiet", "--no-auto-converge", "--no-guest-check"}
+NO_VALUE = {"--mutants", "--no-por", "--all-deadlines", "--quiet", "--no-auto-converge", "--no-guest-check"}
 # Flags that write: only into the example's own folder (relative names land there too), or to
 # places that cannot be written or do not keep anything; never the repository or /etc.
 WRITES = {"--trace", "--output", "--smt2", "--trace-dir", "--traces", "--junit", "--json", "--save-qemu-trace",
