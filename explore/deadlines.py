@@ -18,7 +18,7 @@ not the code's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from dirtyproof.impl.config import Config
 from dirtyproof.impl.world import MigrationState
@@ -110,11 +110,15 @@ class Deadlines:
     periods: tuple[int, ...]
     fields: frozenset = frozenset()
     restarts: int = 0
+    every: bool = False            # every one of the config, read or not (``--all-deadlines``)
 
     def describe(self) -> str:
         """One line for B."""
         refs = ", ".join(self.refs) if self.refs else "none"
         pers = ", ".join(str(p) for p in self.periods) if self.periods else "none"
+        if self.every:
+            return (f"clock targets: every wake-up, and 1 ms past {refs} plus {pers} ms (every reference "
+                    f"time and period of the config)")
         again = f"; {self.restarts} restart(s) on a new read" if self.restarts else ""
         return (f"clock targets: every wake-up, and 1 ms past {refs} plus {pers} ms (the reference times "
                 f"and periods the code read{again})")
@@ -138,7 +142,7 @@ def deadlines_of(cfg: Config, read, restarts: int = 0) -> Deadlines:
 
 def all_deadlines(cfg: Config) -> Deadlines:
     """Every reference time and period of the config (the clock targets without the reduction)."""
-    return deadlines_of(cfg, set(TIME_FIELDS) | set(PERIOD_FIELDS))
+    return replace(deadlines_of(cfg, set(TIME_FIELDS) | set(PERIOD_FIELDS)), every=True)
 
 
 class NewDeadline(Exception):

@@ -89,6 +89,7 @@ def test_a_late_read_restarts_the_run_and_its_bug_is_found():
     # the same bug with every deadline of the config, and with the same counterexample length
     full = Explorer(LateReader, _world(), WRITE_CLOCK, Reductions(deadlines=False)).run()
     assert full.violation.invariant == "dirty-pages-count" and len(full.path) == len(res.path)
+    assert "the code read; " in res.deadlines.describe() and "of the config" in full.deadlines.describe()
 
 
 def test_without_the_restart_the_late_read_bug_is_missed(monkeypatch):
