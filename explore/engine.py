@@ -160,9 +160,23 @@ class Explorer:
         return out[::-1]
 
     def fresh(self) -> World:
-        """A new initial world (switched to footprint recording when the reduction needs it)."""
-        w = World(self.config, self.design_cls)
+        """A new initial world (switched to footprint recording when the reduction needs it). The
+        design's ``attach`` runs here, so its reads count as the code's (a period it keeps for
+        later comparisons is a deadline: explore/deadlines.py)."""
+        on = dl._ON
+        on[0] = self.red.deadlines
+        try:
+            w = World(self.config, self.design_cls)
+        finally:
+            on[0] = False
+        self._new_reads()
         return track(w) if self.red.por else w
+
+    def _new_reads(self) -> None:
+        """Start the run again (:class:`~dirtyproof.explore.deadlines.NewDeadline`) if code read a
+        reference time or period the clock targets leave out."""
+        if dl.READ and not dl.READ <= self.known:
+            raise dl.NewDeadline(dl.READ - self.known)
 
     def world(self, i: int) -> World:
         """A live world in node ``i``'s state: the cached one, or a replay of its path."""
@@ -211,9 +225,7 @@ class Explorer:
             raise DesignCrash(f"design {self.res.design!r} crashed at {ch}: {type(exc).__name__}: {exc}") from exc
         finally:
             on[0] = False
-        if dl.READ and not dl.READ <= self.known:
-            # the step read a reference time or period the clock targets left out: start again
-            raise dl.NewDeadline(dl.READ - self.known)
+        self._new_reads()
         for rv in spec_checks.rules(w, self.checks):
             self._broken.append(rv)
         v = spec_checks.check(w, self.checks)

@@ -36,6 +36,25 @@ class LateReader(Design):
         yield from super().ram_save_iterate(w)
 
 
+class AttachReader(Design):
+    """LateReader's miscount with the period read once, when the design attaches to the world,
+    and kept: the later comparisons read only ``last_sync_end_ms``."""
+
+    name = "attach-reader"
+
+    def attach(self, w) -> None:
+        """Keep the period."""
+        super().attach(w)
+        self.period = w.config.iterate_sync_ms
+
+    def ram_save_iterate(self, w):
+        """The broken check, then the base iteration."""
+        mig = w.mig
+        if mig.dirty_sync_count > 1 and w.clock_ms - mig.last_sync_end_ms >= self.period:
+            mig.migration_dirty_pages += 1
+        yield from super().ram_save_iterate(w)
+
+
 def test_config_copy_is_equal_and_records_only_while_on():
     cfg = _world()
     dc = dl.deadline_config(cfg)
@@ -101,3 +120,9 @@ def test_without_the_restart_the_late_read_bug_is_missed(monkeypatch):
     res = Explorer(LateReader, _world(), WRITE_CLOCK).run()
     assert res.violation is None and res.exhaustive
     assert res.deadlines.restarts == 0
+
+
+def test_a_period_read_when_the_design_attaches_is_a_deadline():
+    res = Explorer(AttachReader, _world(), WRITE_CLOCK).run()
+    assert res.violation is not None and res.violation.invariant == "dirty-pages-count", res.violation
+    assert {"iterate_sync_ms", "last_sync_end_ms"} <= res.deadlines.fields
