@@ -3,10 +3,11 @@ exhaust each shipped design's default bound, run by run; per mutant, the explore
 length beside the bound on the hunt's (mutants/manifest.json).
 
     python benchmarks/bench_explore.py [--designs] [--mutants] [--mutant NAME ...] [--design NAME ...]
-                                       [--deep] [--no-subsumption]
+                                       [--deep] [--no-subsumption] [--all-deadlines]
 
 The default bound is the portfolio of explore/portfolio.py, each run in its order (moves spent,
-then depth), partial-order reduction and budget subsumption on (``--no-subsumption``: off),
+then depth), partial-order reduction, budget subsumption (``--no-subsumption``: off) and read
+deadlines (``--all-deadlines``: clock moves past every deadline of the config) on,
 stopped at the first violation (as ``check`` runs it); ``--deep``: the deep bound's own runs.
 Every row records the load (``os.getloadavg``) beside its time: the state counts do not depend on
 it, the seconds do.
@@ -82,6 +83,8 @@ def main() -> None:
     ap.add_argument("--deep", action="store_true",
                     help="the designs' rows over the deep bound's own runs (explore/portfolio.py deep_entries)")
     ap.add_argument("--no-subsumption", action="store_true", help="the designs' rows without budget subsumption")
+    ap.add_argument("--all-deadlines", action="store_true",
+                    help="the designs' rows with clock moves past every deadline of the config (no read deadlines)")
     args = ap.parse_args()
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"# bench_explore {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; uptime: {load}")
@@ -89,7 +92,8 @@ def main() -> None:
     print(f"rate: {r:.0f} distinct states/s (periodic, manual, no move: {n} states in {s:.1f} s, load {_load()})\n")
     if not args.mutants and not args.mutant:
         design_rows(args.design or list(DESIGNS), portfolio_runs(deep_entries()) if args.deep else None,
-                    Reductions(subsumption=False) if args.no_subsumption else None)
+                    Reductions(subsumption=not args.no_subsumption, deadlines=not args.all_deadlines)
+                    if args.no_subsumption or args.all_deadlines else None)
         print()
     if not args.designs and not args.design:
         mutant_rows(args.mutant or [*MUTANTS, "background-v1"])
