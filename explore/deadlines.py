@@ -12,9 +12,9 @@ reads one not yet in the set stops the run, which starts again with it (the set 
 of the run: every reference time and period its code read is one its clock could reach).
 
 Recording is by properties on a copy of the config (:func:`deadline_config`) and on the
-attempt's ``MigrationState`` (:func:`watch_mig`), switched on only while a step of the world
-runs (:func:`reading`): the explorer's own reads (fingerprints, undo, the checks' reports) are
-not the code's.
+attempt's ``MigrationState`` (:func:`watch_mig`), switched on (``_ON``) only while a step of
+the world runs or a world is made (the explorer's ``_step`` and ``fresh``, explore/engine.py):
+the explorer's own reads (fingerprints, undo, the checks' reports) are not the code's.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from dirtyproof.impl.world import MigrationState
 
 from .choices import PERIOD_FIELDS, RATE_PERIOD_MS, TIME_FIELDS
 
-_ON = [False]
-READ: set = set()        # the fields read while recording was on, since the last clear()
+_ON = [False]            # recording on: a step of the world runs, or a world is made
+READ: set = set()        # the fields read while recording was on, since the last start()
 
 
 def _prop(name: str) -> property:
