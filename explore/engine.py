@@ -146,6 +146,7 @@ class Explorer:
         self.finished: set[int] = set()   # completed end states, and states cut by a bound
         self.duplicates: list = []
         self.cache: dict[int, World] = {}
+        self._open_hit = False           # a step of the expansion reached a known node not yet expanded
         self.res = Result(design_label(self.design_cls), self.given_config, self.bounds, self.red,
                           deadlines=self.deadlines)
         dl.start()
@@ -275,8 +276,10 @@ class Explorer:
                     # livelock check this transition leads to completion only where j completes
                     # without a paid move (see _livelock)
                     self.weak.append((i, j, self.budgets[i][MOVES] != budgets[MOVES]))
+                    self._open_hit |= not self.expanded[j]
                     return None
         if j is not None:
+            self._open_hit |= not self.expanded[j]     # a known node still queued (the cycle proviso)
             self.edges[i].append(j)
             self.edge_choice.setdefault((i, j), list(ch))
             if len(self.duplicates) < self.sample_duplicates and self.res.generated % 7 == 0:
@@ -367,8 +370,8 @@ class Explorer:
 
     def _dependent(self, moves, tags, progressed: bool) -> list:
         """The environment moves to take now: those a thread step's footprint conflicts with, and
-        management commands other than switchover and cancel. When no thread step reached a new
-        state (a cycle may be closing), every move, so none is postponed for ever."""
+        management commands other than switchover and cancel. When no thread step reached a state
+        not yet expanded (a cycle may be closing), every move, so none is postponed for ever."""
         if not progressed:
             return moves
         out = []
@@ -482,8 +485,12 @@ class Explorer:
                 if always:
                     self._env(w, i, budgets, always, new)
                 before = len(new)
+                self._open_hit = False
                 self._threads(w, i, budgets, consuming, new, tags, runnable)
-                maybe = self._dependent(maybe, tags, len(new) > before)
+                # the cycle proviso: progress is a thread step reaching a state not yet expanded
+                # (new or queued); only a state all of whose thread steps reach expanded ones
+                # may be closing a cycle (docs/explore.md, "Reductions")
+                maybe = self._dependent(maybe, tags, len(new) > before or self._open_hit)
                 if maybe:
                     self._env(self.world(i), i, budgets, maybe, new, spare=True)
             else:
